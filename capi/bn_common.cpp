@@ -1,0 +1,88 @@
+#include "bn_common.hpp"
+
+#include <cstddef>
+
+namespace nk {
+
+BnOptions read_bn_options(const nk_bn_options* opt) {
+  nk_bn_options o;
+  nk_bn_options_init(&o);
+  if (opt != nullptr) {
+    constexpr uint64_t kMin = offsetof(nk_bn_options, moving_variance) + sizeof(int32_t);
+    if (opt->struct_size < kMin)
+      fail(NK_ERR_BAD_STRUCT_SIZE, "options struct_size = %llu: at least %llu expected",
+           static_cast<unsigned long long>(opt->struct_size), static_cast<unsigned long long>(kMin));
+    const auto* bytes = reinterpret_cast<const unsigned char*>(opt);
+    for (uint64_t i = sizeof(nk_bn_options); i < opt->struct_size; ++i)
+      if (bytes[i] != 0)
+        fail(NK_ERR_BAD_STRUCT_SIZE, "options struct_size = %llu: fields unknown to this version are set",
+             static_cast<unsigned long long>(opt->struct_size));
+    std::memcpy(&o, opt, std::min<uint64_t>(opt->struct_size, sizeof o));
+  }
+  if (!(o.epsilon > 0.0f) || std::isinf(o.epsilon))
+    fail(NK_ERR_BAD_ARGUMENT, "epsilon = %g: must be > 0 and finite", static_cast<double>(o.epsilon));
+  if (!(o.momentum >= 0.0f && o.momentum <= 1.0f))
+    fail(NK_ERR_BAD_ARGUMENT, "momentum = %g: must be in [0, 1]", static_cast<double>(o.momentum));
+  if (o.momentum_convention != NK_MOMENTUM_TF && o.momentum_convention != NK_MOMENTUM_TORCH)
+    fail(NK_ERR_BAD_ARGUMENT, "momentum_convention = %d: must be NK_MOMENTUM_TF or NK_MOMENTUM_TORCH",
+         o.momentum_convention);
+  if (o.moving_variance != NK_VARIANCE_BIASED && o.moving_variance != NK_VARIANCE_UNBIASED)
+    fail(NK_ERR_BAD_ARGUMENT, "moving_variance = %d: must be NK_VARIANCE_BIASED or NK_VARIANCE_UNBIASED",
+         o.moving_variance);
+  return {o.epsilon, o.momentum, o.momentum_convention, o.moving_variance};
+}
+
+void check_channels(int64_t channels) {
+  if (channels < 1)
+    fail(NK_ERR_BAD_SHAPE, "channels = %lld: must be >= 1", static_cast<long long>(channels));
+  checked_mul(channels, 64, "channels");
+}
+
+Canonical::Canonical(const Shape& s, std::initializer_list<const void*> inputs, void* output)
+    : s_(s), user_out_(static_cast<float*>(output)) {
+  int k = 0;
+  if (!s.general) {
+    for (const void* p : inputs) in_[k++] = static_cast<const float*>(p);
+    out_ = user_out_;
+    return;
+  }
+  copies_.reserve(inputs.size() + 1);
+  for (const void* p : inputs) {
+    copies_.emplace_back(static_cast<size_t>(s.total));
+    gather(s, static_cast<const float*>(p), copies_.back().data());
+    in_[k++] = copies_.back().data();
+  }
+  if (output != nullptr) {
+    copies_.emplace_back(static_cast<size_t>(s.total));
+    out_ = copies_.back().data();
+  }
+}
+
+void Canonical::finish() const {
+  if (s_.general && user_out_ != nullptr) scatter(s_, out_, user_out_);
+}
+
+void update_moving(const BnOptions& o, int64_t c, double count, double mean, double m2,
+                   float* moving_mean, float* moving_var) {
+  if (moving_mean == nullptr) return;
+  const double var = std::max(m2, 0.0) / (o.variance == NK_VARIANCE_UNBIASED ? count - 1 : count);
+  const double keep = o.convention == NK_MOMENTUM_TF ? o.momentum : 1.0 - o.momentum;
+  moving_mean[c] = static_cast<float>(keep * moving_mean[c] + (1.0 - keep) * mean);
+  moving_var[c] = static_cast<float>(keep * moving_var[c] + (1.0 - keep) * (std::isnan(m2) ? m2 : var));
+}
+
+void finalize_channel(const BnOptions& o, int64_t c, double count, double mean, double m2,
+                      const float* gamma, const float* beta, ChannelArrays& p, float* saved_mean,
+                      float* saved_invstd) {
+  const double var = std::isnan(m2) ? m2 : std::max(m2, 0.0) / count;
+  const double invstd = 1.0 / std::sqrt(var + o.epsilon);
+  const float hi = static_cast<float>(mean);
+  p.a[c] = hi;
+  p.b[c] = static_cast<float>(mean - static_cast<double>(hi));
+  p.c[c] = static_cast<float>((gamma ? gamma[c] : 1.0) * invstd);
+  p.d[c] = beta ? beta[c] : 0.0f;
+  if (saved_mean) saved_mean[c] = hi;
+  if (saved_invstd) saved_invstd[c] = static_cast<float>(invstd);
+}
+
+}  // namespace nk

@@ -1,0 +1,65 @@
+// What Batch Norm's entry points share: options, argument checks, the
+// general-path copies, and the per-channel arithmetic done in double.
+#pragma once
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "bn_exec.hpp"
+#include "error.hpp"
+
+namespace nk {
+
+struct BnOptions {
+  double epsilon;
+  double momentum;
+  int32_t convention;
+  int32_t variance;
+};
+
+BnOptions read_bn_options(const nk_bn_options* opt);
+
+inline void require(const void* p, const char* name) {
+  if (p == nullptr) fail(NK_ERR_NULL_POINTER, "%s is NULL", name);
+}
+inline void require_pair(const void* a, const void* b, const char* na, const char* nb) {
+  if ((a == nullptr) != (b == nullptr))
+    fail(NK_ERR_NULL_POINTER, "%s and %s must be given together", na, nb);
+}
+void check_channels(int64_t channels);
+
+// Canonical pointers for one call: on the general path, gathered copies of
+// the inputs and a buffer for the output, scattered back by finish().
+class Canonical {
+ public:
+  Canonical(const Shape& s, std::initializer_list<const void*> inputs, void* output);
+  const float* in(int k) const { return in_[k]; }
+  float* out() const { return out_; }
+  void finish() const;
+
+ private:
+  const Shape& s_;
+  std::vector<std::vector<float>> copies_;
+  const float* in_[4] = {};
+  float* out_ = nullptr;
+  float* user_out_ = nullptr;
+};
+
+// Per-channel coefficients for the element-wise kernels.
+struct ChannelArrays {
+  std::vector<float> a, b, c, d;
+  explicit ChannelArrays(int64_t n) : a(n), b(n), c(n), d(n) {}
+};
+
+// Moving-statistics update of channel c from the batch mean and biased M2.
+void update_moving(const BnOptions& o, int64_t c, double count, double mean, double m2,
+                   float* moving_mean, float* moving_var);
+
+// From merged stats of channel c: the apply coefficients (mean hi/lo,
+// scale, shift) into p, and saved mean/invstd where given.
+void finalize_channel(const BnOptions& o, int64_t c, double count, double mean, double m2,
+                      const float* gamma, const float* beta, ChannelArrays& p, float* saved_mean,
+                      float* saved_invstd);
+
+}  // namespace nk

@@ -1,0 +1,197 @@
+// Split statistics for Sync Batch Norm: partials that merge exactly across
+// processes, the finalize and apply steps, and the backward pair.
+#include "bn_common.hpp"
+
+using namespace nk;
+
+namespace {
+
+// Merged per-channel mean and M2 of the canonical view.
+void stats(const BnExec& e, const float* x, double* mean, double* m2) {
+  const int64_t C = e.v.channels;
+  std::vector<double> bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size());
+  e.parallel_blocks([&](int64_t s, int64_t c0, int64_t c1) {
+    e.k.bn_stats(x, e.v, e.block_range(c0, c1, s), &bmean[s * C + c0], &bm2[s * C + c0]);
+  });
+  for (int64_t c = 0; c < C; ++c) merge_blocks(e, bmean.data(), bm2.data(), c, mean[c], m2[c]);
+}
+
+}  // namespace
+
+extern "C" {
+
+NK_API nk_status nk_bn_partial_stats(const nk_tensor_desc* desc, const void* x, int64_t* count,
+                                     double* mean, double* m2) {
+  return guarded("nk_bn_partial_stats", [&] {
+    const Shape s = canonicalize(desc);
+    require(x, "x");
+    require(count, "count");
+    require(mean, "mean");
+    require(m2, "m2");
+    const BnExec e(kernels_for_call(), s.view);
+    const Canonical io(s, {x}, nullptr);
+    std::vector<double> mu(static_cast<size_t>(s.channels)), q(mu.size());
+    stats(e, io.in(0), mu.data(), q.data());
+    std::copy(mu.begin(), mu.end(), mean);
+    std::copy(q.begin(), q.end(), m2);
+    *count = s.count;
+  });
+}
+
+NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const int64_t* counts,
+                                   const double* means, const double* m2s, int64_t* count,
+                                   double* mean, double* m2) {
+  return guarded("nk_bn_merge_stats", [&] {
+    check_channels(channels);
+    if (num_parts < 1)
+      fail(NK_ERR_BAD_ARGUMENT, "num_parts = %lld: must be >= 1", static_cast<long long>(num_parts));
+    checked_mul(channels, num_parts, "channels * num_parts");
+    require(counts, "counts");
+    require(means, "means");
+    require(m2s, "m2s");
+    require(count, "count");
+    require(mean, "mean");
+    require(m2, "m2");
+    int64_t total = 0;
+    for (int64_t k = 0; k < num_parts; ++k) {
+      if (counts[k] < 0)
+        fail(NK_ERR_BAD_ARGUMENT, "counts[%lld] = %lld: must be >= 0", static_cast<long long>(k),
+             static_cast<long long>(counts[k]));
+      if (__builtin_add_overflow(total, counts[k], &total)) fail(NK_ERR_OVERFLOW, "total count overflows int64");
+    }
+    if (total == 0) fail(NK_ERR_BAD_ARGUMENT, "every part has count 0");
+    std::vector<double> mu(static_cast<size_t>(channels), 0.0), q(mu.size(), 0.0);
+    for (int64_t c = 0; c < channels; ++c) {
+      double n = 0;
+      for (int64_t k = 0; k < num_parts; ++k) {
+        const double nk_ = static_cast<double>(counts[k]);
+        if (nk_ == 0) continue;
+        const double d = means[k * channels + c] - mu[c];
+        mu[c] += d * (nk_ / (n + nk_));
+        q[c] += m2s[k * channels + c] + d * d * (n * nk_ / (n + nk_));
+        n += nk_;
+      }
+    }
+    std::copy(mu.begin(), mu.end(), mean);
+    std::copy(q.begin(), q.end(), m2);
+    *count = total;
+  });
+}
+
+NK_API nk_status nk_bn_finalize_stats(int64_t channels, const nk_bn_options* opt, int64_t count,
+                                      const double* mean, const double* m2, float* mean_out,
+                                      float* invstd_out, float* moving_mean, float* moving_var) {
+  return guarded("nk_bn_finalize_stats", [&] {
+    check_channels(channels);
+    const BnOptions o = read_bn_options(opt);
+    if (count < 1) fail(NK_ERR_BAD_ARGUMENT, "count = %lld: must be >= 1", static_cast<long long>(count));
+    require(mean, "mean");
+    require(m2, "m2");
+    require(mean_out, "mean_out");
+    require(invstd_out, "invstd_out");
+    require_pair(moving_mean, moving_var, "moving_mean", "moving_var");
+    if (moving_mean && o.variance == NK_VARIANCE_UNBIASED && count < 2)
+      fail(NK_ERR_BAD_ARGUMENT, "the unbiased moving variance needs count >= 2");
+    ChannelArrays p(channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      finalize_channel(o, c, static_cast<double>(count), mean[c], m2[c], nullptr, nullptr, p, mean_out,
+                       invstd_out);
+      update_moving(o, c, static_cast<double>(count), mean[c], m2[c], moving_mean, moving_var);
+    }
+  });
+}
+
+NK_API nk_status nk_bn_apply(const nk_tensor_desc* desc, const void* x, void* y,
+                             const float* gamma, const float* beta, const float* mean,
+                             const float* invstd) {
+  return guarded("nk_bn_apply", [&] {
+    const Shape s = canonicalize(desc);
+    require(x, "x");
+    require(y, "y");
+    require(mean, "mean");
+    require(invstd, "invstd");
+    const BnExec e(kernels_for_call(), s.view);
+    ChannelArrays p(s.channels);
+    for (int64_t c = 0; c < s.channels; ++c) {
+      p.a[c] = mean[c];
+      p.b[c] = 0.0f;
+      p.c[c] = static_cast<float>((gamma ? gamma[c] : 1.0) * invstd[c]);
+      p.d[c] = beta ? beta[c] : 0.0f;
+    }
+    const Canonical io(s, {x}, y);
+    const bool stream = e.stream(2 * static_cast<int64_t>(sizeof(float)) * s.total);
+    e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
+      e.k.bn_apply(io.in(0), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(),
+                   p.d.data(), stream);
+    });
+    io.finish();
+  });
+}
+
+NK_API nk_status nk_bn_backward_reduce(const nk_tensor_desc* desc, const void* x, const void* dy,
+                                       const float* mean, const float* invstd, double* sum_dy,
+                                       double* sum_dy_xhat) {
+  return guarded("nk_bn_backward_reduce", [&] {
+    const Shape s = canonicalize(desc);
+    require(x, "x");
+    require(dy, "dy");
+    require(mean, "mean");
+    require(invstd, "invstd");
+    require(sum_dy, "sum_dy");
+    require(sum_dy_xhat, "sum_dy_xhat");
+    const BnExec e(kernels_for_call(), s.view);
+    const Canonical io(s, {x, dy}, nullptr);
+    const int64_t C = s.channels;
+    const size_t nb = static_cast<size_t>(e.blocks * C);
+    std::vector<double> bsum(3 * nb);
+    e.parallel_blocks([&](int64_t b, int64_t c0, int64_t c1) {
+      double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
+      e.k.bn_backward_sums(io.in(0), io.in(1), e.v, e.block_range(c0, c1, b), mean, out);
+    });
+    for (int64_t c = 0; c < C; ++c) {
+      double sdy = 0, sdyxc = 0;
+      for (int64_t b = 0; b < e.blocks; ++b) {
+        sdy += bsum[b * C + c];
+        sdyxc += bsum[nb + b * C + c];
+      }
+      sum_dy[c] = sdy;
+      sum_dy_xhat[c] = sdyxc * invstd[c];
+    }
+  });
+}
+
+NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count, const void* x,
+                                      const void* dy, const float* gamma, const float* mean,
+                                      const float* invstd, const double* sum_dy,
+                                      const double* sum_dy_xhat, void* dx) {
+  return guarded("nk_bn_backward_apply", [&] {
+    const Shape s = canonicalize(desc);
+    if (count < 1) fail(NK_ERR_BAD_ARGUMENT, "count = %lld: must be >= 1", static_cast<long long>(count));
+    require(x, "x");
+    require(dy, "dy");
+    require(mean, "mean");
+    require(invstd, "invstd");
+    require(sum_dy, "sum_dy");
+    require(sum_dy_xhat, "sum_dy_xhat");
+    require(dx, "dx");
+    const BnExec e(kernels_for_call(), s.view);
+    const double m = static_cast<double>(count);
+    ChannelArrays p(s.channels);
+    for (int64_t c = 0; c < s.channels; ++c) {
+      const double sd = invstd[c], g = gamma ? gamma[c] : 1.0;
+      p.a[c] = mean[c];
+      p.b[c] = static_cast<float>(g * sd);
+      p.c[c] = static_cast<float>(-g * sd * sd * sum_dy_xhat[c] / m);
+      p.d[c] = static_cast<float>(-g * sd * sum_dy[c] / m);
+    }
+    const Canonical io(s, {x, dy}, dx);
+    const bool stream = e.stream(3 * static_cast<int64_t>(sizeof(float)) * s.total);
+    e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
+      e.k.bn_backward_apply(io.in(0), io.in(1), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(),
+                            p.c.data(), p.d.data(), stream);
+    });
+    io.finish();
+  });
+}
+
+}  // extern "C"

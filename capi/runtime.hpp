@@ -1,0 +1,13 @@
+// Settings every operation reads: the active kernel table and the thread count.
+#pragma once
+
+#include "../kernels/kernel_table.hpp"
+
+namespace nk {
+
+// The active table; fails with NK_ERR_BAD_ISA while NK_MAX_ISA is invalid.
+const kernels::KernelTable& kernels_for_call();
+// Threads for the next parallel region (>= 1).
+int num_threads();
+
+}  // namespace nk

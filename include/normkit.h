@@ -1,0 +1,192 @@
+/*
+ * normkit — SIMD CPU kernels for the normalization layers of deep learning.
+ *
+ * The public C API (C99, also valid C++). Every function returns an
+ * nk_status; on failure nk_last_error() says what was wrong and no output
+ * has been written. Nothing here keeps state between calls besides the
+ * settings (ISA cap, thread count).
+ *
+ * Tensors are dense, row-major, described by nk_tensor_desc: up to
+ * NK_MAX_DIMS dimensions and the set of feature axes (TensorFlow's `axis`).
+ * Parameters and statistics are indexed by the feature axes (row-major over
+ * them, in axis order of the tensor); statistics reduce over every other axis.
+ * NCHW: axis 1. NHWC: axis -1 (or 3). NC: axis 1. NCDHW: 1. NDHWC: -1.
+ */
+#ifndef NORMKIT_H
+#define NORMKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NK_VERSION_MAJOR 0
+#define NK_VERSION_MINOR 1
+#define NK_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as nk_version() returns. */
+#define NK_VERSION (NK_VERSION_MAJOR * 10000 + NK_VERSION_MINOR * 100 + NK_VERSION_PATCH)
+
+#if defined(NK_BUILDING_LIBRARY) && defined(__GNUC__)
+#define NK_API __attribute__((visibility("default")))
+#else
+#define NK_API
+#endif
+
+/* ---- Status codes: values fixed forever. ------------------------------- */
+typedef int32_t nk_status;
+#define NK_OK 0
+#define NK_ERR_NULL_POINTER 1    /* a required pointer is NULL */
+#define NK_ERR_BAD_SHAPE 2       /* ndim or a dimension out of range */
+#define NK_ERR_BAD_AXIS 3        /* a feature axis out of range or repeated */
+#define NK_ERR_BAD_ARGUMENT 4    /* an option value out of its domain */
+#define NK_ERR_OVERFLOW 5        /* a size product overflows int64 */
+#define NK_ERR_BAD_STRUCT_SIZE 6 /* option struct too small, or unknown tail not zero */
+#define NK_ERR_UNSUPPORTED 7     /* valid request this build cannot do (e.g. a dtype) */
+#define NK_ERR_OUT_OF_MEMORY 8   /* scratch memory could not be allocated */
+#define NK_ERR_BAD_ISA 9         /* unknown ISA name (NK_MAX_ISA or nk_set_max_isa) */
+#define NK_ERR_INTERNAL 10       /* a bug in normkit; please report */
+
+/* A constant description of a status; never NULL (unknown codes included). */
+NK_API const char* nk_status_string(nk_status status);
+/* The detail message of the last failed call on this thread ("" if none). */
+NK_API const char* nk_last_error(void);
+
+/* ---- Version: the macros above and these functions agree. -------------- */
+NK_API int32_t nk_version(void);
+NK_API int32_t nk_version_major(void);
+NK_API int32_t nk_version_minor(void);
+NK_API int32_t nk_version_patch(void);
+NK_API const char* nk_version_string(void);
+
+/* ---- ISA dispatch and threads ----------------------------------------- *
+ * The best ISA of the CPU is chosen at load time: "avx512" (F/CD/DQ/BW),
+ * "avx2" (with FMA), "sse2", "scalar" on x86-64; "neon", "scalar" on aarch64.
+ * The environment variable NK_MAX_ISA, read at load time, caps the choice;
+ * an unknown value makes every operation fail with NK_ERR_BAD_ISA until
+ * nk_set_max_isa() is given a valid name. */
+NK_API nk_status nk_set_max_isa(const char* name); /* NULL: no cap */
+/* The active ISA's name, or "none" while NK_MAX_ISA holds an unknown value. */
+NK_API const char* nk_active_isa(void);
+/* Whether this CPU and build can run the named ISA (0 or 1; unknown: 0). */
+NK_API int32_t nk_isa_available(const char* name);
+
+/* Threads used by every operation: n >= 1, or 0 for the OpenMP default
+ * (OMP_NUM_THREADS, else the number of cores). Results are bitwise the same
+ * for any thread count. */
+NK_API nk_status nk_set_num_threads(int32_t n);
+NK_API int32_t nk_get_num_threads(void);
+
+/* ---- Tensors ------------------------------------------------------------ */
+#define NK_MAX_DIMS 8
+
+typedef int32_t nk_dtype;
+#define NK_DTYPE_F32 0
+#define NK_DTYPE_BF16 1 /* reserved: not yet supported (NK_ERR_UNSUPPORTED) */
+
+typedef struct nk_tensor_desc {
+  nk_dtype dtype;
+  int32_t ndim;                   /* 1 .. NK_MAX_DIMS */
+  int64_t dims[NK_MAX_DIMS];      /* each >= 1 */
+  int32_t num_axes;               /* number of feature axes, 1 .. ndim */
+  int32_t axes[NK_MAX_DIMS];      /* feature axes; negative counts from the end */
+} nk_tensor_desc;
+
+/* Fills a float32 descriptor with one feature axis (e.g. 1 for NCHW, -1 for
+ * NHWC). Checks nothing; operations check the descriptor. */
+NK_API nk_status nk_tensor_desc_init(nk_tensor_desc* desc, int32_t ndim, const int64_t* dims,
+                                     int32_t axis);
+
+/* ---- Batch Normalization ------------------------------------------------ */
+
+/* Moving-statistics update convention (option momentum_convention). */
+#define NK_MOMENTUM_TF 0    /* moving = momentum * moving + (1 - momentum) * batch */
+#define NK_MOMENTUM_TORCH 1 /* running = (1 - momentum) * running + momentum * batch */
+
+/* Which batch variance feeds the moving variance (option moving_variance). */
+#define NK_VARIANCE_BIASED 0   /* sum((x - mean)^2) / m (TF's general path) */
+#define NK_VARIANCE_UNBIASED 1 /* sum((x - mean)^2) / (m - 1) (PyTorch; TF's fused path) */
+
+/* Options of Batch Norm. Start from nk_bn_options_init() (or
+ * NK_BN_OPTIONS_INIT), which gives TensorFlow's defaults; struct_size lets
+ * later releases append fields without breaking callers built against this
+ * one. */
+typedef struct nk_bn_options {
+  uint64_t struct_size;        /* sizeof(nk_bn_options) */
+  float epsilon;               /* TF epsilon = 1e-3; must be > 0 */
+  float momentum;              /* TF momentum = 0.99; in [0, 1] */
+  int32_t momentum_convention; /* NK_MOMENTUM_TF (default) or NK_MOMENTUM_TORCH */
+  int32_t moving_variance;     /* NK_VARIANCE_BIASED (default) or NK_VARIANCE_UNBIASED */
+} nk_bn_options;
+
+#define NK_BN_OPTIONS_INIT \
+  { sizeof(nk_bn_options), 1e-3f, 0.99f, NK_MOMENTUM_TF, NK_VARIANCE_BIASED }
+NK_API void nk_bn_options_init(nk_bn_options* opt);
+
+/* Training forward. Per feature: batch mean and biased variance over all
+ * other axes; y = gamma * (x - mean) / sqrt(var + eps) + beta.
+ * gamma, beta: optional (NULL: 1 and 0; TF scale=False / center=False).
+ * saved_mean, saved_invstd: optional outputs for the backward pass.
+ * moving_mean, moving_var: optional (both or neither); updated in place.
+ * y may equal x. Arrays of parameters and statistics hold C floats, C the
+ * product of the feature dimensions. */
+NK_API nk_status nk_bn_forward_training(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                        const void* x, void* y, const float* gamma,
+                                        const float* beta, float* saved_mean,
+                                        float* saved_invstd, float* moving_mean,
+                                        float* moving_var);
+
+/* Inference forward: y = gamma * (x - moving_mean) / sqrt(moving_var + eps) + beta.
+ * (TF2: a layer with trainable=False runs in inference mode.) */
+NK_API nk_status nk_bn_forward_inference(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                         const void* x, void* y, const float* gamma,
+                                         const float* beta, const float* moving_mean,
+                                         const float* moving_var);
+
+/* Training backward from the saved mean and invstd of the forward pass:
+ * dx, and dgamma = sum(dy * xhat), dbeta = sum(dy). dgamma and dbeta are
+ * optional: NULL skips them (TF trainable=False). gamma: NULL means 1.
+ * dx may equal dy. */
+NK_API nk_status nk_bn_backward(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                const void* x, const void* dy, const float* gamma,
+                                const float* saved_mean, const float* saved_invstd, void* dx,
+                                float* dgamma, float* dbeta);
+
+/* ---- Split statistics, for Sync Batch Norm across processes ------------- *
+ * Forward: each process computes its partials (count, mean, M2 per feature,
+ * M2 = sum((x - mean)^2)); all partials are gathered (e.g. MPI_Allgather)
+ * and merged (Chan et al.; exact, any counts); finalize gives invstd and
+ * updates the moving statistics; apply normalizes the local part.
+ * Backward: each process reduces sum(dy) and sum(dy * xhat); these are
+ * summed across processes (MPI_Allreduce) and backward_apply gives dx. */
+NK_API nk_status nk_bn_partial_stats(const nk_tensor_desc* desc, const void* x, int64_t* count,
+                                     double* mean, double* m2);
+/* Merges num_parts partials (means/m2s: num_parts rows of `channels`). The
+ * output may be fed to another merge. */
+NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const int64_t* counts,
+                                   const double* means, const double* m2s, int64_t* count,
+                                   double* mean, double* m2);
+/* From merged statistics: mean and invstd as float (for apply and backward),
+ * and the moving statistics updated as nk_bn_forward_training would
+ * (moving_mean, moving_var optional, both or neither). */
+NK_API nk_status nk_bn_finalize_stats(int64_t channels, const nk_bn_options* opt, int64_t count,
+                                      const double* mean, const double* m2, float* mean_out,
+                                      float* invstd_out, float* moving_mean, float* moving_var);
+NK_API nk_status nk_bn_apply(const nk_tensor_desc* desc, const void* x, void* y,
+                             const float* gamma, const float* beta, const float* mean,
+                             const float* invstd);
+NK_API nk_status nk_bn_backward_reduce(const nk_tensor_desc* desc, const void* x, const void* dy,
+                                       const float* mean, const float* invstd, double* sum_dy,
+                                       double* sum_dy_xhat);
+/* count: the total number of elements per feature over all processes. */
+NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count, const void* x,
+                                      const void* dy, const float* gamma, const float* mean,
+                                      const float* invstd, const double* sum_dy,
+                                      const double* sum_dy_xhat, void* dx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NORMKIT_H */

@@ -1,0 +1,31 @@
+// The kernels of one ISA, as a table of plain function pointers. Each ISA's
+// file fills one table; the capi layer picks one at run time.
+#pragma once
+
+#include <cstdint>
+
+#include "view.hpp"
+
+namespace nk::kernels {
+
+struct KernelTable {
+  const char* isa;
+  int simd_width;  // floats per vector
+  void (*bn_stats)(const float* x, View v, Range r, double* mean, double* m2);
+  void (*bn_backward_sums)(const float* x, const float* dy, View v, Range r, const float* mean,
+                           double* const* sums);
+  void (*bn_apply)(const float* x, float* y, View v, Range r, const float* mean_hi,
+                   const float* mean_lo, const float* scale, const float* shift, bool stream);
+  void (*bn_backward_apply)(const float* x, const float* dy, float* dx, View v, Range r,
+                            const float* mean, const float* a, const float* b, const float* d,
+                            bool stream);
+};
+
+// One per ISA file; each returns nullptr where that ISA was not built.
+const KernelTable* table_avx512();
+const KernelTable* table_avx2();
+const KernelTable* table_sse2();
+const KernelTable* table_neon();
+const KernelTable* table_scalar();
+
+}  // namespace nk::kernels

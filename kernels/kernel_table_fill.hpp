@@ -1,0 +1,28 @@
+// Included once by each ISA file, after it defines NK_ARCH (an xsimd arch or
+// scalar_arch): instantiates every kernel for that arch into its table.
+#pragma once
+
+#include "batchnorm.hpp"
+#include "kernel_table.hpp"
+
+namespace nk::kernels {
+namespace {
+template <class Arch>
+constexpr KernelTable make_table(const char* isa) {
+  return KernelTable{
+      isa,
+      static_cast<int>(simd<Arch>::width),
+      &bn_stats<Arch>,
+      &bn_backward_sums<Arch>,
+      &bn_apply<Arch>,
+      &bn_backward_apply<Arch>,
+  };
+}
+}  // namespace
+}  // namespace nk::kernels
+
+#define NK_DEFINE_TABLE(fn, Arch, isa_name)               \
+  const nk::kernels::KernelTable* nk::kernels::fn() {     \
+    static const KernelTable t = make_table<Arch>(isa_name); \
+    return &t;                                            \
+  }

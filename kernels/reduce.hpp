@@ -1,0 +1,277 @@
+// Per-channel reductions over a range of the canonical view, in a fixed order
+// of fixed tiles, so the result depends on the shape only — never on the
+// thread count or on how the capi layer splits the work.
+//
+// A tile is a small block of one channel's elements: up to kTileInner
+// elements of consecutive rows when inner > 1, or tile_rows(C) rows of a
+// channel block when inner == 1 (channels last). Within a tile sums run in
+// float vectors; tile results are combined in double.
+#pragma once
+
+#include "view.hpp"
+
+namespace nk::kernels {
+namespace {
+
+constexpr int64_t kTileInner = 8192;
+constexpr int64_t kTileChannelsLast = 65536;
+constexpr int64_t kMaxTileRows = 256;
+constexpr int64_t kChannelBlock = 256;
+
+inline int64_t tile_rows_channels_last(int64_t channels) {
+  return std::clamp<int64_t>(kTileChannelsLast / channels, 1, kMaxTileRows);
+}
+
+// K float accumulators, two vectors each for instruction-level parallelism,
+// plus a scalar tail.
+template <class Arch, int K>
+struct RunAcc {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  B a[K][2];
+  float t[K];
+  RunAcc() {
+    for (int k = 0; k < K; ++k) {
+      a[k][0] = a[k][1] = S::zero();
+      t[k] = 0.0f;
+    }
+  }
+  float total(int k) const { return S::sum(a[k][0] + a[k][1]) + t[k]; }
+};
+
+// Accumulates over one contiguous run of n elements of NIn inputs:
+// body(xs, a, slot) on full vectors, tail(scalars, t) on the rest.
+template <class Arch, int NIn, int K, class Body, class Tail>
+inline void acc_run(int64_t n, const float* const* in, RunAcc<Arch, K>& acc, const Body& body,
+                    const Tail& tail) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  int64_t i = 0;
+  B xs[NIn];
+  for (; i + 2 * W <= n; i += 2 * W) {
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i);
+    body(xs, acc.a, 0);
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i + W);
+    body(xs, acc.a, 1);
+  }
+  for (; i + W <= n; i += W) {
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i);
+    body(xs, acc.a, 0);
+  }
+  float s[NIn];
+  for (; i < n; ++i) {
+    for (int k = 0; k < NIn; ++k) s[k] = in[k][i];
+    tail(s, acc.t);
+  }
+}
+
+// Tiles of one channel when inner > 1, over rows [o0, o1): f(o, oe, i0, len)
+// covers elements [i0, i0 + len) of rows [o, oe).
+template <class F>
+inline void for_each_tile(const View& v, int64_t o0, int64_t o1, const F& f) {
+  const int64_t seg = std::min(v.inner, kTileInner);
+  const int64_t rows = std::max<int64_t>(1, kTileInner / v.inner);
+  for (int64_t o = o0; o < o1; o += rows) {
+    const int64_t oe = std::min(o1, o + rows);
+    for (int64_t i0 = 0; i0 < v.inner; i0 += seg) f(o, oe, i0, std::min(seg, v.inner - i0));
+  }
+}
+
+// Chan et al.'s merge of a tile (nt, mt, m2t) into a running (n, mean, m2);
+// the weights depend on the counts only, which all channels share.
+struct MergeWeights {
+  double w_mean, w_m2;
+  MergeWeights(double n, double nt) : w_mean(nt / (n + nt)), w_m2(n * nt / (n + nt)) {}
+};
+inline void chan_merge(double& mean, double& m2, double mt, double m2t, const MergeWeights& w) {
+  const double d = mt - mean;
+  mean += d * w.w_mean;
+  m2 += m2t + d * d * w.w_m2;
+}
+
+// Corrected two-pass moments of a tile: pass 1 gave the estimate m, pass 2
+// sd = sum(x - m) and sd2 = sum((x - m)^2). Exact to float rounding of the
+// deviations, however large the mean is against the spread.
+inline void tile_moments(double nt, float m, float sd, float sd2, double& mt, double& m2t) {
+  mt = static_cast<double>(m) + static_cast<double>(sd) / nt;
+  m2t = static_cast<double>(sd2) - static_cast<double>(sd) * static_cast<double>(sd) / nt;
+}
+
+// Loads the first n (< width) floats of p, zero-padded.
+template <class Arch>
+inline typename simd<Arch>::batch load_partial(const float* p, int64_t n) {
+  alignas(64) float buf[simd<Arch>::width] = {};
+  std::memcpy(buf, p, sizeof(float) * n);
+  return simd<Arch>::load(buf);
+}
+
+// Channels last: acc[j] op= row[j] for j < n over a channel block, whose
+// accumulator arrays are padded to whole vectors, so every channel gets the
+// same vector arithmetic wherever the block starts.
+template <class Arch, int NIn, class Body>
+inline void acc_block_row(int64_t n, const float* const* row, const Body& body) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  B xs[NIn];
+  int64_t j = 0;
+  for (; j + W <= n; j += W) {
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load(row[k] + j);
+    body(j, xs);
+  }
+  if (j < n) {
+    for (int k = 0; k < NIn; ++k) xs[k] = load_partial<Arch>(row[k] + j, n - j);
+    body(j, xs);
+  }
+}
+
+// Mean and M2 (sum of squared deviations) of each channel of r over its rows
+// [o0, o1): mean[c - c0], m2[c - c0].
+template <class Arch>
+void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  const int64_t C = v.channels;
+  if (v.inner > 1) {
+    for (int64_t c = r.c0; c < r.c1; ++c) {
+      double n = 0, mu = 0, q = 0;
+      for_each_tile(v, r.o0, r.o1, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
+        const double nt = static_cast<double>((oe - o) * len);
+        RunAcc<Arch, 1> a1;
+        for (int64_t oo = o; oo < oe; ++oo) {
+          const float* p = x + (oo * C + c) * v.inner + i0;
+          acc_run<Arch, 1>(
+              len, &p, a1, [](const B* xs, B (*a)[2], int j) { a[0][j] = a[0][j] + xs[0]; },
+              [](const float* s, float* t) { t[0] += s[0]; });
+        }
+        const float m = a1.total(0) / static_cast<float>(nt);
+        const B mb = S::set1(m);
+        RunAcc<Arch, 2> a2;
+        for (int64_t oo = o; oo < oe; ++oo) {
+          const float* p = x + (oo * C + c) * v.inner + i0;
+          acc_run<Arch, 1>(
+              len, &p, a2,
+              [&](const B* xs, B (*a)[2], int j) {
+                const B d = xs[0] - mb;
+                a[0][j] = a[0][j] + d;
+                a[1][j] = S::fma(d, d, a[1][j]);
+              },
+              [&](const float* s, float* t) {
+                const float d = s[0] - m;
+                t[0] += d;
+                t[1] += d * d;
+              });
+        }
+        double mt, m2t;
+        tile_moments(nt, m, a2.total(0), a2.total(1), mt, m2t);
+        chan_merge(mu, q, mt, m2t, MergeWeights(n, nt));
+        n += nt;
+      });
+      mean[c - r.c0] = mu;
+      m2[c - r.c0] = q;
+    }
+    return;
+  }
+  // Channels last: vectors run across channels.
+  const int64_t R = tile_rows_channels_last(C);
+  for (int64_t c = r.c0; c < r.c1; ++c) mean[c - r.c0] = m2[c - r.c0] = 0.0;
+  alignas(64) float s[kChannelBlock], m[kChannelBlock], sd[kChannelBlock], sd2[kChannelBlock];
+  double n = 0;
+  for (int64_t o = r.o0; o < r.o1; o += R) {
+    const int64_t oe = std::min(r.o1, o + R);
+    const double nt = static_cast<double>(oe - o);
+    const MergeWeights w(n, nt);
+    for (int64_t cb = r.c0; cb < r.c1; cb += kChannelBlock) {
+      const int64_t nb = std::min(kChannelBlock, r.c1 - cb);
+      std::fill(s, s + kChannelBlock, 0.0f);
+      for (int64_t oo = o; oo < oe; ++oo) {
+        const float* row = x + oo * C + cb;
+        acc_block_row<Arch, 1>(nb, &row, [&](int64_t j, const B* xs) { S::store(s + j, S::load(s + j) + xs[0]); });
+      }
+      for (int64_t j = 0; j < kChannelBlock; ++j) m[j] = s[j] / static_cast<float>(nt);
+      std::fill(sd, sd + kChannelBlock, 0.0f);
+      std::fill(sd2, sd2 + kChannelBlock, 0.0f);
+      for (int64_t oo = o; oo < oe; ++oo) {
+        const float* row = x + oo * C + cb;
+        acc_block_row<Arch, 1>(nb, &row, [&](int64_t j, const B* xs) {
+          const B d = xs[0] - S::load(m + j);
+          S::store(sd + j, S::load(sd + j) + d);
+          S::store(sd2 + j, S::fma(d, d, S::load(sd2 + j)));
+        });
+      }
+      for (int64_t j = 0; j < nb; ++j) {
+        double mt, m2t;
+        tile_moments(nt, m[j], sd[j], sd2[j], mt, m2t);
+        chan_merge(mean[cb - r.c0 + j], m2[cb - r.c0 + j], mt, m2t, w);
+      }
+    }
+    n += nt;
+  }
+}
+
+// Backward sums of each channel of r over rows [o0, o1), with xc = x - mean[c]:
+// sums[0][c - c0] = sum(dy), sums[1][...] = sum(dy * xc), sums[2][...] = sum(xc).
+template <class Arch>
+void bn_backward_sums(const float* x, const float* dy, View v, Range r, const float* mean,
+                      double* const* sums) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  const int64_t C = v.channels;
+  const int64_t nc = r.c1 - r.c0;
+  for (int k = 0; k < 3; ++k) std::fill(sums[k], sums[k] + nc, 0.0);
+  if (v.inner > 1) {
+    for (int64_t c = r.c0; c < r.c1; ++c) {
+      const float m = mean[c];
+      const B mb = S::set1(m);
+      for_each_tile(v, r.o0, r.o1, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
+        RunAcc<Arch, 3> a;
+        for (int64_t oo = o; oo < oe; ++oo) {
+          const int64_t off = (oo * C + c) * v.inner + i0;
+          const float* in[2] = {x + off, dy + off};
+          acc_run<Arch, 2>(
+              len, in, a,
+              [&](const B* xs, B (*acc)[2], int j) {
+                const B xc = xs[0] - mb;
+                acc[0][j] = acc[0][j] + xs[1];
+                acc[1][j] = S::fma(xs[1], xc, acc[1][j]);
+                acc[2][j] = acc[2][j] + xc;
+              },
+              [&](const float* s, float* t) {
+                const float xc = s[0] - m;
+                t[0] += s[1];
+                t[1] += s[1] * xc;
+                t[2] += xc;
+              });
+        }
+        for (int k = 0; k < 3; ++k) sums[k][c - r.c0] += static_cast<double>(a.total(k));
+      });
+    }
+    return;
+  }
+  const int64_t R = tile_rows_channels_last(C);
+  alignas(64) float m[kChannelBlock], t[3][kChannelBlock];
+  for (int64_t o = r.o0; o < r.o1; o += R) {
+    const int64_t oe = std::min(r.o1, o + R);
+    for (int64_t cb = r.c0; cb < r.c1; cb += kChannelBlock) {
+      const int64_t nb = std::min(kChannelBlock, r.c1 - cb);
+      std::fill(m, m + kChannelBlock, 0.0f);
+      std::copy(mean + cb, mean + cb + nb, m);
+      for (auto& tk : t) std::fill(tk, tk + kChannelBlock, 0.0f);
+      for (int64_t oo = o; oo < oe; ++oo) {
+        const float* rows[2] = {x + oo * C + cb, dy + oo * C + cb};
+        acc_block_row<Arch, 2>(nb, rows, [&](int64_t j, const B* xs) {
+          const B xc = xs[0] - S::load(m + j);
+          S::store(t[0] + j, S::load(t[0] + j) + xs[1]);
+          S::store(t[1] + j, S::fma(xs[1], xc, S::load(t[1] + j)));
+          S::store(t[2] + j, S::load(t[2] + j) + xc);
+        });
+      }
+      for (int k = 0; k < 3; ++k)
+        for (int64_t j = 0; j < nb; ++j) sums[k][cb - r.c0 + j] += static_cast<double>(t[k][j]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace nk::kernels

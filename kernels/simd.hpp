@@ -1,0 +1,68 @@
+// Thin layer over xsimd 8.1 so each kernel is written once for every ISA,
+// including a one-lane scalar "arch" that xsimd 8.1 does not provide.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cmath>
+
+#include <xsimd/xsimd.hpp>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+namespace nk::kernels {
+
+// Tag for the scalar fallback: batches of one float.
+struct scalar_arch {
+  static constexpr const char* name() { return "scalar"; }
+};
+
+template <class Arch>
+struct simd {
+  using batch = xsimd::batch<float, Arch>;
+  static constexpr std::size_t width = batch::size;
+
+  static batch load(const float* p) { return batch::load_unaligned(p); }
+  static void store(float* p, const batch& v) { v.store_unaligned(p); }
+  static batch set1(float v) { return batch(v); }
+  static batch zero() { return batch(0.0f); }
+  static batch fma(const batch& a, const batch& b, const batch& c) { return xsimd::fma(a, b, c); }
+  static float sum(const batch& v) { return xsimd::hadd(v); }
+
+  // Non-temporal store of one full batch; p is aligned to the batch width.
+  static void stream(float* p, const batch& v) {
+#if defined(__AVX512F__)
+    if constexpr (width == 16) { _mm512_stream_ps(p, v); return; }
+#endif
+#if defined(__AVX__)
+    if constexpr (width == 8) { _mm256_stream_ps(p, v); return; }
+#endif
+#if defined(__SSE2__)
+    if constexpr (width == 4) { _mm_stream_ps(p, v); return; }
+#endif
+    v.store_aligned(p);
+  }
+  static void stream_fence() {
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+  }
+};
+
+template <>
+struct simd<scalar_arch> {
+  using batch = float;
+  static constexpr std::size_t width = 1;
+  static batch load(const float* p) { return *p; }
+  static void store(float* p, batch v) { *p = v; }
+  static batch set1(float v) { return v; }
+  static batch zero() { return 0.0f; }
+  static batch fma(batch a, batch b, batch c) { return a * b + c; }
+  static float sum(batch v) { return v; }
+  static void stream(float* p, batch v) { *p = v; }
+  static void stream_fence() {}
+};
+
+}  // namespace nk::kernels

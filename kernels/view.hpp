@@ -1,0 +1,129 @@
+// The canonical view every kernel works on, and the element-wise drivers
+// shared by all of them. A kernel gets a (outer, C, inner) view and a range of
+// channels and outer rows; it knows nothing of threads or of the C API.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "simd.hpp"
+
+namespace nk::kernels {
+
+struct View {
+  int64_t outer, channels, inner;
+};
+
+struct Range {
+  int64_t c0, c1;  // channels [c0, c1)
+  int64_t o0, o1;  // outer rows [o0, o1)
+};
+
+namespace {  // every helper is compiled anew, with its ISA's flags, in each ISA file
+
+// Per-channel parameters broadcast over a run of one channel (inner > 1).
+template <class Arch, int NPar>
+struct BroadcastParams {
+  using B = typename simd<Arch>::batch;
+  B p[NPar > 0 ? NPar : 1];
+  const B* full(int64_t) const { return p; }
+  void partial(int64_t, int64_t, B* out) const {
+    for (int k = 0; k < NPar; ++k) out[k] = p[k];
+  }
+};
+
+// Per-channel parameters loaded lane by lane along a run of channels (inner == 1).
+template <class Arch, int NPar>
+struct LaneParams {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  const float* p[NPar > 0 ? NPar : 1];
+  mutable B tmp[NPar > 0 ? NPar : 1];
+  const B* full(int64_t i) const {
+    for (int k = 0; k < NPar; ++k) tmp[k] = S::load(p[k] + i);
+    return tmp;
+  }
+  void partial(int64_t i, int64_t n, B* out) const {
+    alignas(64) float buf[S::width];
+    for (int k = 0; k < NPar; ++k) {
+      std::fill(buf, buf + S::width, 0.0f);
+      std::memcpy(buf, p[k] + i, sizeof(float) * n);
+      out[k] = S::load(buf);
+    }
+  }
+};
+
+// One contiguous run of n elements: out[i] = op(in[.][i], params). Partial
+// vectors go through a padded buffer so that every element gets exactly the
+// same arithmetic wherever it sits (results never depend on alignment).
+template <class Arch, int NIn, int NPar, class Op, class Par>
+inline void map_run(const Op& op, int64_t n, const float* const* in, float* out,
+                    const Par& par, bool stream) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  auto partial = [&](int64_t i, int64_t m) {
+    alignas(64) float buf[W];
+    B xs[NIn];
+    B ps[NPar > 0 ? NPar : 1];
+    for (int k = 0; k < NIn; ++k) {
+      std::fill(buf, buf + W, 0.0f);
+      std::memcpy(buf, in[k] + i, sizeof(float) * m);
+      xs[k] = S::load(buf);
+    }
+    par.partial(i, m, ps);
+    S::store(buf, op(xs, ps));
+    std::memcpy(out + i, buf, sizeof(float) * m);
+  };
+  auto full = [&](int64_t i) {
+    B xs[NIn];
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i);
+    return op(xs, par.full(i));
+  };
+  int64_t i = 0;
+  const auto addr = reinterpret_cast<uintptr_t>(out);
+  if (stream && W > 1 && addr % sizeof(float) == 0) {
+    const int64_t mis = static_cast<int64_t>((addr / sizeof(float)) % W);
+    if (mis != 0) {
+      i = std::min<int64_t>(n, W - mis);
+      partial(0, i);
+    }
+    for (; i + W <= n; i += W) S::stream(out + i, full(i));
+  } else {
+    for (; i + W <= n; i += W) S::store(out + i, full(i));
+  }
+  if (i < n) partial(i, n - i);
+}
+
+// Element-wise map over a range of the view with per-channel parameters.
+template <class Arch, int NIn, int NPar, class Op>
+inline void map_view(const Op& op, const View& v, const Range& r, const float* const* in,
+                     float* out, const float* const* par, bool stream) {
+  using S = simd<Arch>;
+  const int64_t C = v.channels;
+  const float* ins[NIn];
+  if (v.inner == 1) {
+    LaneParams<Arch, NPar> lp;
+    for (int k = 0; k < NPar; ++k) lp.p[k] = par[k] + r.c0;
+    for (int64_t o = r.o0; o < r.o1; ++o) {
+      const int64_t off = o * C + r.c0;
+      for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
+      map_run<Arch, NIn, NPar>(op, r.c1 - r.c0, ins, out + off, lp, stream);
+    }
+  } else {
+    BroadcastParams<Arch, NPar> bp;
+    for (int64_t c = r.c0; c < r.c1; ++c) {
+      for (int k = 0; k < NPar; ++k) bp.p[k] = S::set1(par[k][c]);
+      for (int64_t o = r.o0; o < r.o1; ++o) {
+        const int64_t off = (o * C + c) * v.inner;
+        for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
+        map_run<Arch, NIn, NPar>(op, v.inner, ins, out + off, bp, stream);
+      }
+    }
+  }
+  if (stream) S::stream_fence();
+}
+
+}  // namespace
+}  // namespace nk::kernels
