@@ -1,0 +1,43 @@
+/* The header as pure C99: every declared function's address taken, and a
+ * small Batch Norm run through the C API. */
+#include <normkit.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef void (*any_fn)(void);
+#define FN(f) ((any_fn)(f))
+
+int main(void) {
+  const any_fn all[] = {
+      FN(nk_status_string),      FN(nk_last_error),        FN(nk_version),
+      FN(nk_version_major),      FN(nk_version_minor),     FN(nk_version_patch),
+      FN(nk_version_string),     FN(nk_set_max_isa),       FN(nk_active_isa),
+      FN(nk_isa_available),      FN(nk_set_num_threads),   FN(nk_get_num_threads),
+      FN(nk_tensor_desc_init),   FN(nk_bn_options_init),   FN(nk_bn_forward_training),
+      FN(nk_bn_forward_inference), FN(nk_bn_backward),     FN(nk_bn_partial_stats),
+      FN(nk_bn_merge_stats),     FN(nk_bn_finalize_stats), FN(nk_bn_apply),
+      FN(nk_bn_backward_reduce), FN(nk_bn_backward_apply),
+  };
+  size_t i;
+  for (i = 0; i < sizeof all / sizeof all[0]; ++i)
+    if (all[i] == NULL) return 1;
+
+  {
+    const int64_t dims[2] = {4, 2};
+    float x[8] = {1, 10, 2, 20, 3, 30, 4, 40}, y[8];
+    nk_tensor_desc d;
+    nk_bn_options o = NK_BN_OPTIONS_INIT;
+    nk_status s;
+    if (nk_tensor_desc_init(&d, 2, dims, 1) != NK_OK) return 2;
+    s = nk_bn_forward_training(&d, &o, x, y, NULL, NULL, NULL, NULL, NULL, NULL);
+    if (s != NK_OK) {
+      printf("%s: %s\n", nk_status_string(s), nk_last_error());
+      return 3;
+    }
+    /* Channel 0 is 1..4: mean 2.5, var 1.25. */
+    if (y[0] > -1.3f || y[0] < -1.4f) return 4;
+    if (strcmp(nk_version_string(), "") == 0) return 5;
+    printf("normkit %s on %s: y[0] = %f\n", nk_version_string(), nk_active_isa(), y[0]);
+  }
+  return 0;
+}

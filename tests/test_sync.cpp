@@ -1,0 +1,119 @@
+// Split statistics: a batch cut into unequal parts, merged and applied,
+// equals Batch Norm of the whole batch, forward and backward.
+#include "layouts.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using nkt::random_vec;
+
+class SyncBn : public nkt::IsaTest {};
+
+TEST_P(SyncBn, ThreeUnequalPartsEqualTheWholeBatch) {
+  const std::vector<int64_t> parts = {2, 3, 6};  // samples per process
+  for (bool channels_last : {false, true}) {
+    SCOPED_TRACE(channels_last ? "NHWC" : "NCHW");
+    const int64_t N = 11, C = 17, H = 5, W = 7;
+    const auto whole_layout = channels_last ? nkt::nhwc(N, C, H, W) : nkt::nchw(N, C, H, W);
+    const int64_t per_sample = C * H * W;
+    const auto x = random_vec(N * per_sample, 71, 2.0f, 3.0f);
+    const auto dy = random_vec(x.size(), 72);
+    const auto gamma = random_vec(C, 73), beta = random_vec(C, 74);
+    nk_bn_options o;
+    nk_bn_options_init(&o);
+    o.momentum_convention = NK_MOMENTUM_TORCH;
+    o.moving_variance = NK_VARIANCE_UNBIASED;
+    o.momentum = 0.1f;
+
+    // The whole batch in one call.
+    const auto wd = nkt::desc_of(whole_layout);
+    std::vector<float> y(x.size()), sm(C), si(C), mm(C, 0.25f), mv(C, 1.5f), dx(x.size()), dg(C), db(C);
+    ASSERT_EQ(nk_bn_forward_training(&wd, &o, x.data(), y.data(), gamma.data(), beta.data(), sm.data(), si.data(),
+                                     mm.data(), mv.data()),
+              NK_OK);
+    ASSERT_EQ(nk_bn_backward(&wd, &o, x.data(), dy.data(), gamma.data(), sm.data(), si.data(), dx.data(),
+                             dg.data(), db.data()),
+              NK_OK);
+
+    // Each "process" computes partials of its own samples.
+    std::vector<int64_t> counts(parts.size());
+    std::vector<double> means(parts.size() * C), m2s(parts.size() * C);
+    std::vector<nk_tensor_desc> descs;
+    std::vector<int64_t> offsets;
+    int64_t off = 0;
+    for (size_t p = 0; p < parts.size(); ++p) {
+      const auto l = channels_last ? nkt::nhwc(parts[p], C, H, W) : nkt::nchw(parts[p], C, H, W);
+      descs.push_back(nkt::desc_of(l));
+      offsets.push_back(off);
+      ASSERT_EQ(nk_bn_partial_stats(&descs[p], x.data() + off, &counts[p], &means[p * C], &m2s[p * C]), NK_OK);
+      off += parts[p] * per_sample;
+    }
+    // The all-gather, then every process merges and finalizes alike.
+    int64_t count;
+    std::vector<double> mean(C), m2(C);
+    ASSERT_EQ(nk_bn_merge_stats(C, parts.size(), counts.data(), means.data(), m2s.data(), &count, mean.data(),
+                                m2.data()),
+              NK_OK);
+    EXPECT_EQ(count, N * H * W);
+    std::vector<float> gm(C), gi(C), gmm(C, 0.25f), gmv(C, 1.5f);
+    ASSERT_EQ(nk_bn_finalize_stats(C, &o, count, mean.data(), m2.data(), gm.data(), gi.data(), gmm.data(),
+                                   gmv.data()),
+              NK_OK);
+    EXPECT_LE(nkt::rel_error(gm, sm), 1e-6);
+    EXPECT_LE(nkt::rel_error(gi, si), 1e-6);
+    EXPECT_LE(nkt::rel_error(gmm, mm), 1e-6);
+    EXPECT_LE(nkt::rel_error(gmv, mv), 1e-6);
+
+    std::vector<float> sy(x.size(), nkt::kPoison), sdx(x.size(), nkt::kPoison);
+    std::vector<double> sum_dy(C, 0.0), sum_dy_xhat(C, 0.0);
+    for (size_t p = 0; p < parts.size(); ++p) {
+      ASSERT_EQ(nk_bn_apply(&descs[p], x.data() + offsets[p], sy.data() + offsets[p], gamma.data(), beta.data(),
+                            gm.data(), gi.data()),
+                NK_OK);
+      std::vector<double> a(C), b(C);
+      ASSERT_EQ(nk_bn_backward_reduce(&descs[p], x.data() + offsets[p], dy.data() + offsets[p], gm.data(),
+                                      gi.data(), a.data(), b.data()),
+                NK_OK);
+      for (int64_t c = 0; c < C; ++c) sum_dy[c] += a[c], sum_dy_xhat[c] += b[c];  // the all-reduce
+    }
+    for (size_t p = 0; p < parts.size(); ++p)
+      ASSERT_EQ(nk_bn_backward_apply(&descs[p], count, x.data() + offsets[p], dy.data() + offsets[p], gamma.data(),
+                                     gm.data(), gi.data(), sum_dy.data(), sum_dy_xhat.data(), sdx.data() + offsets[p]),
+                NK_OK);
+    EXPECT_LE(nkt::rel_error(sy, y), 1e-5);
+    EXPECT_LE(nkt::rel_error(sdx, dx, nkt::rms(dx)), 1e-5);
+    EXPECT_LE(nkt::rel_error(sum_dy, db, 1.0), 1e-5);
+    EXPECT_LE(nkt::rel_error(sum_dy_xhat, dg, 1.0), 1e-5);
+
+    // And against the float64 reference.
+    int64_t rc;
+    const auto ch = ref::channel_of(whole_layout, &rc);
+    const auto s = ref::batch_stats(x, ch, C);
+    EXPECT_LE(nkt::rel_error(sy, ref::normalize(x, ch, s.mean, s.var, 1e-3, gamma, beta)), 5e-5);
+  }
+}
+
+TEST_P(SyncBn, MergeOfOnePartIsThatPart) {
+  const auto l = nkt::nchw(3, 4, 5, 6);
+  const auto x = random_vec(ref::total(l), 81, 5.0f, 1.0f);
+  const auto d = nkt::desc_of(l);
+  int64_t n, n2;
+  std::vector<double> mean(4), m2(4), mean2(4), m22(4);
+  ASSERT_EQ(nk_bn_partial_stats(&d, x.data(), &n, mean.data(), m2.data()), NK_OK);
+  ASSERT_EQ(nk_bn_merge_stats(4, 1, &n, mean.data(), m2.data(), &n2, mean2.data(), m22.data()), NK_OK);
+  EXPECT_EQ(n, n2);
+  EXPECT_EQ(mean, mean2);
+  EXPECT_EQ(m2, m22);
+  // A part with count 0 contributes nothing.
+  const int64_t counts[2] = {0, n};
+  std::vector<double> means(8, 123.0), m2s(8, 456.0);
+  std::copy(mean.begin(), mean.end(), means.begin() + 4);
+  std::copy(m2.begin(), m2.end(), m2s.begin() + 4);
+  ASSERT_EQ(nk_bn_merge_stats(4, 2, counts, means.data(), m2s.data(), &n2, mean2.data(), m22.data()), NK_OK);
+  EXPECT_EQ(mean, mean2);
+  EXPECT_EQ(m2, m22);
+}
+
+NKT_INSTANTIATE_ISAS(SyncBn);
+
+}  // namespace
