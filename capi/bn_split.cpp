@@ -60,20 +60,25 @@ NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const in
       if (__builtin_add_overflow(total, counts[k], &total)) fail(NK_ERR_OVERFLOW, "total count overflows int64");
     }
     if (total == 0) fail(NK_ERR_BAD_ARGUMENT, "every part has count 0");
-    std::vector<double> mu(static_cast<size_t>(channels), 0.0), q(mu.size(), 0.0);
+    // Merged into scratch first: the outputs may alias the inputs.
+    std::vector<double> merged(2 * static_cast<size_t>(channels), 0.0);
     for (int64_t c = 0; c < channels; ++c) {
-      double n = 0;
+      double n = 0, mu = 0, q = 0;
       for (int64_t k = 0; k < num_parts; ++k) {
         const double nk_ = static_cast<double>(counts[k]);
         if (nk_ == 0) continue;
-        const double d = means[k * channels + c] - mu[c];
-        mu[c] += d * (nk_ / (n + nk_));
-        q[c] += m2s[k * channels + c] + d * d * (n * nk_ / (n + nk_));
+        const double d = means[k * channels + c] - mu;
+        mu += d * (nk_ / (n + nk_));
+        q += m2s[k * channels + c] + d * d * (n * nk_ / (n + nk_));
         n += nk_;
       }
+      merged[2 * c] = mu;
+      merged[2 * c + 1] = q;
     }
-    std::copy(mu.begin(), mu.end(), mean);
-    std::copy(q.begin(), q.end(), m2);
+    for (int64_t c = 0; c < channels; ++c) {
+      mean[c] = merged[2 * c];
+      m2[c] = merged[2 * c + 1];
+    }
     *count = total;
   });
 }

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "../kernels/view.hpp"
+#include "../kernels/view_types.hpp"
 #include "normkit.h"
 
 namespace nk {

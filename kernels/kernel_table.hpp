@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "view.hpp"
+#include "view_types.hpp"
 
 namespace nk::kernels {
 

@@ -8,17 +8,9 @@
 #include <cstring>
 
 #include "simd.hpp"
+#include "view_types.hpp"
 
 namespace nk::kernels {
-
-struct View {
-  int64_t outer, channels, inner;
-};
-
-struct Range {
-  int64_t c0, c1;  // channels [c0, c1)
-  int64_t o0, o1;  // outer rows [o0, o1)
-};
 
 namespace {  // every helper is compiled anew, with its ISA's flags, in each ISA file
 

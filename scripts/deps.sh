@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages a task needs, where missing.
+#   scripts/deps.sh build|test|bench|compare ...
+set -euo pipefail
+
+pkgs=(meson ninja-build pkg-config g++ libxsimd-dev)
+need_arm64=0
+for what in "$@"; do
+  case "$what" in
+    build) ;;
+    test)
+      pkgs+=(libgtest-dev abigail-tools g++-aarch64-linux-gnu qemu-user
+             libgtest-dev:arm64 libxsimd-dev:arm64)
+      need_arm64=1 ;;
+    bench) pkgs+=(libbenchmark-dev) ;;
+    compare) pkgs+=(libbenchmark-dev libdnnl-dev python3-torch python3-numpy) ;;
+    *) echo "deps.sh: unknown task '$what'" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "Installing: ${missing[*]}"
+if [ "$need_arm64" = 1 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $sudo dpkg --add-architecture arm64
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
