@@ -36,14 +36,17 @@ struct BnExec {
   bool channel_resident() const { return v.inner > 1 && v.channels >= 2 * threads; }
   bool stream(int64_t bytes) const { return bytes >= kStreamBytes; }
 
-  // Runs f(c0, c1, o0, o1) over a partition of the whole view into ~threads pieces.
+  // Runs f(c0, c1, o0, o1) over a partition of the whole view. Pieces are
+  // taken from the end of the tensor first: after a reduction pass over it,
+  // the end is what the cache still holds.
   template <class F>
   void parallel_elementwise(const F& f) const {
     const int64_t C = v.channels, O = v.outer;
     const bool by_channel = v.inner > 1 && C >= threads;
     const int64_t units = std::max<int64_t>(1, by_channel ? C : std::min<int64_t>(O, 8 * threads));
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t u = 0; u < units; ++u) {
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t i = 0; i < units; ++i) {
+      const int64_t u = units - 1 - i;
       if (by_channel) f(u, u + 1, int64_t{0}, O);
       else f(int64_t{0}, C, O * u / units, O * (u + 1) / units);
     }
