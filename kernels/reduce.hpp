@@ -98,14 +98,6 @@ inline void tile_moments(double nt, float m, float sd, float sd2, double& mt, do
   m2t = static_cast<double>(sd2) - static_cast<double>(sd) * static_cast<double>(sd) / nt;
 }
 
-// Loads the first n (< width) floats of p, zero-padded.
-template <class Arch>
-inline typename simd<Arch>::batch load_partial(const float* p, int64_t n) {
-  alignas(64) float buf[simd<Arch>::width] = {};
-  std::memcpy(buf, p, sizeof(float) * n);
-  return simd<Arch>::load(buf);
-}
-
 // Channels last: acc[j] op= row[j] for j < n over a channel block, whose
 // accumulator arrays are padded to whole vectors, so every channel gets the
 // same vector arithmetic wherever the block starts.
@@ -121,7 +113,7 @@ inline void acc_block_row(int64_t n, const float* const* row, const Body& body) 
     body(j, xs);
   }
   if (j < n) {
-    for (int k = 0; k < NIn; ++k) xs[k] = load_partial<Arch>(row[k] + j, n - j);
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load_partial(row[k] + j, n - j);
     body(j, xs);
   }
 }

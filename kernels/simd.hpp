@@ -31,6 +31,42 @@ struct simd {
   static batch fma(const batch& a, const batch& b, const batch& c) { return xsimd::fma(a, b, c); }
   static float sum(const batch& v) { return xsimd::hadd(v); }
 
+  // The first n (< width) lanes; the others load as 0 and store nothing.
+  // Masked where the ISA has masks, so tails cost no more than a vector.
+  static batch load_partial(const float* p, int64_t n) {
+#if defined(__AVX512F__)
+    if constexpr (width == 16) return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+#endif
+#if defined(__AVX2__)
+    if constexpr (width == 8) return _mm256_maskload_ps(p, tail_mask8(n));
+#endif
+    alignas(64) float buf[width] = {};
+    for (int64_t i = 0; i < n; ++i) buf[i] = p[i];
+    return batch::load_aligned(buf);
+  }
+  static void store_partial(float* p, const batch& v, int64_t n) {
+#if defined(__AVX512F__)
+    if constexpr (width == 16) {
+      _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v);
+      return;
+    }
+#endif
+#if defined(__AVX2__)
+    if constexpr (width == 8) {
+      _mm256_maskstore_ps(p, tail_mask8(n), v);
+      return;
+    }
+#endif
+    alignas(64) float buf[width];
+    v.store_aligned(buf);
+    for (int64_t i = 0; i < n; ++i) p[i] = buf[i];
+  }
+#if defined(__AVX2__)
+  static __m256i tail_mask8(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+#endif
+
   // Non-temporal store of one full batch; p is aligned to the batch width.
   static void stream(float* p, const batch& v) {
 #if defined(__AVX512F__)
@@ -60,6 +96,10 @@ struct simd<scalar_arch> {
   static batch set1(float v) { return v; }
   static batch zero() { return 0.0f; }
   static batch fma(batch a, batch b, batch c) { return a * b + c; }
+  static batch load_partial(const float* p, int64_t n) { return n > 0 ? *p : 0.0f; }
+  static void store_partial(float* p, batch v, int64_t n) {
+    if (n > 0) *p = v;
+  }
   static float sum(batch v) { return v; }
   static void stream(float* p, batch v) { *p = v; }
   static void stream_fence() {}

@@ -37,18 +37,14 @@ struct LaneParams {
     return tmp;
   }
   void partial(int64_t i, int64_t n, B* out) const {
-    alignas(64) float buf[S::width];
-    for (int k = 0; k < NPar; ++k) {
-      std::fill(buf, buf + S::width, 0.0f);
-      std::memcpy(buf, p[k] + i, sizeof(float) * n);
-      out[k] = S::load(buf);
-    }
+    for (int k = 0; k < NPar; ++k) out[k] = S::load_partial(p[k] + i, n);
   }
 };
 
 // One contiguous run of n elements: out[i] = op(in[.][i], params). Partial
-// vectors go through a padded buffer so that every element gets exactly the
-// same arithmetic wherever it sits (results never depend on alignment).
+// vectors are computed as whole vectors with masked loads and stores, so
+// every element gets exactly the same arithmetic wherever it sits (results
+// never depend on alignment).
 template <class Arch, int NIn, int NPar, class Op, class Par>
 inline void map_run(const Op& op, int64_t n, const float* const* in, float* out,
                     const Par& par, bool stream) {
@@ -56,17 +52,11 @@ inline void map_run(const Op& op, int64_t n, const float* const* in, float* out,
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
   auto partial = [&](int64_t i, int64_t m) {
-    alignas(64) float buf[W];
     B xs[NIn];
     B ps[NPar > 0 ? NPar : 1];
-    for (int k = 0; k < NIn; ++k) {
-      std::fill(buf, buf + W, 0.0f);
-      std::memcpy(buf, in[k] + i, sizeof(float) * m);
-      xs[k] = S::load(buf);
-    }
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load_partial(in[k] + i, m);
     par.partial(i, m, ps);
-    S::store(buf, op(xs, ps));
-    std::memcpy(out + i, buf, sizeof(float) * m);
+    S::store_partial(out + i, op(xs, ps), m);
   };
   auto full = [&](int64_t i) {
     B xs[NIn];
