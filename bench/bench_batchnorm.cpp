@@ -11,7 +11,8 @@
 // Our flags (also as environment variables), besides Google Benchmark's:
 //   --nk_isa=active|all|avx512,avx2,...  NK_BENCH_ISAS   (default: active)
 //   --nk_threads=1,2                     NK_BENCH_THREADS
-//   --nk_probe_mib=N                     NK_BENCH_PROBE_MIB (default: see probe_mib())
+//   --nk_probe_mib=auto|N[,N...]         NK_BENCH_PROBE_MIB (default auto: see
+//                                        default_probe_mib(); a list probes each size)
 // The default --benchmark_min_time is 0.3 s; pass your own to change it.
 #include <immintrin.h>
 #include <unistd.h>
@@ -283,21 +284,25 @@ int main(int argc, char** argv) {
   args.check_known({"nk_isa", "nk_threads", "nk_probe_mib"});
   const std::vector<std::string> isas = select_isas(args.get("nk_isa", "NK_BENCH_ISAS", "active"));
   const std::vector<int> threads = nkbench::parse_threads(args.get("nk_threads", "NK_BENCH_THREADS", "1,2"));
-  const int64_t probe_mib =
-      std::atoll(args.get("nk_probe_mib", "NK_BENCH_PROBE_MIB", std::to_string(default_probe_mib())).c_str());
-  if (probe_mib < 1) {
-    std::fprintf(stderr, "bad probe size\n");
-    return 2;
+  std::vector<int64_t> probe_mibs;
+  for (const auto& item : nkbench::split_list(args.get("nk_probe_mib", "NK_BENCH_PROBE_MIB", "auto"))) {
+    const int64_t mib = item == "auto" ? default_probe_mib() : std::atoll(item.c_str());
+    if (mib < 1) {
+      std::fprintf(stderr, "bad probe size '%s' (MiB, or auto)\n", item.c_str());
+      return 2;
+    }
+    probe_mibs.push_back(mib);
   }
 
-  for (Probe p : {Probe::Read, Probe::Copy, Probe::CopyNT})
-    for (int t : threads) {
-      const std::string name = std::string(probe_name(p)) + "/" + std::to_string(probe_mib) +
-                               "MiB/threads:" + std::to_string(t);
-      benchmark::RegisterBenchmark(name.c_str(), probe_case, p, probe_mib << 20, t)
-          ->UseRealTime()
-          ->Unit(benchmark::kMillisecond);
-    }
+  for (int64_t mib : probe_mibs)
+    for (Probe p : {Probe::Read, Probe::Copy, Probe::CopyNT})
+      for (int t : threads) {
+        const std::string name = std::string(probe_name(p)) + "/" + std::to_string(mib) +
+                                 "MiB/threads:" + std::to_string(t);
+        benchmark::RegisterBenchmark(name.c_str(), probe_case, p, mib << 20, t)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
   // Shape outermost, so one shape's buffers serve all its cases.
   for (const Shape& s : nkbench::shapes())
     for (Layout l : {Layout::NCHW, Layout::NHWC})
@@ -313,7 +318,7 @@ int main(int argc, char** argv) {
 
   benchmark::AddCustomContext("nk_version", nk_version_string());
   benchmark::AddCustomContext("nk_default_isa", nk_active_isa());
-  benchmark::AddCustomContext("nk_probe_mib", std::to_string(probe_mib));
+  benchmark::AddCustomContext("nk_probe_default_mib", std::to_string(default_probe_mib()));
   benchmark::AddCustomContext("l3_bytes", std::to_string(sysconf(_SC_LEVEL3_CACHE_SIZE)));
 
   int bargc = static_cast<int>(args.rest.size());

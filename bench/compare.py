@@ -11,6 +11,10 @@ shapes and thread counts, and prints one markdown table.
   /usr/bin/python3 bench/compare.py --quick         # two shapes
   /usr/bin/python3 bench/compare.py --normkit-only  # normkit vs bandwidth only
   /usr/bin/python3 bench/compare.py --normkit-only --isa all   # every ISA
+  /usr/bin/python3 bench/compare.py --from bench/results/<time> # print a saved run again
+
+--build picks the meson build folder (default build/; a separate release
+build such as build-bench/ keeps others' rebuilds out of the run).
 
 Times are medians of --reps repetitions (Google Benchmark aggregates; the
 PyTorch timer repeats the same way). GB/s count the minimal bytes: forward
@@ -59,8 +63,16 @@ def log(*a):
 
 # --------------------------------------------------------------- Google Benchmark
 
-def run_gbench(exe, filt, extra, reps, min_time, out_json):
-    """Runs one benchmark binary; console output goes to our stderr, JSON to out_json."""
+def run_gbench(exe, filt, extra, reps, min_time, out_json, replay=False):
+    """Runs one benchmark binary; console output goes to our stderr, JSON to out_json.
+    replay: read out_json from an earlier run instead (None when it is missing)."""
+    if replay:
+        if not os.path.exists(out_json):
+            return None
+        with open(out_json) as f:
+            return json.load(f)
+    if not os.path.exists(exe):
+        sys.exit(exe + " not found")
     cmd = [exe, "--benchmark_filter=" + filt,
            "--benchmark_repetitions=%d" % reps,
            "--benchmark_min_time=%g" % min_time,
@@ -242,39 +254,45 @@ def gbs(bytes_, ms):
     return bytes_ / (ms * 1e-3) / 1e9
 
 
-def bandwidth(nk, threads):
-    bw = {}
-    size = ""
+def bandwidth(nk):
+    """{(probe, size MiB, threads): bytes/s}; read counts size, copies 2 * size."""
+    out = {}
     for (head, fields), ms in nk.items():
         if head.startswith("membw_"):
             f = dict(fields)
-            size = f.get("size", size)
-            bw[(head, int(f["threads"]))] = ms
-    # bytes per second from time: read = size; copies = 2 * size
-    mib = int(size.replace("MiB", "")) if size else 0
-    out = {}
-    for (head, t), ms in bw.items():
-        bytes_ = mib * 2**20 * (1 if head == "membw_read" else 2)
-        out[(head, t)] = bytes_ / (ms * 1e-3)
-    return out, size
+            mib = int(f["size"].replace("MiB", ""))
+            bytes_ = mib * 2**20 * (1 if head == "membw_read" else 2)
+            out[(head, mib, int(f["threads"]))] = bytes_ / (ms * 1e-3)
+    return out
 
 
-def print_bandwidth(bw, size, threads):
-    print("Memory bandwidth probe (%s per buffer; GB/s = (bytes read + written) / time, median):" % size)
+def reference_bw(bw):
+    """The ordinary-store copy at the largest probed size, per thread count."""
+    if not bw:
+        return {}, 0
+    mib = max(m for (_, m, _) in bw)
+    return {t: v for (h, m, t), v in bw.items() if h == "membw_copy" and m == mib}, mib
+
+
+def print_bandwidth(bw, threads):
+    ref_mib = reference_bw(bw)[1]
+    print("Memory bandwidth probe (GB/s = (bytes read + written) / time, median; %% BW below = "
+          "ordinary-store copy at %d MiB per buffer):" % ref_mib)
     print()
-    print("| threads | read GB/s | copy GB/s (ordinary stores) | copy GB/s (non-temporal stores) |")
-    print("|---:|---:|---:|---:|")
-    for t in threads:
-        cells = []
-        for h in ("membw_read", "membw_copy", "membw_copy_nt"):
-            v = bw.get((h, t))
-            cells.append("%.1f" % (v / 1e9) if v else "—")
-        print("| %d | %s |" % (t, " | ".join(cells)))
+    print("| buffer | threads | read GB/s | copy GB/s (ordinary stores) | copy GB/s (non-temporal stores) |")
+    print("|---:|---:|---:|---:|---:|")
+    for mib in sorted({m for (_, m, _) in bw}, reverse=True):
+        for t in threads:
+            cells = []
+            for h in ("membw_read", "membw_copy", "membw_copy_nt"):
+                v = bw.get((h, mib, t))
+                cells.append("%.1f" % (v / 1e9) if v else "—")
+            print("| %d MiB | %d | %s |" % (mib, t, " | ".join(cells)))
     print()
 
 
 def header(ctx, args, isas, extra_lines):
-    print("## Batch Norm on %s — %s" % (ctx.get("host_name", "?"), datetime.datetime.now().strftime("%Y-%m-%d %H:%M")))
+    print("## Batch Norm on %s — %s" % (ctx.get("host_name", "?"), ctx.get("date", "?")[:16].replace("T", " ")))
     print()
     caches = ", ".join("L%d %s %d KiB" % (c["level"], c["type"][0], c["size"] // 1024) for c in ctx.get("caches", []))
     print("- CPU: %d cpus @ %d MHz; %s" % (ctx.get("num_cpus", 0), ctx.get("mhz_per_cpu", 0), caches))
@@ -297,7 +315,9 @@ def main():
     ap.add_argument("--shapes", default=None, help="e.g. 32x256x56x56,32x2048x7x7")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.3, help="seconds per repetition")
-    ap.add_argument("--probe-mib", type=int, default=None, help="bandwidth probe buffer size")
+    ap.add_argument("--probe-mib", default="auto,64",
+                    help="bandwidth probe buffer sizes in MiB (auto: 2x L3, >= 256); %% BW uses the "
+                         "largest, the others are shown for reference (default auto,64)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-onednn", action="store_true")
     ap.add_argument("--torch-malloc", choices=["reuse", "default"], default="reuse",
@@ -307,6 +327,8 @@ def main():
                          "which mmaps and unmaps every tensor over 32 MiB, as a plain PyTorch "
                          "program runs")
     ap.add_argument("--out", default=None, help="folder for the raw JSON (default bench/results/<time>)")
+    ap.add_argument("--from", dest="from_dir", default=None,
+                    help="print the table again from a results folder instead of running")
     ap.add_argument("--torch-worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -319,41 +341,92 @@ def main():
         shapes = [tuple(int(d) for d in s.split("x")) for s in args.shapes.split(",")]
     else:
         shapes = QUICK_SHAPES if args.quick else SHAPES
-    out_dir = args.out or os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out_dir, exist_ok=True)
+    replay = args.from_dir is not None
+    out_dir = args.from_dir or args.out or os.path.join(HERE, "results",
+                                                        datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     nk_exe = os.path.join(args.build, "bench", "nk_bench")
     dnnl_exe = os.path.join(args.build, "bench", "nk_bench_onednn")
-    if not os.path.exists(nk_exe):
-        sys.exit("%s not found: meson setup build && ninja -C build" % nk_exe)
-
-    load0 = os.getloadavg()
-    if load0[0] > 0.5:
-        log("warning: load average %.2f before the run — other work on this machine skews the numbers" % load0[0])
-    t_start = time.time()
+    meta_file = os.path.join(out_dir, "meta.json")
+    torch_file = os.path.join(out_dir, "torch.json")
+    if replay:
+        if not os.path.exists(meta_file):
+            sys.exit("no results in " + out_dir)
+        with open(meta_file) as f:
+            meta = json.load(f)
+    else:
+        if not os.path.exists(nk_exe):
+            sys.exit("%s not found: meson setup build && ninja -C build" % nk_exe)
+        os.makedirs(out_dir, exist_ok=True)
+        meta = {"load_before": os.getloadavg()[0], "start": time.time(), "reps": args.reps,
+                "min_time": args.min_time, "threads": threads, "shapes": [shape_name(s) for s in shapes]}
+        if meta["load_before"] > 0.5:
+            log("warning: load average %.2f before the run — other work on this machine skews the numbers"
+                % meta["load_before"])
+    if replay:
+        threads = meta["threads"]
+        shapes = [tuple(int(d) for d in n.split("x")) for n in meta["shapes"]]
 
     shape_re = "(" + "|".join(shape_name(s) for s in shapes) + ")"
-    nk_extra = ["--nk_isa=" + args.isa, "--nk_threads=" + args.threads]
+    nk_extra = ["--nk_isa=" + args.isa, "--nk_threads=" + ",".join(map(str, threads))]
     if args.probe_mib:
-        nk_extra.append("--nk_probe_mib=%d" % args.probe_mib)
+        nk_extra.append("--nk_probe_mib=" + args.probe_mib)
     nk_doc = run_gbench(nk_exe, "^(membw_|bn_.*/%s/)" % shape_re, nk_extra, args.reps, args.min_time,
-                        os.path.join(out_dir, "nk_bench.json"))
+                        os.path.join(out_dir, "nk_bench.json"), replay)
+    if nk_doc is None:
+        sys.exit("no nk_bench.json in " + out_dir)
     ctx = nk_doc["context"]
     nk = medians_ms(nk_doc)
-    bw, probe_size = bandwidth(nk, threads)
+    bw = bandwidth(nk)
+    copy_bw = reference_bw(bw)[0]
+    order = ["avx512", "avx2", "sse2", "neon", "scalar"]
     isas = sorted({dict(f).get("isa") for (h, f) in nk if h.startswith("bn_")} - {None},
-                  key=lambda i: ["avx512", "avx2", "sse2", "neon", "scalar"].index(i)
-                  if i in ["avx512", "avx2", "sse2", "neon", "scalar"] else 9)
+                  key=lambda i: order.index(i) if i in order else len(order))
+
+    dnnl, dnnl_ctx = {}, {}
+    torch_version, torch_malloc, torch_res = None, None, {}
+    if not args.normkit_only:
+        if not args.no_onednn:
+            if replay or os.path.exists(dnnl_exe):
+                ddoc = run_gbench(dnnl_exe, "^onednn_bn_.*/%s/" % shape_re,
+                                  ["--nk_threads=" + ",".join(map(str, threads))], args.reps, args.min_time,
+                                  os.path.join(out_dir, "nk_bench_onednn.json"), replay)
+                if ddoc:
+                    dnnl = medians_ms(ddoc)
+                    dnnl_ctx = ddoc["context"]
+            else:
+                log("%s not built (oneDNN not found): no oneDNN column" % dnnl_exe)
+        if replay:
+            if os.path.exists(torch_file):
+                with open(torch_file) as f:
+                    doc = json.load(f)
+                torch_version, torch_malloc = doc["torch_version"], doc.get("malloc")
+                torch_res = {(t["op"], t["layout"], t["shape"], t["threads"]): t["ms"] for t in doc["times"]}
+        elif not args.no_torch:
+            torch_malloc = args.torch_malloc
+            torch_version, torch_res = run_torch([list(s) for s in shapes], threads, args.reps,
+                                                 args.min_time, torch_malloc == "reuse")
+            with open(torch_file, "w") as f:
+                json.dump({"torch_version": torch_version, "malloc": torch_malloc,
+                           "times": [dict(zip(("op", "layout", "shape", "threads"), k), ms=v)
+                                     for k, v in torch_res.items()]}, f, indent=1)
+    if not replay:
+        meta["load_after"] = os.getloadavg()[0]
+        meta["seconds"] = time.time() - meta["start"]
+        with open(meta_file, "w") as f:
+            json.dump(meta, f, indent=1)
+    run_line = "load average before/after: %.2f / %.2f; took %.0f s; raw JSON: %s" % (
+        meta["load_before"], meta.get("load_after", 0), meta.get("seconds", 0), out_dir)
+    args.reps, args.min_time = meta["reps"], meta["min_time"]
 
     def nk_ms(op, layout, s, t, isa):
         return lookup(nk, op, layout=layout, shape=shape_name(s), isa=isa, threads=t)
 
+    pct_line = ("% BW = minimal bytes (forward 2S, backward 3S) / time, over the ordinary-store copy "
+                "bandwidth of the probe's largest buffer at the same thread count")
     if args.normkit_only:
-        t_end = time.time()
-        header(ctx, args, isas, ["load average before/after: %.2f / %.2f; took %.0f s" %
-                                 (load0[0], os.getloadavg()[0], t_end - t_start),
-                                 "raw JSON: " + out_dir])
-        print_bandwidth(bw, probe_size, threads)
-        print("| case | shape | layout | threads | ISA | ms | GB/s | % copy BW |")
+        header(ctx, args, isas, [pct_line, run_line])
+        print_bandwidth(bw, threads)
+        print("| case | shape | layout | threads | ISA | ms | GB/s | % BW |")
         print("|---|---|---|---:|---|---:|---:|---:|")
         for op in OPS:
             for s in shapes:
@@ -365,29 +438,8 @@ def main():
                             print("| %s | %s | %s | %d | %s | %s | %s | %s |" %
                                   (op, shape_name(s), layout, t, isa, fmt_ms(ms),
                                    "%.1f" % gbs(b, ms) if ms else "—",
-                                   fmt_pct(b, ms, bw.get(("membw_copy", t)))))
+                                   fmt_pct(b, ms, copy_bw.get(t))))
         return
-
-    dnnl = {}
-    dnnl_ctx = {}
-    if not args.no_onednn:
-        if os.path.exists(dnnl_exe):
-            ddoc = run_gbench(dnnl_exe, "^onednn_bn_.*/%s/" % shape_re,
-                              ["--nk_threads=" + args.threads], args.reps, args.min_time,
-                              os.path.join(out_dir, "nk_bench_onednn.json"))
-            dnnl = medians_ms(ddoc)
-            dnnl_ctx = ddoc["context"]
-        else:
-            log("%s not built (oneDNN not found): no oneDNN column" % dnnl_exe)
-    torch_version, torch_res = (None, {})
-    if not args.no_torch:
-        torch_version, torch_res = run_torch([list(s) for s in shapes], threads, args.reps, args.min_time,
-                                             args.torch_malloc == "reuse")
-        with open(os.path.join(out_dir, "torch.json"), "w") as f:
-            json.dump({"torch_version": torch_version,
-                       "times": [dict(zip(("op", "layout", "shape", "threads"), k), ms=v)
-                                 for k, v in torch_res.items()]}, f, indent=1)
-    t_end = time.time()
 
     isa = isas[0] if isas else "?"
     extra = []
@@ -395,18 +447,18 @@ def main():
         extra.append("PyTorch %s (torch.nn.functional.batch_norm; backward = torch.autograd.grad of "
                      "dx, dγ, dβ on a kept graph; NHWC = channels_last; outputs allocated per call, %s)" %
                      (torch_version, "freed memory reused (--torch-malloc=reuse)"
-                      if args.torch_malloc == "reuse" else
+                      if torch_malloc == "reuse" else
                       "glibc as shipped: fresh pages for tensors over 32 MiB (--torch-malloc=default)"))
     if dnnl_ctx:
-        extra.append("oneDNN %s (%s runtime, ISA %s); column = the faster of the row's layout and nChw16c, "
-                     "named" % (dnnl_ctx.get("onednn_version", "?"), dnnl_ctx.get("onednn_cpu_runtime", "?"),
-                                dnnl_ctx.get("onednn_isa", "?")))
-    extra.append("×X = X's time / normkit's time (above 1: normkit is faster); "
-                 "% BW = minimal bytes / time over the ordinary-store copy bandwidth at the same thread count")
-    extra.append("load average before/after: %.2f / %.2f; took %.0f s; raw JSON: %s" %
-                 (load0[0], os.getloadavg()[0], t_end - t_start, out_dir))
+        extra.append("oneDNN %s (%s runtime, ISA %s); its column is the faster of the row's layout and "
+                     "nChw16c, named" % (dnnl_ctx.get("onednn_version", "?"),
+                                         dnnl_ctx.get("onednn_cpu_runtime", "?"),
+                                         dnnl_ctx.get("onednn_isa", "?")))
+    extra.append("×X = X's time / normkit's time (above 1: normkit is faster)")
+    extra.append(pct_line)
+    extra.append(run_line)
     header(ctx, args, [isa], extra)
-    print_bandwidth(bw, probe_size, threads)
+    print_bandwidth(bw, threads)
     print("| case | shape | layout | threads | normkit ms | PyTorch ms | oneDNN ms (layout) "
           "| ×PyTorch | ×oneDNN | normkit GB/s | normkit % BW | PyTorch % BW | oneDNN % BW |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -415,7 +467,7 @@ def main():
             for layout in LAYOUTS:
                 for t in threads:
                     b = minimal_bytes(op, s)
-                    copy = bw.get(("membw_copy", t))
+                    copy = copy_bw.get(t)
                     ms = nk_ms(op, layout, s, t, isa)
                     tms = torch_res.get((op, layout, shape_name(s), t))
                     best, best_layout = None, ""
