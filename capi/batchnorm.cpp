@@ -24,7 +24,7 @@ void forward_training(const BnExec& e, const BnOptions& o, const float* x, float
     e.k.bn_apply(x, y, e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(), p.d.data(), stream);
   };
   if (e.channel_resident()) {
-#pragma omp parallel for num_threads(e.threads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(e.threads) schedule(static)
     for (int64_t c = 0; c < C; ++c) {
       for (int64_t s = 0; s < e.blocks; ++s)
         e.k.bn_stats(x, e.v, e.block_range(c, c + 1, s), &bmean[s * C + c], &bm2[s * C + c]);
@@ -79,7 +79,7 @@ void backward(const BnExec& e, const float* x, const float* dy, const float* gam
                           p.d.data(), stream);
   };
   if (e.channel_resident()) {
-#pragma omp parallel for num_threads(e.threads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(e.threads) schedule(static)
     for (int64_t c = 0; c < C; ++c) {
       for (int64_t s = 0; s < e.blocks; ++s) sums(s, c, c + 1);
       coefficients(c);

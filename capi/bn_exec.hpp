@@ -13,10 +13,6 @@
 
 namespace nk {
 
-// Bytes moved at or beyond which outputs bypass the cache (they would not
-// fit in it anyway, and the read-for-ownership is saved).
-constexpr int64_t kStreamBytes = int64_t{24} << 20;
-
 struct BnExec {
   const kernels::KernelTable& k;
   kernels::View v;
@@ -25,8 +21,12 @@ struct BnExec {
 
   BnExec(const kernels::KernelTable& table, const kernels::View& view)
       : k(table), v(view), threads(num_threads()) {
-    const int64_t per_channel = v.outer * v.inner;
-    blocks = std::clamp<int64_t>((per_channel + 65535) / 65536, 1, std::min<int64_t>(64, v.outer));
+    // Enough blocks to share among threads, none too small: where channels
+    // are runs a block is one channel's rows (64K elements); where they
+    // interleave a block holds every channel (128K elements).
+    const int64_t work = v.inner == 1 ? v.outer * v.channels : v.outer * v.inner;
+    const int64_t per_block = v.inner == 1 ? int64_t{1} << 17 : int64_t{1} << 16;
+    blocks = std::clamp<int64_t>((work + per_block - 1) / per_block, 1, std::min<int64_t>(64, v.outer));
   }
   int64_t row(int64_t s) const { return v.outer * s / blocks; }
   double block_count(int64_t s) const { return static_cast<double>((row(s + 1) - row(s)) * v.inner); }
@@ -34,21 +34,25 @@ struct BnExec {
   // Channels hold contiguous runs and are many: one thread takes a channel
   // through all its passes while the channel stays in its cache.
   bool channel_resident() const { return v.inner > 1 && v.channels >= 2 * threads; }
-  bool stream(int64_t bytes) const { return bytes >= kStreamBytes; }
+  // Outputs bypass the cache where the bytes moved would not fit in it
+  // anyway (this also saves the read-for-ownership of the output).
+  bool stream(int64_t bytes) const { return bytes >= stream_threshold(); }
 
   // Runs f(c0, c1, o0, o1) over a partition of the whole view. Pieces are
   // taken from the end of the tensor first: after a reduction pass over it,
   // the end is what the cache still holds.
+  // Pieces are contiguous in memory (blocks of rows, or of channels when
+  // rows are too few), so threads never share more than a boundary line.
   template <class F>
   void parallel_elementwise(const F& f) const {
     const int64_t C = v.channels, O = v.outer;
-    const bool by_channel = v.inner > 1 && C >= threads;
-    const int64_t units = std::max<int64_t>(1, by_channel ? C : std::min<int64_t>(O, 8 * threads));
+    const bool by_rows = v.inner == 1 || O >= 4 * threads || C < threads;
+    const int64_t units = std::min<int64_t>(by_rows ? O : C, 8 * threads);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t i = 0; i < units; ++i) {
       const int64_t u = units - 1 - i;
-      if (by_channel) f(u, u + 1, int64_t{0}, O);
-      else f(int64_t{0}, C, O * u / units, O * (u + 1) / units);
+      if (by_rows) f(int64_t{0}, C, O * u / units, O * (u + 1) / units);
+      else f(C * u / units, C * (u + 1) / units, int64_t{0}, O);
     }
   }
 

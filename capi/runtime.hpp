@@ -1,4 +1,5 @@
-// Settings every operation reads: the active kernel table and the thread count.
+// Settings every operation reads: the active kernel table, the thread count
+// and the streaming-store threshold.
 #pragma once
 
 #include "../kernels/kernel_table.hpp"
@@ -9,5 +10,7 @@ namespace nk {
 const kernels::KernelTable& kernels_for_call();
 // Threads for the next parallel region (>= 1).
 int num_threads();
+// Operations moving at least this many bytes write with non-temporal stores.
+int64_t stream_threshold();
 
 }  // namespace nk

@@ -78,6 +78,13 @@ NK_API int32_t nk_isa_available(const char* name);
 NK_API nk_status nk_set_num_threads(int32_t n);
 NK_API int32_t nk_get_num_threads(void);
 
+/* Operations that move at least this many bytes write their outputs with
+ * non-temporal stores, which bypass the cache: right where the data would not
+ * stay in cache anyway. bytes >= 0, or -1 for the default (the size of the
+ * last-level cache, at most 16 MiB). Results do not depend on it. */
+NK_API nk_status nk_set_stream_threshold(int64_t bytes);
+NK_API int64_t nk_get_stream_threshold(void);
+
 /* ---- Tensors ------------------------------------------------------------ */
 #define NK_MAX_DIMS 8
 

@@ -13,6 +13,7 @@ int main(void) {
       FN(nk_version_major),      FN(nk_version_minor),     FN(nk_version_patch),
       FN(nk_version_string),     FN(nk_set_max_isa),       FN(nk_active_isa),
       FN(nk_isa_available),      FN(nk_set_num_threads),   FN(nk_get_num_threads),
+      FN(nk_set_stream_threshold), FN(nk_get_stream_threshold),
       FN(nk_tensor_desc_init),   FN(nk_bn_options_init),   FN(nk_bn_forward_training),
       FN(nk_bn_forward_inference), FN(nk_bn_backward),     FN(nk_bn_partial_stats),
       FN(nk_bn_merge_stats),     FN(nk_bn_finalize_stats), FN(nk_bn_apply),

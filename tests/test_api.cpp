@@ -61,6 +61,13 @@ TEST(Api, ThreadCount) {
   EXPECT_GE(nk_get_num_threads(), 1);
 }
 
+TEST(Api, StreamThreshold) {
+  ASSERT_EQ(nk_set_stream_threshold(12345), NK_OK);
+  EXPECT_EQ(nk_get_stream_threshold(), 12345);
+  ASSERT_EQ(nk_set_stream_threshold(-1), NK_OK);
+  EXPECT_GT(nk_get_stream_threshold(), 0);  // the last-level cache
+}
+
 TEST(Api, DescInit) {
   nk_tensor_desc d;
   const int64_t dims[4] = {2, 3, 4, 5};

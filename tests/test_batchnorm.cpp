@@ -65,9 +65,12 @@ void check_forward_training(const ref::Layout& l, bool affine, int32_t conventio
 
 TEST_P(BatchNorm, ForwardTrainingMatchesReference) {
   uint32_t seed = 1;
-  for (const auto& l : nkt::sweep_layouts()) {
-    check_forward_training(l, true, NK_MOMENTUM_TF, NK_VARIANCE_BIASED, seed++);
-    check_forward_training(l, false, NK_MOMENTUM_TORCH, NK_VARIANCE_UNBIASED, seed++);
+  for (int64_t threshold : {int64_t{-1}, int64_t{0}}) {  // default, then every output streamed
+    ASSERT_EQ(nk_set_stream_threshold(threshold), NK_OK);
+    for (const auto& l : nkt::sweep_layouts()) {
+      check_forward_training(l, true, NK_MOMENTUM_TF, NK_VARIANCE_BIASED, seed++);
+      check_forward_training(l, false, NK_MOMENTUM_TORCH, NK_VARIANCE_UNBIASED, seed++);
+    }
   }
 }
 
@@ -127,10 +130,13 @@ void check_backward(const ref::Layout& l, bool affine, bool param_grads, uint32_
 
 TEST_P(BatchNorm, BackwardMatchesReference) {
   uint32_t seed = 200;
-  for (const auto& l : nkt::sweep_layouts()) {
-    check_backward(l, true, true, seed++);
-    const bool param_grads = seed % 2 == 0;
-    check_backward(l, false, param_grads, seed++);
+  for (int64_t threshold : {int64_t{-1}, int64_t{0}}) {
+    ASSERT_EQ(nk_set_stream_threshold(threshold), NK_OK);
+    for (const auto& l : nkt::sweep_layouts()) {
+      check_backward(l, true, true, seed++);
+      const bool param_grads = seed % 2 == 0;
+      check_backward(l, false, param_grads, seed++);
+    }
   }
 }
 
@@ -138,6 +144,7 @@ TEST_P(BatchNorm, BackwardMatchesReference) {
 // bypass the cache (non-temporal stores), with an output misaligned by one
 // float so the stores' aligned body starts mid-run.
 TEST_P(BatchNorm, LargeTensorsWithStreamingStores) {
+  ASSERT_EQ(nk_set_stream_threshold(0), NK_OK);
   for (const auto& l : {nkt::nchw(8, 16, 256, 129), nkt::nhwc(16, 33, 128, 129)}) {
     SCOPED_TRACE(nkt::layout_name(l));
     int64_t C;

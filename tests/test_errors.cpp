@@ -254,6 +254,10 @@ TEST(Errors, SplitStatistics) {
 TEST(Errors, Settings) {
   EXPECT_EQ(nk_set_num_threads(-1), NK_ERR_BAD_ARGUMENT);
   EXPECT_NE(std::string(nk_last_error()).find("threads = -1"), std::string::npos);
+  const int64_t threshold = nk_get_stream_threshold();
+  EXPECT_EQ(nk_set_stream_threshold(-2), NK_ERR_BAD_ARGUMENT);
+  EXPECT_NE(std::string(nk_last_error()).find("bytes = -2"), std::string::npos);
+  EXPECT_EQ(nk_get_stream_threshold(), threshold);
   const std::string before = nk_active_isa();
   EXPECT_EQ(nk_set_max_isa("avx9000"), NK_ERR_BAD_ISA);
   EXPECT_NE(std::string(nk_last_error()).find("'avx9000' is not one of"), std::string::npos);

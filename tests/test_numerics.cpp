@@ -109,8 +109,9 @@ struct Outputs {
 
 // Outputs of forward training and backward, written at `shift` floats past
 // an aligned allocation.
-Outputs run_all(const ref::Layout& l, int threads, int shift) {
+Outputs run_all(const ref::Layout& l, int threads, int shift, int64_t stream_threshold = -1) {
   EXPECT_EQ(nk_set_num_threads(threads), NK_OK);
+  EXPECT_EQ(nk_set_stream_threshold(stream_threshold), NK_OK);
   int64_t C;
   ref::channel_of(l, &C);
   const auto x = random_vec(ref::total(l), 51, 3.0f, 2.0f);
@@ -142,6 +143,8 @@ TEST_P(BnNumerics, BitwiseIdenticalForAnyThreadCountAndAlignment) {
     EXPECT_TRUE(run_all(l, 2, 0) == base) << "2 threads";
     EXPECT_TRUE(run_all(l, 3, 1) == base) << "3 threads, shifted output";
     EXPECT_TRUE(run_all(l, 2, 5) == base) << "2 threads, shifted output";
+    EXPECT_TRUE(run_all(l, 2, 3, 0) == base) << "2 threads, streaming stores";
+    EXPECT_TRUE(run_all(l, 1, 0, 0) == base) << "1 thread, streaming stores";
   }
 }
 

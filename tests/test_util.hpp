@@ -98,6 +98,7 @@ class IsaTest : public ::testing::TestWithParam<std::string> {
   void TearDown() override {
     nk_set_max_isa(nullptr);
     nk_set_num_threads(0);
+    nk_set_stream_threshold(-1);
   }
 };
 
