@@ -29,7 +29,21 @@ BnOptions read_bn_options(const nk_bn_options* opt) {
   if (o.moving_variance != NK_VARIANCE_BIASED && o.moving_variance != NK_VARIANCE_UNBIASED)
     fail(NK_ERR_BAD_ARGUMENT, "moving_variance = %d: must be NK_VARIANCE_BIASED or NK_VARIANCE_UNBIASED",
          o.moving_variance);
-  return {o.epsilon, o.momentum, o.momentum_convention, o.moving_variance};
+  if (o.virtual_batch_size < 0)
+    fail(NK_ERR_BAD_ARGUMENT, "virtual_batch_size = %d: must be >= 1, or 0 for none", o.virtual_batch_size);
+  if (o.virtual_grouping != NK_GHOST_STRIDED && o.virtual_grouping != NK_GHOST_CONTIGUOUS)
+    fail(NK_ERR_BAD_ARGUMENT, "virtual_grouping = %d: must be NK_GHOST_STRIDED or NK_GHOST_CONTIGUOUS",
+         o.virtual_grouping);
+  if (o.renorm != 0 && o.renorm != 1) fail(NK_ERR_BAD_ARGUMENT, "renorm = %d: must be 0 or 1", o.renorm);
+  if (!(o.renorm_momentum >= 0.0f && o.renorm_momentum <= 1.0f))
+    fail(NK_ERR_BAD_ARGUMENT, "renorm_momentum = %g: must be in [0, 1]", static_cast<double>(o.renorm_momentum));
+  if (std::isnan(o.rmax) || std::isnan(o.rmin) || std::isnan(o.dmax))
+    fail(NK_ERR_BAD_ARGUMENT, "renorm clipping bounds must not be NaN");
+  if (o.rmin > o.rmax)
+    fail(NK_ERR_BAD_ARGUMENT, "rmin = %g > rmax = %g", static_cast<double>(o.rmin), static_cast<double>(o.rmax));
+  if (o.dmax < 0.0f) fail(NK_ERR_BAD_ARGUMENT, "dmax = %g: must be >= 0", static_cast<double>(o.dmax));
+  return {o.epsilon, o.momentum, o.momentum_convention, o.moving_variance, o.virtual_batch_size,
+          o.virtual_grouping, o.renorm != 0, o.renorm_momentum, o.rmax, o.rmin, o.dmax};
 }
 
 void check_channels(int64_t channels) {

@@ -16,6 +16,10 @@ struct BnOptions {
   double momentum;
   int32_t convention;
   int32_t variance;
+  int64_t virtual_batch;  // 0: none
+  int32_t grouping;
+  bool renorm;
+  double renorm_momentum, rmax, rmin, dmax;
 };
 
 BnOptions read_bn_options(const nk_bn_options* opt);

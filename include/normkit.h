@@ -15,6 +15,7 @@
 #ifndef NORMKIT_H
 #define NORMKIT_H
 
+#include <math.h> /* INFINITY */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,29 +116,52 @@ NK_API nk_status nk_tensor_desc_init(nk_tensor_desc* desc, int32_t ndim, const i
 #define NK_VARIANCE_BIASED 0   /* sum((x - mean)^2) / m (TF's general path) */
 #define NK_VARIANCE_UNBIASED 1 /* sum((x - mean)^2) / (m - 1) (PyTorch; TF's fused path) */
 
-/* Options of Batch Norm. Start from nk_bn_options_init() (or
- * NK_BN_OPTIONS_INIT), which gives TensorFlow's defaults; struct_size lets
- * later releases append fields without breaking callers built against this
- * one. */
+/* Virtual batches (Ghost Batch Norm; option virtual_grouping). With N the
+ * size of axis 0 and V the virtual batch size, there are G = N / V virtual
+ * batches of V samples each. */
+#define NK_GHOST_STRIDED 0    /* TF: batch g holds the samples n with n mod G = g */
+#define NK_GHOST_CONTIGUOUS 1 /* the paper: batch g holds samples g*V .. g*V + V - 1 */
+
+/* Options of Batch Norm, each with the tf.layers.batch_normalization
+ * argument it stands for and its default there. Start from
+ * nk_bn_options_init() (or NK_BN_OPTIONS_INIT), which gives those defaults;
+ * struct_size lets later releases append fields without breaking callers
+ * built against this one (fields past a caller's struct_size take their
+ * defaults). TF's center/scale are NULL beta/gamma; its initializers,
+ * regularizers and constraints belong to whoever owns the variables; its
+ * `fused` is moot (normkit is always fused); `trainable=False` is NULL
+ * dgamma/dbeta in backward — and in TF2 a frozen layer runs in inference
+ * mode, nk_bn_forward_inference. */
 typedef struct nk_bn_options {
   uint64_t struct_size;        /* sizeof(nk_bn_options) */
-  float epsilon;               /* TF epsilon = 1e-3; must be > 0 */
-  float momentum;              /* TF momentum = 0.99; in [0, 1] */
+  float epsilon;               /* epsilon = 1e-3; must be > 0 */
+  float momentum;              /* momentum = 0.99; in [0, 1] */
   int32_t momentum_convention; /* NK_MOMENTUM_TF (default) or NK_MOMENTUM_TORCH */
   int32_t moving_variance;     /* NK_VARIANCE_BIASED (default) or NK_VARIANCE_UNBIASED */
+  /* Training only, like TF; inference ignores them. */
+  int32_t virtual_batch_size;  /* virtual_batch_size = None: 0; else V >= 1 dividing N */
+  int32_t virtual_grouping;    /* NK_GHOST_STRIDED (TF, default) or NK_GHOST_CONTIGUOUS */
+  int32_t renorm;              /* renorm = False: 0; 1 for Batch Renormalization */
+  float renorm_momentum;       /* renorm_momentum = 0.99; in [0, 1] */
+  float rmax;                  /* renorm_clipping['rmax'], missing = INFINITY */
+  float rmin;                  /* renorm_clipping['rmin'], missing = 0 */
+  float dmax;                  /* renorm_clipping['dmax'], missing = INFINITY; >= 0 */
 } nk_bn_options;
 
-#define NK_BN_OPTIONS_INIT \
-  { sizeof(nk_bn_options), 1e-3f, 0.99f, NK_MOMENTUM_TF, NK_VARIANCE_BIASED }
+#define NK_BN_OPTIONS_INIT                                                          \
+  { sizeof(nk_bn_options), 1e-3f, 0.99f, NK_MOMENTUM_TF, NK_VARIANCE_BIASED, 0,    \
+    NK_GHOST_STRIDED, 0, 0.99f, INFINITY, 0.0f, INFINITY }
 NK_API void nk_bn_options_init(nk_bn_options* opt);
 
 /* Training forward. Per feature: batch mean and biased variance over all
  * other axes; y = gamma * (x - mean) / sqrt(var + eps) + beta.
  * gamma, beta: optional (NULL: 1 and 0; TF scale=False / center=False).
- * saved_mean, saved_invstd: optional outputs for the backward pass.
+ * saved_mean, saved_invstd: optional outputs for the backward pass (G*C
+ * floats with G virtual batches, see nk_bn_forward_training_ex).
  * moving_mean, moving_var: optional (both or neither); updated in place.
  * y may equal x. Arrays of parameters and statistics hold C floats, C the
- * product of the feature dimensions. */
+ * product of the feature dimensions. Renorm and adjustment need
+ * nk_bn_forward_training_ex. */
 NK_API nk_status nk_bn_forward_training(const nk_tensor_desc* desc, const nk_bn_options* opt,
                                         const void* x, void* y, const float* gamma,
                                         const float* beta, float* saved_mean,
@@ -159,6 +183,54 @@ NK_API nk_status nk_bn_backward(const nk_tensor_desc* desc, const nk_bn_options*
                                 const void* x, const void* dy, const float* gamma,
                                 const float* saved_mean, const float* saved_invstd, void* dx,
                                 float* dgamma, float* dbeta);
+
+/* ---- Batch Norm with TensorFlow's whole option set ----------------------- *
+ * The arrays a training step reads and writes besides x, y and the
+ * parameters. C is the number of features, G the number of virtual batches
+ * (1 without them). NULL where unused. Start from nk_bn_state_init(). */
+typedef struct nk_bn_state {
+  uint64_t struct_size;           /* sizeof(nk_bn_state) */
+  float* moving_mean;             /* [C] in/out: moving_mean (both or neither) */
+  float* moving_var;              /* [C] in/out: moving_variance; under renorm it is
+                                     written as relu(moving_stddev^2 - epsilon) */
+  float* moving_stddev;           /* [C] in/out, renorm: TF's moving_stddev; NULL derives
+                                     it from moving_var as sqrt(moving_var + epsilon) */
+  float* renorm_mean;             /* [C] in/out, renorm: TF's renorm_mean (starts at 0) */
+  float* renorm_stddev;           /* [C] in/out, renorm: TF's renorm_stddev (starts at 1) */
+  const float* adjustment_scale;  /* [C] TF adjustment's scale (both or neither); not
+                                     with virtual batches, as in TF */
+  const float* adjustment_bias;   /* [C] TF adjustment's bias */
+  float* saved_mean;              /* [G*C] out (forward), in (backward): mean of virtual
+                                     batch g, feature c at g*C + c */
+  float* saved_invstd;            /* [G*C] likewise, 1/sqrt(var + epsilon) */
+  float* saved_r;                 /* [C] out (forward), in (backward): renorm's r */
+  float* saved_d;                 /* [C] likewise, renorm's d */
+} nk_bn_state;
+NK_API void nk_bn_state_init(nk_bn_state* state);
+
+/* Training forward with every option: with a the adjustment scale and b its
+ * bias (1 and 0 when absent), r and d the renorm corrections (1 and 0 when
+ * off), and mean/var those of x's virtual batch,
+ *   y = gamma * ((xhat * a + b) * r + d) + beta,  xhat = (x - mean) / sqrt(var + eps),
+ * composed in TensorFlow's order. Renorm (arXiv 1702.03275, TF's rules):
+ * sigma_B = sqrt(var + eps) and mean of the batch (under virtual batches: the
+ * averages over them); s = max(renorm_stddev, sqrt(eps)); r = clip(sigma_B / s,
+ * rmin, rmax), d = clip((mean - renorm_mean) / s, -dmax, dmax), from the state
+ * before this step; renorm_mean and renorm_stddev then move toward mean and
+ * sigma_B with renorm_momentum; moving_mean and moving_stddev move toward mean
+ * and sqrt(var' + eps) with momentum (var' Bessel-corrected if asked). Virtual
+ * batches: one moving-statistics update per call, from the mean over virtual
+ * batches of their means and of their biased variances. */
+NK_API nk_status nk_bn_forward_training_ex(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                           const void* x, void* y, const float* gamma,
+                                           const float* beta, nk_bn_state* state);
+/* Backward of nk_bn_forward_training_ex, from the saved arrays (and the
+ * adjustment) of its state: r, d and the adjustment are constants for the
+ * gradient. dgamma, dbeta optional (NULL: not trainable). */
+NK_API nk_status nk_bn_backward_ex(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                   const void* x, const void* dy, const float* gamma,
+                                   const nk_bn_state* state, void* dx, float* dgamma,
+                                   float* dbeta);
 
 /* ---- Split statistics, for Sync Batch Norm across processes ------------- *
  * Forward: each process computes its partials (count, mean, M2 per feature,
