@@ -1,4 +1,6 @@
 // Batch Norm entry points: training and inference forward, backward.
+#include <cstddef>
+
 #include "bn_common.hpp"
 
 using namespace nk;
@@ -97,7 +99,10 @@ void backward(const BnExec& e, const float* x, const float* dy, const float* gam
 extern "C" {
 
 NK_API void nk_bn_options_init(nk_bn_options* opt) {
-  if (opt != nullptr) *opt = nk_bn_options NK_BN_OPTIONS_INIT;
+  if (opt == nullptr) return;
+  std::memset(opt, 0, sizeof *opt);  // padding too: callers may compare bytes
+  const nk_bn_options defaults = NK_BN_OPTIONS_INIT;
+  std::memcpy(opt, &defaults, offsetof(nk_bn_options, dmax) + sizeof defaults.dmax);
 }
 
 NK_API nk_status nk_tensor_desc_init(nk_tensor_desc* desc, int32_t ndim, const int64_t* dims,

@@ -80,7 +80,16 @@ TEST(Api, DescInit) {
   nk_bn_options o;
   nk_bn_options_init(&o);
   const nk_bn_options m = NK_BN_OPTIONS_INIT;
-  EXPECT_EQ(std::memcmp(&o, &m, sizeof o), 0);
+  EXPECT_EQ(o.struct_size, m.struct_size);
+  EXPECT_EQ(o.momentum_convention, m.momentum_convention);
+  EXPECT_EQ(o.virtual_grouping, m.virtual_grouping);
+  EXPECT_EQ(o.rmax, m.rmax);
+  EXPECT_EQ(o.dmax, m.dmax);
+  EXPECT_EQ(o.rmin, 0.0f);
+  EXPECT_EQ(o.renorm, 0);
+  EXPECT_EQ(o.virtual_batch_size, 0);
+  EXPECT_FLOAT_EQ(o.renorm_momentum, 0.99f);
+  EXPECT_TRUE(std::isinf(o.rmax) && o.rmax > 0);
   EXPECT_EQ(o.struct_size, sizeof(nk_bn_options));
   EXPECT_FLOAT_EQ(o.epsilon, 1e-3f);
   EXPECT_FLOAT_EQ(o.momentum, 0.99f);
