@@ -1,4 +1,5 @@
-// Batch Norm entry points: training and inference forward, backward.
+// Batch Norm entry points: training forward with TensorFlow's whole option
+// set (virtual batches, renorm, adjustment), inference, backward.
 #include <cstddef>
 
 #include "bn_common.hpp"
@@ -7,91 +8,218 @@ using namespace nk;
 
 namespace {
 
-// Training forward on the canonical view: statistics, coefficients, apply.
-void forward_training(const BnExec& e, const BnOptions& o, const float* x, float* y,
-                      const float* gamma, const float* beta, float* saved_mean,
-                      float* saved_invstd, float* moving_mean, float* moving_var) {
-  const int64_t C = e.v.channels;
-  const double count = static_cast<double>(e.v.outer * e.v.inner);
+// What one training call works with, checked.
+struct Step {
+  Shape shape;
+  BnOptions o;
+  nk_bn_state st;
+  int64_t samples = 1;        // N, axis 0
+  int64_t groups = 1;         // virtual batches
+};
+
+Step check_step(const nk_tensor_desc* desc, const nk_bn_options* opt, const nk_bn_state& st, bool backward) {
+  Step s{canonicalize(desc), read_bn_options(opt), st};
+  const int64_t V = s.o.virtual_batch;
+  if (V > 0) {
+    if (s.shape.batch_is_feature)
+      fail(NK_ERR_BAD_AXIS, "virtual_batch_size needs axis 0 (the batch) to be reduced, not a feature axis");
+    s.samples = s.shape.batch;
+    if (s.samples % V != 0)
+      fail(NK_ERR_BAD_ARGUMENT, "virtual_batch_size %lld does not divide the batch size %lld",
+           static_cast<long long>(V), static_cast<long long>(s.samples));
+    s.groups = s.samples / V;
+  }
+  require_pair(st.adjustment_scale, st.adjustment_bias, "adjustment_scale", "adjustment_bias");
+  if (st.adjustment_scale && V > 0)
+    fail(NK_ERR_BAD_ARGUMENT, "adjustment cannot be combined with virtual_batch_size (as in TensorFlow)");
+  if (backward) {
+    require(st.saved_mean, "saved_mean");
+    require(st.saved_invstd, "saved_invstd");
+    if (s.o.renorm) {
+      require(st.saved_r, "saved_r (renorm)");
+      require(st.saved_d, "saved_d (renorm)");
+    }
+    return s;
+  }
+  require_pair(st.moving_mean, st.moving_var, "moving_mean", "moving_var");
+  if (s.o.renorm) {
+    require(st.renorm_mean, "renorm_mean (renorm)");
+    require(st.renorm_stddev, "renorm_stddev (renorm)");
+  }
+  if (st.moving_mean && s.o.variance == NK_VARIANCE_UNBIASED && s.shape.count / s.groups < 2)
+    fail(NK_ERR_BAD_ARGUMENT, "the unbiased moving variance needs more than one value per feature (got %lld)",
+         static_cast<long long>(s.shape.count / s.groups));
+  return s;
+}
+
+BnExec make_exec(const Step& s) {
+  BnExec e(kernels_for_call(), s.shape.view);
+  if (s.groups > 1) e.set_virtual_batches(s.samples, s.o.virtual_batch, s.o.grouping == NK_GHOST_STRIDED);
+  return e;
+}
+
+// Training forward on the canonical view: statistics per virtual batch, the
+// per-channel step (renorm, moving statistics, coefficients), then apply.
+void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st, const float* x, float* y,
+                      const float* gamma, const float* beta) {
+  const int64_t C = e.v.channels, G = e.groups;
+  const double m = e.group_count();
   std::vector<double> bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size());
-  ChannelArrays p(C);
+  ChannelArrays p(G * C);
   const bool stream = e.stream(2 * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
-  auto finalize = [&](int64_t c) {
-    double mean, m2;
-    merge_blocks(e, bmean.data(), bm2.data(), c, mean, m2);
-    finalize_channel(o, c, count, mean, m2, gamma, beta, p, saved_mean, saved_invstd);
-    update_moving(o, c, count, mean, m2, moving_mean, moving_var);
+
+  auto stats = [&](int64_t b, int64_t c0, int64_t c1) {
+    e.k.bn_stats(x, e.v, e.block_range(c0, c1, b), &bmean[b * C + c0], &bm2[b * C + c0]);
   };
-  auto apply = [&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
-    e.k.bn_apply(x, y, e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(), p.d.data(), stream);
+  auto channel_step = [&](int64_t c) {
+    // The batch statistics: under virtual batches, their averages.
+    double mean_avg = 0, var_avg = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      double mean, m2;
+      merge_blocks(e, bmean.data(), bm2.data(), c, g, mean, m2);
+      mean_avg += mean / G;
+      var_avg += std::max(m2, 0.0) / m / G;  // NaN stays NaN
+    }
+    double r = 1, d = 0;
+    if (o.renorm) {
+      const double sigma = std::sqrt(var_avg + o.epsilon);
+      const double s = std::max(static_cast<double>(st.renorm_stddev[c]), std::sqrt(o.epsilon));
+      r = std::clamp(sigma / s, o.rmin, o.rmax);
+      d = std::clamp((mean_avg - st.renorm_mean[c]) / s, -o.dmax, o.dmax);
+      const double keep = o.convention == NK_MOMENTUM_TF ? o.renorm_momentum : 1.0 - o.renorm_momentum;
+      st.renorm_mean[c] = static_cast<float>(keep * st.renorm_mean[c] + (1.0 - keep) * mean_avg);
+      st.renorm_stddev[c] = static_cast<float>(keep * st.renorm_stddev[c] + (1.0 - keep) * sigma);
+      if (st.saved_r) st.saved_r[c] = static_cast<float>(r);
+      if (st.saved_d) st.saved_d[c] = static_cast<float>(d);
+    } else {
+      if (st.saved_r) st.saved_r[c] = 1.0f;
+      if (st.saved_d) st.saved_d[c] = 0.0f;
+    }
+    update_moving(o, c, m, mean_avg, var_avg, st);
+    // y = gamma * ((xhat * a + b) * r + d) + beta = xhat * scale + shift.
+    const double gm = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
+    const double a = st.adjustment_scale ? st.adjustment_scale[c] : 1.0;
+    const double b = st.adjustment_bias ? st.adjustment_bias[c] : 0.0;
+    for (int64_t g = 0; g < G; ++g) {
+      double mean, m2;
+      merge_blocks(e, bmean.data(), bm2.data(), c, g, mean, m2);
+      const double var = std::isnan(m2) ? m2 : std::max(m2, 0.0) / m;
+      const double invstd = 1.0 / std::sqrt(var + o.epsilon);
+      set_coefficients(p, g * C + c, mean, gm * a * r * invstd, gm * (b * r + d) + bt);
+      if (st.saved_mean) st.saved_mean[g * C + c] = p.a[g * C + c];
+      if (st.saved_invstd) st.saved_invstd[g * C + c] = static_cast<float>(invstd);
+    }
+  };
+  auto apply = [&](int64_t c0, int64_t c1, int64_t o0, int64_t o1, int64_t g) {
+    const int64_t off = g * C;
+    e.k.bn_apply(x, y, e.v, {c0, c1, o0, o1}, p.a.data() + off, p.b.data() + off, p.c.data() + off,
+                 p.d.data() + off, stream);
   };
   if (e.channel_resident()) {
 #pragma omp parallel for num_threads(e.threads) schedule(static)
     for (int64_t c = 0; c < C; ++c) {
-      for (int64_t s = 0; s < e.blocks; ++s)
-        e.k.bn_stats(x, e.v, e.block_range(c, c + 1, s), &bmean[s * C + c], &bm2[s * C + c]);
-      finalize(c);
-      apply(c, c + 1, 0, e.v.outer);
+      for (int64_t b = 0; b < e.blocks; ++b) stats(b, c, c + 1);
+      channel_step(c);
+      e.apply_channel(c, apply);
     }
     return;
   }
-  e.parallel_blocks([&](int64_t s, int64_t c0, int64_t c1) {
-    e.k.bn_stats(x, e.v, e.block_range(c0, c1, s), &bmean[s * C + c0], &bm2[s * C + c0]);
-  });
-  for (int64_t c = 0; c < C; ++c) finalize(c);
-  e.parallel_elementwise(apply);
+  e.parallel_blocks(stats);
+  for (int64_t c = 0; c < C; ++c) channel_step(c);
+  e.parallel_apply(apply);
 }
 
-// Training backward on the canonical view.
-void backward(const BnExec& e, const float* x, const float* dy, const float* gamma,
-              const float* mean, const float* invstd, float* dx, float* dgamma, float* dbeta) {
-  const int64_t C = e.v.channels;
-  const double count = static_cast<double>(e.v.outer * e.v.inner);
+// Training backward on the canonical view. With gamma' = gamma * a * r (r,
+// d and the adjustment are constants), per virtual batch:
+//   dx = gamma' * s * dy - gamma' * s^3 * P / m * (x - mu) - gamma' * s * sum(dy) / m,
+// P = sum(dy * (x - mu)). The saved mean is a float; delta = sum(x - mean) / m
+// is its offset from the exact mean, which the coefficients absorb.
+void backward(const BnExec& e, const nk_bn_state& st, const float* x, const float* dy, const float* gamma,
+              float* dx, float* dgamma, float* dbeta) {
+  const int64_t C = e.v.channels, G = e.groups;
+  const double m = e.group_count();
   const size_t nb = static_cast<size_t>(e.blocks * C);
   std::vector<double> bsum(3 * nb);
-  ChannelArrays p(C);
+  ChannelArrays p(G * C);
   const bool stream = e.stream(3 * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
-  auto sums = [&](int64_t s, int64_t c0, int64_t c1) {
-    double* out[3] = {&bsum[s * C + c0], &bsum[nb + s * C + c0], &bsum[2 * nb + s * C + c0]};
-    e.k.bn_backward_sums(x, dy, e.v, e.block_range(c0, c1, s), mean, out);
+  auto sums = [&](int64_t b, int64_t c0, int64_t c1) {
+    double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
+    e.k.bn_backward_sums(x, dy, e.v, e.block_range(c0, c1, b), st.saved_mean + e.block_group(b) * C, out);
   };
-  // dx = g*s*dy - g*s^3*P/m*(x - mu) - g*s*sum(dy)/m, with P = sum(dy*(x - mu)).
-  // The saved mean is a float; delta = sum(x - mean)/m is its offset from the
-  // exact batch mean, which the coefficients absorb.
   auto coefficients = [&](int64_t c) {
-    double sdy = 0, sdyxc = 0, sxc = 0;
-    for (int64_t s = 0; s < e.blocks; ++s) {
-      sdy += bsum[s * C + c];
-      sdyxc += bsum[nb + s * C + c];
-      sxc += bsum[2 * nb + s * C + c];
+    const double gm = gamma ? gamma[c] : 1.0;
+    const double a = st.adjustment_scale ? st.adjustment_scale[c] : 1.0;
+    const double b = st.adjustment_bias ? st.adjustment_bias[c] : 0.0;
+    const double r = st.saved_r ? st.saved_r[c] : 1.0, d = st.saved_d ? st.saved_d[c] : 0.0;
+    const double ge = gm * a * r;
+    double dg = 0, db = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      double sdy = 0, sdyxc = 0, sxc = 0;
+      for (int64_t blk = g * e.per_group; blk < (g + 1) * e.per_group; ++blk) {
+        sdy += bsum[blk * C + c];
+        sdyxc += bsum[nb + blk * C + c];
+        sxc += bsum[2 * nb + blk * C + c];
+      }
+      const int64_t i = g * C + c;
+      const double sd = st.saved_invstd[i];
+      const double delta = sxc / m;
+      const double P = sdyxc - delta * sdy;
+      const double bc = -ge * sd * sd * sd * P / m;
+      p.a[i] = st.saved_mean[i];
+      p.b[i] = static_cast<float>(ge * sd);
+      p.c[i] = static_cast<float>(bc);
+      p.d[i] = static_cast<float>(-ge * sd * sdy / m - bc * delta);
+      dg += a * r * P * sd + (b * r + d) * sdy;
+      db += sdy;
     }
-    const double sd = invstd[c], g = gamma ? gamma[c] : 1.0;
-    const double delta = sxc / count;
-    const double P = sdyxc - delta * sdy;
-    const double b = -g * sd * sd * sd * P / count;
-    p.a[c] = mean[c];
-    p.b[c] = static_cast<float>(g * sd);
-    p.c[c] = static_cast<float>(b);
-    p.d[c] = static_cast<float>(-g * sd * sdy / count - b * delta);
-    if (dgamma) dgamma[c] = static_cast<float>(P * sd);
-    if (dbeta) dbeta[c] = static_cast<float>(sdy);
+    if (dgamma) dgamma[c] = static_cast<float>(dg);
+    if (dbeta) dbeta[c] = static_cast<float>(db);
   };
-  auto apply = [&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
-    e.k.bn_backward_apply(x, dy, dx, e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(),
-                          p.d.data(), stream);
+  auto apply = [&](int64_t c0, int64_t c1, int64_t o0, int64_t o1, int64_t g) {
+    const int64_t off = g * C;
+    e.k.bn_backward_apply(x, dy, dx, e.v, {c0, c1, o0, o1}, p.a.data() + off, p.b.data() + off,
+                          p.c.data() + off, p.d.data() + off, stream);
   };
   if (e.channel_resident()) {
 #pragma omp parallel for num_threads(e.threads) schedule(static)
     for (int64_t c = 0; c < C; ++c) {
-      for (int64_t s = 0; s < e.blocks; ++s) sums(s, c, c + 1);
+      for (int64_t b = 0; b < e.blocks; ++b) sums(b, c, c + 1);
       coefficients(c);
-      apply(c, c + 1, 0, e.v.outer);
+      e.apply_channel(c, apply);
     }
     return;
   }
   e.parallel_blocks(sums);
   for (int64_t c = 0; c < C; ++c) coefficients(c);
-  e.parallel_elementwise(apply);
+  e.parallel_apply(apply);
+}
+
+nk_status train(const char* where, const nk_tensor_desc* desc, const nk_bn_options* opt, const void* x, void* y,
+                const float* gamma, const float* beta, const nk_bn_state* state) {
+  return guarded(where, [&] {
+    const Step s = check_step(desc, opt, read_bn_state(state), false);
+    require(x, "x");
+    require(y, "y");
+    const BnExec e = make_exec(s);
+    const Canonical io(s.shape, {x}, y);
+    forward_training(e, s.o, s.st, io.in(0), io.out(), gamma, beta);
+    io.finish();
+  });
+}
+
+nk_status train_backward(const char* where, const nk_tensor_desc* desc, const nk_bn_options* opt,
+                         const void* x, const void* dy, const float* gamma, const nk_bn_state* state, void* dx,
+                         float* dgamma, float* dbeta) {
+  return guarded(where, [&] {
+    const Step s = check_step(desc, opt, read_bn_state(state), true);
+    require(x, "x");
+    require(dy, "dy");
+    require(dx, "dx");
+    const BnExec e = make_exec(s);
+    const Canonical io(s.shape, {x, dy}, dx);
+    backward(e, s.st, io.in(0), io.in(1), gamma, io.out(), dgamma, dbeta);
+    io.finish();
+  });
 }
 
 }  // namespace
@@ -103,6 +231,12 @@ NK_API void nk_bn_options_init(nk_bn_options* opt) {
   std::memset(opt, 0, sizeof *opt);  // padding too: callers may compare bytes
   const nk_bn_options defaults = NK_BN_OPTIONS_INIT;
   std::memcpy(opt, &defaults, offsetof(nk_bn_options, dmax) + sizeof defaults.dmax);
+}
+
+NK_API void nk_bn_state_init(nk_bn_state* state) {
+  if (state == nullptr) return;
+  std::memset(state, 0, sizeof *state);
+  state->struct_size = sizeof *state;
 }
 
 NK_API nk_status nk_tensor_desc_init(nk_tensor_desc* desc, int32_t ndim, const int64_t* dims,
@@ -127,22 +261,37 @@ NK_API nk_status nk_bn_forward_training(const nk_tensor_desc* desc, const nk_bn_
                                         const float* beta, float* saved_mean,
                                         float* saved_invstd, float* moving_mean,
                                         float* moving_var) {
-  return guarded("nk_bn_forward_training", [&] {
-    const Shape s = canonicalize(desc);
-    const BnOptions o = read_bn_options(opt);
-    require(x, "x");
-    require(y, "y");
-    require_pair(moving_mean, moving_var, "moving_mean", "moving_var");
-    if (moving_mean && o.variance == NK_VARIANCE_UNBIASED && s.count < 2)
-      fail(NK_ERR_BAD_ARGUMENT,
-           "the unbiased moving variance needs more than one value per feature (got %lld)",
-           static_cast<long long>(s.count));
-    const BnExec e(kernels_for_call(), s.view);
-    const Canonical io(s, {x}, y);
-    forward_training(e, o, io.in(0), io.out(), gamma, beta, saved_mean, saved_invstd, moving_mean,
-                     moving_var);
-    io.finish();
-  });
+  nk_bn_state st;
+  nk_bn_state_init(&st);
+  st.saved_mean = saved_mean;
+  st.saved_invstd = saved_invstd;
+  st.moving_mean = moving_mean;
+  st.moving_var = moving_var;
+  return train("nk_bn_forward_training", desc, opt, x, y, gamma, beta, &st);
+}
+
+NK_API nk_status nk_bn_forward_training_ex(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                           const void* x, void* y, const float* gamma,
+                                           const float* beta, nk_bn_state* state) {
+  return train("nk_bn_forward_training_ex", desc, opt, x, y, gamma, beta, state);
+}
+
+NK_API nk_status nk_bn_backward(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                const void* x, const void* dy, const float* gamma,
+                                const float* saved_mean, const float* saved_invstd, void* dx,
+                                float* dgamma, float* dbeta) {
+  nk_bn_state st;
+  nk_bn_state_init(&st);
+  st.saved_mean = const_cast<float*>(saved_mean);
+  st.saved_invstd = const_cast<float*>(saved_invstd);
+  return train_backward("nk_bn_backward", desc, opt, x, dy, gamma, &st, dx, dgamma, dbeta);
+}
+
+NK_API nk_status nk_bn_backward_ex(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                   const void* x, const void* dy, const float* gamma,
+                                   const nk_bn_state* state, void* dx, float* dgamma,
+                                   float* dbeta) {
+  return train_backward("nk_bn_backward_ex", desc, opt, x, dy, gamma, state, dx, dgamma, dbeta);
 }
 
 NK_API nk_status nk_bn_forward_inference(const nk_tensor_desc* desc, const nk_bn_options* opt,
@@ -157,13 +306,10 @@ NK_API nk_status nk_bn_forward_inference(const nk_tensor_desc* desc, const nk_bn
     require(moving_mean, "moving_mean");
     require(moving_var, "moving_var");
     const BnExec e(kernels_for_call(), s.view);
-    const int64_t C = s.channels;
-    ChannelArrays p(C);
-    for (int64_t c = 0; c < C; ++c) {
-      p.a[c] = moving_mean[c];
-      p.b[c] = 0.0f;
-      p.c[c] = static_cast<float>((gamma ? gamma[c] : 1.0) / std::sqrt(static_cast<double>(moving_var[c]) + o.epsilon));
-      p.d[c] = beta ? beta[c] : 0.0f;
+    ChannelArrays p(s.channels);
+    for (int64_t c = 0; c < s.channels; ++c) {
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(moving_var[c]) + o.epsilon);
+      set_coefficients(p, c, moving_mean[c], (gamma ? gamma[c] : 1.0) * invstd, beta ? beta[c] : 0.0);
     }
     const Canonical io(s, {x}, y);
     const bool stream = e.stream(2 * static_cast<int64_t>(sizeof(float)) * s.total);
@@ -171,25 +317,6 @@ NK_API nk_status nk_bn_forward_inference(const nk_tensor_desc* desc, const nk_bn
       e.k.bn_apply(io.in(0), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(),
                    p.d.data(), stream);
     });
-    io.finish();
-  });
-}
-
-NK_API nk_status nk_bn_backward(const nk_tensor_desc* desc, const nk_bn_options* opt,
-                                const void* x, const void* dy, const float* gamma,
-                                const float* saved_mean, const float* saved_invstd, void* dx,
-                                float* dgamma, float* dbeta) {
-  return guarded("nk_bn_backward", [&] {
-    const Shape s = canonicalize(desc);
-    read_bn_options(opt);
-    require(x, "x");
-    require(dy, "dy");
-    require(dx, "dx");
-    require(saved_mean, "saved_mean");
-    require(saved_invstd, "saved_invstd");
-    const BnExec e(kernels_for_call(), s.view);
-    const Canonical io(s, {x, dy}, dx);
-    backward(e, io.in(0), io.in(1), gamma, saved_mean, saved_invstd, io.out(), dgamma, dbeta);
     io.finish();
   });
 }

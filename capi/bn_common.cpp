@@ -76,27 +76,50 @@ void Canonical::finish() const {
   if (s_.general && user_out_ != nullptr) scatter(s_, out_, user_out_);
 }
 
-void update_moving(const BnOptions& o, int64_t c, double count, double mean, double m2,
-                   float* moving_mean, float* moving_var) {
-  if (moving_mean == nullptr) return;
-  const double var = std::max(m2, 0.0) / (o.variance == NK_VARIANCE_UNBIASED ? count - 1 : count);
-  const double keep = o.convention == NK_MOMENTUM_TF ? o.momentum : 1.0 - o.momentum;
-  moving_mean[c] = static_cast<float>(keep * moving_mean[c] + (1.0 - keep) * mean);
-  moving_var[c] = static_cast<float>(keep * moving_var[c] + (1.0 - keep) * (std::isnan(m2) ? m2 : var));
+nk_bn_state read_bn_state(const nk_bn_state* state) {
+  nk_bn_state st;
+  nk_bn_state_init(&st);
+  if (state == nullptr) return st;
+  constexpr uint64_t kMin = sizeof(nk_bn_state);
+  if (state->struct_size < kMin)
+    fail(NK_ERR_BAD_STRUCT_SIZE, "state struct_size = %llu: at least %llu expected",
+         static_cast<unsigned long long>(state->struct_size), static_cast<unsigned long long>(kMin));
+  const auto* bytes = reinterpret_cast<const unsigned char*>(state);
+  for (uint64_t i = sizeof(nk_bn_state); i < state->struct_size; ++i)
+    if (bytes[i] != 0)
+      fail(NK_ERR_BAD_STRUCT_SIZE, "state struct_size = %llu: fields unknown to this version are set",
+           static_cast<unsigned long long>(state->struct_size));
+  std::memcpy(&st, state, sizeof st);
+  st.struct_size = sizeof st;
+  return st;
 }
 
-void finalize_channel(const BnOptions& o, int64_t c, double count, double mean, double m2,
-                      const float* gamma, const float* beta, ChannelArrays& p, float* saved_mean,
-                      float* saved_invstd) {
-  const double var = std::isnan(m2) ? m2 : std::max(m2, 0.0) / count;
-  const double invstd = 1.0 / std::sqrt(var + o.epsilon);
+void set_coefficients(ChannelArrays& p, int64_t i, double mean, double scale, double shift) {
   const float hi = static_cast<float>(mean);
-  p.a[c] = hi;
-  p.b[c] = static_cast<float>(mean - static_cast<double>(hi));
-  p.c[c] = static_cast<float>((gamma ? gamma[c] : 1.0) * invstd);
-  p.d[c] = beta ? beta[c] : 0.0f;
-  if (saved_mean) saved_mean[c] = hi;
-  if (saved_invstd) saved_invstd[c] = static_cast<float>(invstd);
+  p.a[i] = hi;
+  p.b[i] = static_cast<float>(mean - static_cast<double>(hi));
+  p.c[i] = static_cast<float>(scale);
+  p.d[i] = static_cast<float>(shift);
+}
+
+void update_moving(const BnOptions& o, int64_t c, double count, double mean, double var,
+                   const nk_bn_state& st) {
+  if (st.moving_mean == nullptr) return;
+  const double v = o.variance == NK_VARIANCE_UNBIASED ? var * count / (count - 1) : var;
+  const double keep = o.convention == NK_MOMENTUM_TF ? o.momentum : 1.0 - o.momentum;
+  auto move = [&](double old, double batch) { return keep * old + (1.0 - keep) * batch; };
+  st.moving_mean[c] = static_cast<float>(move(st.moving_mean[c], mean));
+  if (!o.renorm) {
+    st.moving_var[c] = static_cast<float>(move(st.moving_var[c], v));
+    return;
+  }
+  const double old_sd = st.moving_stddev ? static_cast<double>(st.moving_stddev[c])
+                                         : std::sqrt(static_cast<double>(st.moving_var[c]) + o.epsilon);
+  const float sd = static_cast<float>(move(old_sd, std::sqrt(v + o.epsilon)));
+  if (st.moving_stddev) st.moving_stddev[c] = sd;
+  // relu(stddev^2 - eps), NaN kept.
+  const double mv = static_cast<double>(sd) * sd - o.epsilon;
+  st.moving_var[c] = static_cast<float>(mv < 0 ? 0.0 : mv);
 }
 
 }  // namespace nk

@@ -56,14 +56,17 @@ struct ChannelArrays {
   explicit ChannelArrays(int64_t n) : a(n), b(n), c(n), d(n) {}
 };
 
-// Moving-statistics update of channel c from the batch mean and biased M2.
-void update_moving(const BnOptions& o, int64_t c, double count, double mean, double m2,
-                   float* moving_mean, float* moving_var);
+// The caller's state struct, checked like an options struct; absent fields NULL.
+nk_bn_state read_bn_state(const nk_bn_state* state);
 
-// From merged stats of channel c: the apply coefficients (mean hi/lo,
-// scale, shift) into p, and saved mean/invstd where given.
-void finalize_channel(const BnOptions& o, int64_t c, double count, double mean, double m2,
-                      const float* gamma, const float* beta, ChannelArrays& p, float* saved_mean,
-                      float* saved_invstd);
+// Coefficients of y = scale * (x - mean) + shift at index i (g * C + c); the
+// mean is split into two floats so a mean far from zero costs no precision.
+void set_coefficients(ChannelArrays& p, int64_t i, double mean, double scale, double shift);
+
+// Moving-statistics update of channel c from the batch mean and biased
+// variance (count: elements per statistic, for Bessel's correction). Under
+// renorm the moving standard deviation moves, TF's way.
+void update_moving(const BnOptions& o, int64_t c, double count, double mean, double var,
+                   const nk_bn_state& st);
 
 }  // namespace nk

@@ -1,6 +1,7 @@
 // How Batch Norm's passes are split over threads. Statistics are reduced per
-// super-block of outer rows (fixed by the shape alone) and merged in order,
-// so every partition of the work gives the same bits.
+// block of outer rows (fixed by the shape alone) and merged in order, so every
+// partition of the work gives the same bits. With virtual batches (Ghost BN)
+// a block is one sample, and the blocks of a virtual batch merge together.
 #pragma once
 
 #include <omp.h>
@@ -17,7 +18,12 @@ struct BnExec {
   const kernels::KernelTable& k;
   kernels::View v;
   int threads;
-  int64_t blocks;  // super-blocks of outer rows
+  int64_t groups = 1;     // virtual batches
+  int64_t per_group;      // blocks in each
+  int64_t blocks;         // groups * per_group
+  bool ghost = false;
+  bool strided = true;    // TF's grouping: sample n is in virtual batch n mod groups
+  int64_t rows_per_sample = 0;
 
   BnExec(const kernels::KernelTable& table, const kernels::View& view)
       : k(table), v(view), threads(num_threads()) {
@@ -26,11 +32,39 @@ struct BnExec {
     // interleave a block holds every channel (128K elements).
     const int64_t work = v.inner == 1 ? v.outer * v.channels : v.outer * v.inner;
     const int64_t per_block = v.inner == 1 ? int64_t{1} << 17 : int64_t{1} << 16;
-    blocks = std::clamp<int64_t>((work + per_block - 1) / per_block, 1, std::min<int64_t>(64, v.outer));
+    blocks = per_group =
+        std::clamp<int64_t>((work + per_block - 1) / per_block, 1, std::min<int64_t>(64, v.outer));
   }
-  int64_t row(int64_t s) const { return v.outer * s / blocks; }
-  double block_count(int64_t s) const { return static_cast<double>((row(s + 1) - row(s)) * v.inner); }
-  kernels::Range block_range(int64_t c0, int64_t c1, int64_t s) const { return {c0, c1, row(s), row(s + 1)}; }
+
+  // N samples (axis 0, the leading factor of the outer rows) in virtual
+  // batches of V; G = N / V > 1.
+  void set_virtual_batches(int64_t samples, int64_t virtual_batch, bool strided_grouping) {
+    ghost = true;
+    strided = strided_grouping;
+    groups = samples / virtual_batch;
+    per_group = virtual_batch;
+    blocks = samples;
+    rows_per_sample = v.outer / samples;
+  }
+
+  int64_t block_group(int64_t b) const { return ghost ? b / per_group : 0; }
+  int64_t sample_group(int64_t n) const { return strided ? n % groups : n / per_group; }
+  // Rows of block b: a share of all rows, or the rows of one sample.
+  int64_t block_row0(int64_t b) const {
+    if (!ghost) return v.outer * b / blocks;
+    const int64_t g = b / per_group, m = b % per_group;
+    return (strided ? m * groups + g : g * per_group + m) * rows_per_sample;
+  }
+  int64_t block_row1(int64_t b) const {
+    return ghost ? block_row0(b) + rows_per_sample : v.outer * (b + 1) / blocks;
+  }
+  double block_count(int64_t b) const { return static_cast<double>((block_row1(b) - block_row0(b)) * v.inner); }
+  kernels::Range block_range(int64_t c0, int64_t c1, int64_t b) const {
+    return {c0, c1, block_row0(b), block_row1(b)};
+  }
+  // Elements per channel in one virtual batch.
+  double group_count() const { return static_cast<double>(v.outer / groups * v.inner); }
+
   // Channels hold contiguous runs and are many: one thread takes a channel
   // through all its passes while the channel stays in its cache.
   bool channel_resident() const { return v.inner > 1 && v.channels >= 2 * threads; }
@@ -40,9 +74,9 @@ struct BnExec {
 
   // Runs f(c0, c1, o0, o1) over a partition of the whole view. Pieces are
   // taken from the end of the tensor first: after a reduction pass over it,
-  // the end is what the cache still holds.
-  // Pieces are contiguous in memory (blocks of rows, or of channels when
-  // rows are too few), so threads never share more than a boundary line.
+  // the end is what the cache still holds. Pieces are contiguous in memory
+  // (blocks of rows, or of channels when rows are too few), so threads never
+  // share more than a boundary line.
   template <class F>
   void parallel_elementwise(const F& f) const {
     const int64_t C = v.channels, O = v.outer;
@@ -56,7 +90,33 @@ struct BnExec {
     }
   }
 
-  // Per-block partials of every channel: f(s, c0, c1) fills block s.
+  // Like parallel_elementwise, for coefficients per virtual batch:
+  // f(c0, c1, o0, o1, g), each piece within one virtual batch.
+  template <class F>
+  void parallel_apply(const F& f) const {
+    if (!ghost) {
+      parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) { f(c0, c1, o0, o1, int64_t{0}); });
+      return;
+    }
+    const int64_t samples = blocks;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t i = 0; i < samples; ++i) {
+      const int64_t n = samples - 1 - i;
+      f(int64_t{0}, v.channels, n * rows_per_sample, (n + 1) * rows_per_sample, sample_group(n));
+    }
+  }
+
+  // Channel c alone, all rows: f(c0, c1, o0, o1, g).
+  template <class F>
+  void apply_channel(int64_t c, const F& f) const {
+    if (!ghost) {
+      f(c, c + 1, int64_t{0}, v.outer, int64_t{0});
+      return;
+    }
+    for (int64_t b = 0; b < blocks; ++b) f(c, c + 1, block_row0(b), block_row1(b), block_group(b));
+  }
+
+  // Per-block partials of every channel: f(b, c0, c1) fills block b.
   template <class F>
   void parallel_blocks(const F& f) const {
     const int64_t C = v.channels;
@@ -64,25 +124,26 @@ struct BnExec {
     const int64_t units = blocks * per_block;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t u = 0; u < units; ++u) {
-      const int64_t s = u / per_block;
-      if (v.inner == 1) f(s, int64_t{0}, C);
-      else f(s, u % per_block, u % per_block + 1);
+      const int64_t b = u / per_block;
+      if (v.inner == 1) f(b, int64_t{0}, C);
+      else f(b, u % per_block, u % per_block + 1);
     }
   }
 };
 
-// Chan et al.'s merge of block partials of channel c (block-major arrays).
-inline void merge_blocks(const BnExec& e, const double* bmean, const double* bm2, int64_t c,
+// Chan et al.'s merge of the block partials of virtual batch g, channel c
+// (block-major arrays).
+inline void merge_blocks(const BnExec& e, const double* bmean, const double* bm2, int64_t c, int64_t g,
                          double& mean, double& m2) {
   const int64_t C = e.v.channels;
   double n = 0;
   mean = 0;
   m2 = 0;
-  for (int64_t s = 0; s < e.blocks; ++s) {
-    const double nb = e.block_count(s);
-    const double d = bmean[s * C + c] - mean;
+  for (int64_t b = g * e.per_group; b < (g + 1) * e.per_group; ++b) {
+    const double nb = e.block_count(b);
+    const double d = bmean[b * C + c] - mean;
     mean += d * (nb / (n + nb));
-    m2 += bm2[s * C + c] + d * d * (n * nb / (n + nb));
+    m2 += bm2[b * C + c] + d * d * (n * nb / (n + nb));
     n += nb;
   }
 }

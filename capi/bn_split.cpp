@@ -13,7 +13,7 @@ void stats(const BnExec& e, const float* x, double* mean, double* m2) {
   e.parallel_blocks([&](int64_t s, int64_t c0, int64_t c1) {
     e.k.bn_stats(x, e.v, e.block_range(c0, c1, s), &bmean[s * C + c0], &bm2[s * C + c0]);
   });
-  for (int64_t c = 0; c < C; ++c) merge_blocks(e, bmean.data(), bm2.data(), c, mean[c], m2[c]);
+  for (int64_t c = 0; c < C; ++c) merge_blocks(e, bmean.data(), bm2.data(), c, 0, mean[c], m2[c]);
 }
 
 }  // namespace
@@ -97,11 +97,18 @@ NK_API nk_status nk_bn_finalize_stats(int64_t channels, const nk_bn_options* opt
     require_pair(moving_mean, moving_var, "moving_mean", "moving_var");
     if (moving_mean && o.variance == NK_VARIANCE_UNBIASED && count < 2)
       fail(NK_ERR_BAD_ARGUMENT, "the unbiased moving variance needs count >= 2");
-    ChannelArrays p(channels);
+    if (o.renorm || o.virtual_batch > 0)
+      fail(NK_ERR_UNSUPPORTED, "renorm and virtual batches are not available through split statistics");
+    nk_bn_state st;
+    nk_bn_state_init(&st);
+    st.moving_mean = moving_mean;
+    st.moving_var = moving_var;
+    const double n = static_cast<double>(count);
     for (int64_t c = 0; c < channels; ++c) {
-      finalize_channel(o, c, static_cast<double>(count), mean[c], m2[c], nullptr, nullptr, p, mean_out,
-                       invstd_out);
-      update_moving(o, c, static_cast<double>(count), mean[c], m2[c], moving_mean, moving_var);
+      const double var = std::isnan(m2[c]) ? m2[c] : std::max(m2[c], 0.0) / n;
+      mean_out[c] = static_cast<float>(mean[c]);
+      invstd_out[c] = static_cast<float>(1.0 / std::sqrt(var + o.epsilon));
+      update_moving(o, c, n, mean[c], var, st);
     }
   });
 }
@@ -117,12 +124,8 @@ NK_API nk_status nk_bn_apply(const nk_tensor_desc* desc, const void* x, void* y,
     require(invstd, "invstd");
     const BnExec e(kernels_for_call(), s.view);
     ChannelArrays p(s.channels);
-    for (int64_t c = 0; c < s.channels; ++c) {
-      p.a[c] = mean[c];
-      p.b[c] = 0.0f;
-      p.c[c] = static_cast<float>((gamma ? gamma[c] : 1.0) * invstd[c]);
-      p.d[c] = beta ? beta[c] : 0.0f;
-    }
+    for (int64_t c = 0; c < s.channels; ++c)
+      set_coefficients(p, c, mean[c], (gamma ? gamma[c] : 1.0) * invstd[c], beta ? beta[c] : 0.0);
     const Canonical io(s, {x}, y);
     const bool stream = e.stream(2 * static_cast<int64_t>(sizeof(float)) * s.total);
     e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {

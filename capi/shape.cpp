@@ -39,6 +39,8 @@ Shape canonicalize(const nk_tensor_desc* d) {
 
   Shape s;
   s.total = total;
+  s.batch = d->dims[0];
+  s.batch_is_feature = feature[0];
   s.channels = 1;
   for (int i = 0; i < nd; ++i)
     if (feature[i]) s.channels *= d->dims[i];

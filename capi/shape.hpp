@@ -17,6 +17,8 @@ struct Shape {
   int64_t channels = 0;   // product of feature dims: the length of parameter arrays
   int64_t count = 0;      // elements per channel: what statistics reduce over
   bool general = false;   // feature axes not adjacent: gather/scatter needed
+  int64_t batch = 1;      // dims[0]
+  bool batch_is_feature = false;
   // General path: for each dim of the tensor (size-1 dims dropped), its size
   // and its stride in the gathered (R, C) copy.
   int rank = 0;
