@@ -168,7 +168,8 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
       p.a[i] = st.saved_mean[i];
       p.b[i] = static_cast<float>(ge * sd);
       p.c[i] = static_cast<float>(bc);
-      p.d[i] = static_cast<float>(-ge * sd * sdy / m - bc * delta);
+      // With the rounded dy coefficient, so the mean of dy cancels exactly.
+      p.d[i] = static_cast<float>(-static_cast<double>(p.b[i]) * sdy / m - bc * delta);
       dg += a * r * P * sd + (b * r + d) * sdy;
       db += sdy;
     }

@@ -15,7 +15,8 @@ int main(void) {
       FN(nk_isa_available),      FN(nk_set_num_threads),   FN(nk_get_num_threads),
       FN(nk_set_stream_threshold), FN(nk_get_stream_threshold),
       FN(nk_tensor_desc_init),   FN(nk_bn_options_init),   FN(nk_bn_forward_training),
-      FN(nk_bn_forward_inference), FN(nk_bn_backward),     FN(nk_bn_partial_stats),
+      FN(nk_bn_forward_inference), FN(nk_bn_backward),
+      FN(nk_bn_state_init),      FN(nk_bn_forward_training_ex), FN(nk_bn_backward_ex),     FN(nk_bn_partial_stats),
       FN(nk_bn_merge_stats),     FN(nk_bn_finalize_stats), FN(nk_bn_apply),
       FN(nk_bn_backward_reduce), FN(nk_bn_backward_apply),
   };
