@@ -115,18 +115,7 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
     e.k.bn_apply(x, y, e.v, {c0, c1, o0, o1}, p.a.data() + off, p.b.data() + off, p.c.data() + off,
                  p.d.data() + off, stream);
   };
-  if (e.channel_resident()) {
-#pragma omp parallel for num_threads(e.threads) schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t b = 0; b < e.blocks; ++b) stats(b, c, c + 1);
-      channel_step(c);
-      e.apply_channel(c, apply);
-    }
-    return;
-  }
-  e.parallel_blocks(stats);
-  for (int64_t c = 0; c < C; ++c) channel_step(c);
-  e.parallel_apply(apply);
+  e.run_passes(stats, channel_step, apply);
 }
 
 // Training backward on the canonical view. With gamma' = gamma * a * r (r,
@@ -181,18 +170,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     e.k.bn_backward_apply(x, dy, dx, e.v, {c0, c1, o0, o1}, p.a.data() + off, p.b.data() + off,
                           p.c.data() + off, p.d.data() + off, stream);
   };
-  if (e.channel_resident()) {
-#pragma omp parallel for num_threads(e.threads) schedule(static)
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t b = 0; b < e.blocks; ++b) sums(b, c, c + 1);
-      coefficients(c);
-      e.apply_channel(c, apply);
-    }
-    return;
-  }
-  e.parallel_blocks(sums);
-  for (int64_t c = 0; c < C; ++c) coefficients(c);
-  e.parallel_apply(apply);
+  e.run_passes(sums, coefficients, apply);
 }
 
 nk_status train(const char* where, const nk_tensor_desc* desc, const nk_bn_options* opt, const void* x, void* y,
@@ -306,19 +284,10 @@ NK_API nk_status nk_bn_forward_inference(const nk_tensor_desc* desc, const nk_bn
     require(y, "y");
     require(moving_mean, "moving_mean");
     require(moving_var, "moving_var");
-    const BnExec e(kernels_for_call(), s.view);
-    ChannelArrays p(s.channels);
-    for (int64_t c = 0; c < s.channels; ++c) {
-      const double invstd = 1.0 / std::sqrt(static_cast<double>(moving_var[c]) + o.epsilon);
-      set_coefficients(p, c, moving_mean[c], (gamma ? gamma[c] : 1.0) * invstd, beta ? beta[c] : 0.0);
-    }
-    const Canonical io(s, {x}, y);
-    const bool stream = e.stream(2 * static_cast<int64_t>(sizeof(float)) * s.total);
-    e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
-      e.k.bn_apply(io.in(0), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(),
-                   p.d.data(), stream);
-    });
-    io.finish();
+    std::vector<float> invstd(static_cast<size_t>(s.channels));
+    for (int64_t c = 0; c < s.channels; ++c)
+      invstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(moving_var[c]) + o.epsilon));
+    apply_given_stats(s, x, y, gamma, beta, moving_mean, invstd.data());
   });
 }
 

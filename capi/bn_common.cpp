@@ -122,4 +122,19 @@ void update_moving(const BnOptions& o, int64_t c, double count, double mean, dou
   st.moving_var[c] = static_cast<float>(mv < 0 ? 0.0 : mv);
 }
 
+void apply_given_stats(const Shape& s, const void* x, void* y, const float* gamma, const float* beta,
+                       const float* mean, const float* invstd) {
+  const BnExec e(kernels_for_call(), s.view);
+  ChannelArrays p(s.channels);
+  for (int64_t c = 0; c < s.channels; ++c)
+    set_coefficients(p, c, mean[c], (gamma ? gamma[c] : 1.0) * invstd[c], beta ? beta[c] : 0.0);
+  const Canonical io(s, {x}, y);
+  const bool stream = e.stream(2 * static_cast<int64_t>(sizeof(float)) * s.total);
+  e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
+    e.k.bn_apply(io.in(0), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(), p.d.data(),
+                 stream);
+  });
+  io.finish();
+}
+
 }  // namespace nk

@@ -69,4 +69,9 @@ void set_coefficients(ChannelArrays& p, int64_t i, double mean, double scale, do
 void update_moving(const BnOptions& o, int64_t c, double count, double mean, double var,
                    const nk_bn_state& st);
 
+// y = gamma * (x - mean) * invstd + beta with given per-channel statistics
+// (inference, and the apply step of split statistics).
+void apply_given_stats(const Shape& s, const void* x, void* y, const float* gamma, const float* beta,
+                       const float* mean, const float* invstd);
+
 }  // namespace nk

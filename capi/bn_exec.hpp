@@ -116,6 +116,26 @@ struct BnExec {
     for (int64_t b = 0; b < blocks; ++b) f(c, c + 1, block_row0(b), block_row1(b), block_group(b));
   }
 
+  // The passes of a training step: reduce(b, c0, c1) per block, step(c) per
+  // channel, then apply(c0, c1, o0, o1, g). Where channels stay in cache one
+  // thread takes each channel through all three; else each pass spreads
+  // over all threads.
+  template <class Reduce, class Step, class Apply>
+  void run_passes(const Reduce& reduce, const Step& step, const Apply& apply) const {
+    if (channel_resident()) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t c = 0; c < v.channels; ++c) {
+        for (int64_t b = 0; b < blocks; ++b) reduce(b, c, c + 1);
+        step(c);
+        apply_channel(c, apply);
+      }
+      return;
+    }
+    parallel_blocks(reduce);
+    for (int64_t c = 0; c < v.channels; ++c) step(c);
+    parallel_apply(apply);
+  }
+
   // Per-block partials of every channel: f(b, c0, c1) fills block b.
   template <class F>
   void parallel_blocks(const F& f) const {
