@@ -2,7 +2,7 @@
 //! is compiled with the system's C compiler and run.
 use normkit_sys::*;
 use std::collections::HashMap;
-use std::mem::{offset_of, size_of};
+use std::mem::size_of;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -27,6 +27,15 @@ fn c_layout() -> HashMap<String, usize> {
             (k.to_string(), v.parse().unwrap())
         })
         .collect()
+}
+
+/// offsetof without std::mem::offset_of! (Rust 1.77), so Debian 12's rustc 1.63 builds it.
+macro_rules! offset_of {
+    ($t:ty, $f:ident) => {{
+        let u = std::mem::MaybeUninit::<$t>::uninit();
+        let base = u.as_ptr();
+        (unsafe { std::ptr::addr_of!((*base).$f) } as usize) - (base as usize)
+    }};
 }
 
 macro_rules! check_struct {
