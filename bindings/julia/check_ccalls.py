@@ -164,6 +164,19 @@ def check_julia(text, funcs, structs, where="<julia>", compared=None):
             errors.append("%s: %s takes %d arguments in C, ccall lists %d types"
                           % (loc, name, len(cargs), len(jtypes)))
         values = args[3:]
+        # Every array whose address is passed (pointer(v), ptr(v), ptrd(v)) must
+        # be named by the GC.@preserve that encloses this ccall in its function.
+        addressed = set()
+        for v in values:
+            addressed |= set(re.findall(r"\b(?:pointer|ptr|ptrd)\(\s*(\w+)\s*\)", v))
+        if addressed:
+            fstart = max(text.rfind("\nfunction ", 0, m.start()), 0)
+            pres = list(re.finditer(r"GC\.@preserve\s+([\w\s]+?)\s+begin", text[fstart:m.start()]))
+            names = set(pres[-1].group(1).split()) if pres else set()
+            missing = sorted(addressed - names)
+            if missing:
+                errors.append("%s: %s: pointers to %s passed outside GC.@preserve of them"
+                              % (loc, name, ", ".join(missing)))
         if len(values) != len(jtypes):
             errors.append("%s: %s: %d types but %d values" % (loc, name, len(jtypes), len(values)))
         for i, (jt, ct) in enumerate(zip(jtypes, cargs)):
@@ -199,6 +212,7 @@ def self_test(funcs, structs):
         "return type": "ccall(sym(:nk_get_stream_threshold), Int32, ())",
         "pointer type": "ccall(sym(:nk_bn_partial_stats), Int32, (Ref{TensorDesc}, Ptr{Cvoid}, Ref{Int64}, Ptr{Cfloat}, Ptr{Cdouble}), d, x, c, m, v)",
         "values vs types": "ccall(sym(:nk_set_num_threads), Int32, (Int32,))",
+        "unpreserved pointer": "function f(x)\n    ccall(sym(:nk_bn_options_init), Cvoid, (Ref{BnOptions},), pointer(x))\nend",
         "struct field": "struct BnOptions\n    struct_size::UInt64\n    epsilon::Cdouble\nend\n",
     }
     for what, snippet in bad.items():

@@ -332,7 +332,7 @@ Base.@kwdef mutable struct BnStateArrays
     saved_d::F32 = nothing
 end
 
-"""The C struct over `s`'s arrays: only valid inside `GC.@preserve s.<fields>`."""
+"""The C struct over `s`'s arrays: only valid while those arrays are under `GC.@preserve`."""
 function raw_state(s::BnStateArrays, C, G)
     for f in fieldnames(BnStateArrays)
         checklen(getfield(s, f), f in (:saved_mean, :saved_invstd) ? G * C : C, String(f))
@@ -357,8 +357,9 @@ function bn_training_ex!(y::DenseArray{Float32}, x::DenseArray{Float32}, state::
         state.saved_r === nothing && (state.saved_r = Vector{Float32}(undef, C))
         state.saved_d === nothing && (state.saved_d = Vector{Float32}(undef, C))
     end
+    a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = (getfield(state, f) for f in fieldnames(BnStateArrays))
     s = state
-    GC.@preserve x y gamma beta s s.moving_mean s.moving_var s.moving_stddev s.renorm_mean s.renorm_stddev s.adjustment_scale s.adjustment_bias s.saved_mean s.saved_invstd s.saved_r s.saved_d begin
+    GC.@preserve x y gamma beta a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 begin  # @preserve takes names only
         raw = Ref(raw_state(s, C, G))
         check(ccall(sym(:nk_bn_forward_training_ex), Int32,
                     (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
@@ -375,8 +376,9 @@ function bn_backward_ex!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::De
     samesize(dy, x, "dy"); samesize(dx, x, "dx")
     checklen(gamma, C, "gamma"); checklen(dgamma, C, "dgamma"); checklen(dbeta, C, "dbeta")
     G = groups(options, size(x, ndims(x)))
+    a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = (getfield(state, f) for f in fieldnames(BnStateArrays))
     s = state
-    GC.@preserve x dy dx gamma dgamma dbeta s s.moving_mean s.moving_var s.moving_stddev s.renorm_mean s.renorm_stddev s.adjustment_scale s.adjustment_bias s.saved_mean s.saved_invstd s.saved_r s.saved_d begin
+    GC.@preserve x dy dx gamma dgamma dbeta a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 begin  # @preserve takes names only
         raw = Ref(raw_state(s, C, G))
         check(ccall(sym(:nk_bn_backward_ex), Int32,
                     (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ref{BnState},

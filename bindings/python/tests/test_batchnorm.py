@@ -326,3 +326,14 @@ def test_ex_renorm_vs_float64():
     close(s.saved_d, d, 1e-5)
     close(s.renorm_mean, 0.99 * 0.5 + 0.01 * mean, 1e-6)
     close(s.renorm_stddev, 0.99 * 1.5 + 0.01 * sig, 1e-6)
+
+
+def test_version_check_at_load(monkeypatch):
+    monkeypatch.setattr(nk._lib, "BINDING_MAJOR", nk.version()[0] + 1)
+    with pytest.raises(ImportError, match="major version"):
+        nk._lib.Library(nk.library_path())
+    lib = None
+    monkeypatch.undo()
+    lib = nk._lib.Library(nk.library_path())
+    assert lib.nk_version() == 10000 * nk.version()[0] + 100 * nk.version()[1] + nk.version()[2]
+    assert lib.has("nk_bn_apply")
