@@ -332,7 +332,6 @@ def test_version_check_at_load(monkeypatch):
     monkeypatch.setattr(nk._lib, "BINDING_MAJOR", nk.version()[0] + 1)
     with pytest.raises(ImportError, match="major version"):
         nk._lib.Library(nk.library_path())
-    lib = None
     monkeypatch.undo()
     lib = nk._lib.Library(nk.library_path())
     assert lib.nk_version() == 10000 * nk.version()[0] + 100 * nk.version()[1] + nk.version()[2]

@@ -341,6 +341,60 @@ pub fn bn_forward_training(
     })
 }
 
+/// [`bn_forward_training`] in place: `xy` holds x and receives y.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_forward_training_in_place(
+    layout: &Layout,
+    opt: &BnOptions,
+    xy: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    saved: Option<Saved>,
+    moving: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("xy", xy.len())?;
+    let c = layout.channels();
+    let gc = opt.groups(layout.batch()) * c;
+    let g = opt_ptr("gamma", gamma, c)?;
+    let b = opt_ptr("beta", beta, c)?;
+    let (sm, si) = match saved {
+        Some(s) => (opt_mut("saved mean", Some(s.mean), gc)?, opt_mut("saved invstd", Some(s.invstd), gc)?),
+        None => (null_mut(), null_mut()),
+    };
+    let (mm, mv) = match moving {
+        Some((m, v)) => (opt_mut("moving mean", Some(m), c)?, opt_mut("moving var", Some(v), c)?),
+        None => (null_mut(), null_mut()),
+    };
+    let p = xy.as_mut_ptr();
+    check(unsafe { sys::nk_bn_forward_training(layout.raw(), &opt.0, p as *const c_void, p.cast(), g, b, sm, si, mm, mv) })
+}
+
+/// [`bn_backward`] in place: `dy_dx` holds dy and receives dx.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward_in_place(
+    layout: &Layout,
+    opt: &BnOptions,
+    x: &[f32],
+    dy_dx: &mut [f32],
+    gamma: Option<&[f32]>,
+    saved_mean: &[f32],
+    saved_invstd: &[f32],
+    grads: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy_dx", dy_dx.len())?;
+    let c = layout.channels();
+    let gc = opt.groups(layout.batch()) * c;
+    let g = opt_ptr("gamma", gamma, c)?;
+    let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), gc)?, opt_ptr("saved invstd", Some(saved_invstd), gc)?);
+    let (dg, db) = match grads {
+        Some((a, b)) => (opt_mut("dgamma", Some(a), c)?, opt_mut("dbeta", Some(b), c)?),
+        None => (null_mut(), null_mut()),
+    };
+    let p = dy_dx.as_mut_ptr();
+    check(unsafe { sys::nk_bn_backward(layout.raw(), &opt.0, x.as_ptr().cast(), p as *const c_void, g, sm, si, p.cast(), dg, db) })
+}
+
 /// Inference forward with the moving statistics.
 #[allow(clippy::too_many_arguments)]
 pub fn bn_forward_inference(

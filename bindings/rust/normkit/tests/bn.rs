@@ -135,6 +135,25 @@ fn torch_conventions_and_no_affine() {
 }
 
 #[test]
+fn in_place_equals_out_of_place() {
+    let layout = Layout::nhwc(3, 2, 5, 7);
+    let x = normal(layout.len(), 50, 1.0, 2.0);
+    let dy = normal(layout.len(), 51, 0.0, 1.0);
+    let g = normal(7, 52, 1.0, 0.5);
+    let opt = BnOptions::default();
+    let (mut y, mut sm, mut si) = (vec![0.0; x.len()], vec![0.0; 7], vec![0.0; 7]);
+    bn_forward_training(&layout, &opt, &x, &mut y, Some(&g), None, Some(Saved { mean: &mut sm, invstd: &mut si }), None).unwrap();
+    let mut xy = x.clone();
+    bn_forward_training_in_place(&layout, &opt, &mut xy, Some(&g), None, None, None).unwrap();
+    assert_eq!(xy, y);
+    let mut dx = vec![0.0; x.len()];
+    bn_backward(&layout, &opt, &x, &dy, Some(&g), &sm, &si, &mut dx, None).unwrap();
+    let mut dyx = dy.clone();
+    bn_backward_in_place(&layout, &opt, &x, &mut dyx, Some(&g), &sm, &si, None).unwrap();
+    assert_eq!(dyx, dx);
+}
+
+#[test]
 fn inference() {
     let layout = Layout::nhwc(2, 3, 3, 6);
     let x = normal(layout.len(), 7, 0.0, 1.0);
