@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages a task needs, where missing.
-#   scripts/deps.sh build|test|bench|compare ...
+#   scripts/deps.sh build|test|bench|compare|bindings ...
+# (test includes bindings: the Rust, Python and Julia-checker tests and Sync BN over MPI.)
 set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config g++ libxsimd-dev)
 need_arm64=0
+add_bindings() {
+  pkgs+=(python3-pytest python3-numpy python3-torch libopenmpi-dev openmpi-bin)
+  # cargo: a rustup one (~/.cargo/bin) or anything on PATH will do, else Debian's.
+  command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || pkgs+=(cargo)
+}
 for what in "$@"; do
   case "$what" in
     build) ;;
     test)
       pkgs+=(libgtest-dev abigail-tools g++-aarch64-linux-gnu qemu-user
              libgtest-dev:arm64 libxsimd-dev:arm64)
-      need_arm64=1 ;;
+      need_arm64=1
+      add_bindings ;;
+    bindings) add_bindings ;;
     bench) pkgs+=(libbenchmark-dev) ;;
     compare) pkgs+=(libbenchmark-dev libdnnl-dev python3-torch python3-numpy) ;;
     *) echo "deps.sh: unknown task '$what'" >&2; exit 2 ;;

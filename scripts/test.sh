@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what is
 # missing, builds, and runs every ISA's tests, the sanitizer build, the NEON
-# build under qemu, the installed-library check and the ABI check.
+# build under qemu, the installed-library check, the ABI check, and the
+# bindings (Rust, Python, the Julia ccall checker) and Sync BN over MPI.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh build test || exit 1
@@ -40,6 +41,32 @@ step "installed library through pkg-config" scripts/check_install.sh build
 step "ABI against abi/libnormkit.so.0.abi" \
   abidiff --no-added-syms --headers-dir1 include --headers-dir2 include \
   abi/libnormkit.so.0.abi build/libnormkit.so
+
+# ---- bindings, against build/libnormkit.so ----
+export NORMKIT_LIB="$PWD/build/libnormkit.so" NORMKIT_LIB_DIR="$PWD/build" NORMKIT_INCLUDE_DIR="$PWD/include"
+cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
+step "Rust bindings: cargo test (offline)" \
+  "$cargo" test --offline -q -j2 --manifest-path bindings/rust/Cargo.toml
+# The *_ex wrappers are compiled only once the library exports them: type-check them now.
+step "Rust bindings: *_ex wrappers type-check" env RUSTFLAGS="--cfg normkit_has_bn_ex" \
+  CARGO_TARGET_DIR=bindings/rust/target/check-ex \
+  "$cargo" check --offline -q -j2 --tests --manifest-path bindings/rust/Cargo.toml
+pytest_bindings() {  # exit code 5 (no tests collected) is a failure too
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider bindings/python/tests
+  local rc=$?
+  [ "$rc" -eq 5 ] && echo "pytest collected no tests"
+  [ "$rc" -eq 0 ]
+}
+step "Python bindings: pytest (against torch and float64)" pytest_bindings
+step "Julia bindings: every ccall against normkit.h (Julia itself not run)" \
+  /usr/bin/python3 bindings/julia/check_ccalls.py
+step "Sync BN over MPI: build" \
+  bash -c 'mkdir -p build-mpi && mpicc -std=c99 -O2 -Wall -Wextra -Werror -Iinclude examples/mpi_sync_bn.c \
+    -Lbuild -lnormkit -Wl,-rpath,"$PWD/build" -lm -o build-mpi/mpi_sync_bn'
+for np in 2 3; do
+  step "Sync BN over MPI: mpirun -np $np equals single-process BN" \
+    timeout 300 mpirun --allow-run-as-root --oversubscribe -np "$np" build-mpi/mpi_sync_bn
+done
 
 echo
 echo "steps: $passed passed, $failed failed"

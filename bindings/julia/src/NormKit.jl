@@ -1,0 +1,532 @@
+"""
+    NormKit
+
+Julia bindings of libnormkit (SIMD CPU kernels for normalization layers) over
+its C API, `include/normkit.h`, through `ccall`.
+
+# Memory order
+Julia arrays are column-major, normkit's tensors row-major: a Julia array of
+size `(d1, d2, ..., dn)` is, in memory, the row-major tensor of dims
+`(dn, ..., d2, d1)`. Julia dimension `k` (1-based) is C axis `n - k`
+(0-based). So a `(W, H, C, N)` Julia array is an NCHW tensor, and its
+channels, Julia dimension 3 (= `ndims - 1`, Flux's convention), are C axis 1.
+A `(C, W, H, N)` array is NHWC (channel dimension 1, C axis 3). The feature
+dimensions are given in Julia's numbering with the `dims` keyword (default
+`ndims(x) - 1`, or 1 for a vector); parameter arrays hold
+`prod(size(x, d) for d in dims)` floats (column-major over the feature dims
+when there are several).
+
+# Library
+The path comes from `ENV["NORMKIT_LIB"]` when the module is loaded (at run
+time, not precompile time), else `"libnormkit"` on the system search path.
+"""
+module NormKit
+
+using Libdl
+
+export NormKitError, BnOptions, bn_options, TensorDesc, BnState, BnStateArrays,
+       bn_training!, bn_training, bn_inference!, bn_inference, bn_backward!, bn_backward,
+       bn_training_ex!, bn_backward_ex!,
+       bn_partial_stats, bn_merge_stats, bn_finalize_stats, bn_apply!, bn_backward_reduce,
+       bn_backward_apply!, BatchNorm, forward!, backward,
+       version, version_string, set_max_isa, active_isa, isa_available, set_num_threads,
+       num_threads, set_stream_threshold, stream_threshold
+
+const BINDING_MAJOR = 0
+const MAX_DIMS = 8
+
+const NK_OK = Int32(0)
+const STATUS_NAMES = Dict{Int32,String}(
+    0 => "NK_OK", 1 => "NK_ERR_NULL_POINTER", 2 => "NK_ERR_BAD_SHAPE", 3 => "NK_ERR_BAD_AXIS",
+    4 => "NK_ERR_BAD_ARGUMENT", 5 => "NK_ERR_OVERFLOW", 6 => "NK_ERR_BAD_STRUCT_SIZE",
+    7 => "NK_ERR_UNSUPPORTED", 8 => "NK_ERR_OUT_OF_MEMORY", 9 => "NK_ERR_BAD_ISA",
+    10 => "NK_ERR_INTERNAL")
+const MOMENTUM_TF, MOMENTUM_TORCH = Int32(0), Int32(1)
+const VARIANCE_BIASED, VARIANCE_UNBIASED = Int32(0), Int32(1)
+const GHOST_STRIDED, GHOST_CONTIGUOUS = Int32(0), Int32(1)
+
+# ---- C structs (field order and types as in normkit.h) ------------------------
+
+struct TensorDesc
+    dtype::Int32
+    ndim::Int32
+    dims::NTuple{8,Int64}
+    num_axes::Int32
+    axes::NTuple{8,Int32}
+end
+
+struct BnOptions
+    struct_size::UInt64
+    epsilon::Cfloat
+    momentum::Cfloat
+    momentum_convention::Int32
+    moving_variance::Int32
+    virtual_batch_size::Int32
+    virtual_grouping::Int32
+    renorm::Int32
+    renorm_momentum::Cfloat
+    rmax::Cfloat
+    rmin::Cfloat
+    dmax::Cfloat
+end
+
+struct BnState
+    struct_size::UInt64
+    moving_mean::Ptr{Cfloat}
+    moving_var::Ptr{Cfloat}
+    moving_stddev::Ptr{Cfloat}
+    renorm_mean::Ptr{Cfloat}
+    renorm_stddev::Ptr{Cfloat}
+    adjustment_scale::Ptr{Cfloat}
+    adjustment_bias::Ptr{Cfloat}
+    saved_mean::Ptr{Cfloat}
+    saved_invstd::Ptr{Cfloat}
+    saved_r::Ptr{Cfloat}
+    saved_d::Ptr{Cfloat}
+end
+
+# ---- the library: opened in __init__, symbols looked up once --------------------
+
+const FUNCTION_NAMES = [
+    :nk_status_string, :nk_last_error, :nk_version, :nk_version_major, :nk_version_minor,
+    :nk_version_patch, :nk_version_string, :nk_set_max_isa, :nk_active_isa, :nk_isa_available,
+    :nk_set_num_threads, :nk_get_num_threads, :nk_set_stream_threshold, :nk_get_stream_threshold,
+    :nk_tensor_desc_init, :nk_bn_options_init, :nk_bn_forward_training, :nk_bn_forward_inference,
+    :nk_bn_backward, :nk_bn_state_init, :nk_bn_forward_training_ex, :nk_bn_backward_ex,
+    :nk_bn_partial_stats, :nk_bn_merge_stats, :nk_bn_finalize_stats, :nk_bn_apply,
+    :nk_bn_backward_reduce, :nk_bn_backward_apply]
+const SYMS = Dict{Symbol,Ptr{Cvoid}}()
+const LIB = Ref{Ptr{Cvoid}}(C_NULL)
+const LIBPATH = Ref{String}("")
+
+function __init__()
+    LIBPATH[] = get(ENV, "NORMKIT_LIB", "libnormkit")
+    LIB[] = Libdl.dlopen(LIBPATH[])
+    for f in FUNCTION_NAMES
+        SYMS[f] = something(Libdl.dlsym_e(LIB[], f), C_NULL)
+    end
+    major = ccall(sym(:nk_version_major), Int32, ())
+    major == BINDING_MAJOR ||
+        error("libnormkit at $(LIBPATH[]) has major version $major; NormKit.jl needs $BINDING_MAJOR")
+end
+
+"""The address of a C function; an error if the loaded library lacks it."""
+function sym(name::Symbol)
+    p = get(SYMS, name, C_NULL)
+    p == C_NULL && error("$name is not exported by the loaded libnormkit ($(LIBPATH[]))")
+    return p
+end
+
+has_function(name::Symbol) = get(SYMS, name, C_NULL) != C_NULL
+
+# ---- errors ------------------------------------------------------------------------
+
+"""A failed normkit call: `status` (the C code), `name`, `message` (the detail)."""
+struct NormKitError <: Exception
+    status::Int32
+    message::String
+end
+Base.showerror(io::IO, e::NormKitError) =
+    print(io, "NormKitError: ", get(STATUS_NAMES, e.status, "status $(e.status)"), " (",
+          unsafe_string(ccall(sym(:nk_status_string), Cstring, (Int32,), e.status)), "): ", e.message)
+
+function check(status::Int32)
+    status == NK_OK && return nothing
+    msg = unsafe_string(ccall(sym(:nk_last_error), Cstring, ()))
+    throw(NormKitError(status, msg))
+end
+
+# ---- versions and settings ------------------------------------------------------------
+
+version() = (ccall(sym(:nk_version_major), Int32, ()), ccall(sym(:nk_version_minor), Int32, ()),
+             ccall(sym(:nk_version_patch), Int32, ()))
+version_number() = ccall(sym(:nk_version), Int32, ())
+version_string() = unsafe_string(ccall(sym(:nk_version_string), Cstring, ()))
+"""Caps the ISA ("avx512", "avx2", "sse2", "neon", "scalar"); `nothing` removes the cap."""
+set_max_isa(name::Union{Nothing,AbstractString}) =
+    check(ccall(sym(:nk_set_max_isa), Int32, (Ptr{UInt8},), name === nothing ? C_NULL : String(name)))
+active_isa() = unsafe_string(ccall(sym(:nk_active_isa), Cstring, ()))
+isa_available(name::AbstractString) = ccall(sym(:nk_isa_available), Int32, (Cstring,), name) != 0
+set_num_threads(n::Integer) = check(ccall(sym(:nk_set_num_threads), Int32, (Int32,), n))
+num_threads() = ccall(sym(:nk_get_num_threads), Int32, ())
+set_stream_threshold(bytes::Integer) = check(ccall(sym(:nk_set_stream_threshold), Int32, (Int64,), bytes))
+stream_threshold() = ccall(sym(:nk_get_stream_threshold), Int64, ())
+
+# ---- options -----------------------------------------------------------------------------
+
+const ENUMS = Dict(
+    :momentum_convention => Dict(:tf => MOMENTUM_TF, :torch => MOMENTUM_TORCH),
+    :moving_variance => Dict(:biased => VARIANCE_BIASED, :unbiased => VARIANCE_UNBIASED),
+    :virtual_grouping => Dict(:strided => GHOST_STRIDED, :contiguous => GHOST_CONTIGUOUS))
+
+"""
+    bn_options(; epsilon, momentum, momentum_convention=:tf|:torch,
+               moving_variance=:biased|:unbiased, virtual_batch_size, virtual_grouping,
+               renorm::Bool, renorm_momentum, rmax, rmin, dmax)
+
+TensorFlow's defaults (from `nk_bn_options_init`) with the given fields changed.
+"""
+function bn_options(; kw...)
+    r = Ref{BnOptions}()
+    ccall(sym(:nk_bn_options_init), Cvoid, (Ref{BnOptions},), r)
+    o = r[]
+    for k in keys(kw)
+        k in fieldnames(BnOptions) && k !== :struct_size || throw(ArgumentError("unknown option $k"))
+    end
+    vals = map(fieldnames(BnOptions)) do f
+        v = get(kw, f, getfield(o, f))
+        v isa Symbol && (v = ENUMS[f][v])
+        v isa Bool && (v = Int32(v))
+        convert(fieldtype(BnOptions, f), v)
+    end
+    return BnOptions(vals...)
+end
+
+groups(o::BnOptions, n::Integer) =
+    (o.virtual_batch_size > 0 && n % o.virtual_batch_size == 0) ? n ÷ o.virtual_batch_size : 1
+
+# ---- tensors: Julia dims -> C descriptor ---------------------------------------------------
+
+default_dims(x::AbstractArray) = ndims(x) == 1 ? 1 : ndims(x) - 1
+
+"""The C descriptor of Julia array `x` with feature dimensions `dims` (Julia
+numbering) and the number of features."""
+function tensor_desc(x::DenseArray{Float32}, dims)
+    n = ndims(x)
+    1 <= n <= MAX_DIMS || throw(DimensionMismatch("arrays of 1 to $MAX_DIMS dimensions, not $n"))
+    fd = sort!(collect(Int, dims isa Integer ? (dims,) : dims))
+    (isempty(fd) || !allunique(fd) || any(d -> !(1 <= d <= n), fd)) &&
+        throw(ArgumentError("feature dims $dims out of 1:$n or repeated"))
+    cdims = ntuple(i -> i <= n ? Int64(size(x, n + 1 - i)) : Int64(0), MAX_DIMS)  # reversed
+    caxes_sorted = sort!([n - d for d in fd])                                          # C axis of Julia dim d
+    caxes = ntuple(i -> i <= length(fd) ? Int32(caxes_sorted[i]) : Int32(0), MAX_DIMS)
+    channels = prod(size(x, d) for d in fd)
+    return TensorDesc(Int32(0), Int32(n), cdims, Int32(length(fd)), caxes), channels
+end
+
+"""
+    c_tensor_desc(cdims, caxis) -> TensorDesc
+
+A float32 descriptor from C-ordered (row-major) dims and one C feature axis
+(0-based, negative from the end), through nk_tensor_desc_init: for callers
+who think in C's order. Arrays passed with it must match `reverse(cdims)`.
+"""
+function c_tensor_desc(cdims::AbstractVector{<:Integer}, caxis::Integer)
+    d = Vector{Int64}(cdims)
+    r = Ref{TensorDesc}()
+    GC.@preserve d begin
+        check(ccall(sym(:nk_tensor_desc_init), Int32, (Ref{TensorDesc}, Int32, Ptr{Int64}, Int32),
+                    r, length(d), pointer(d), caxis))
+    end
+    return r[]
+end
+
+checklen(a, n, name) = (a === nothing || length(a) == n) ||
+    throw(DimensionMismatch("$name has $(length(a)) elements, needs $n"))
+ptr(a) = a === nothing ? Ptr{Cfloat}(C_NULL) : pointer(a)
+ptrd(a) = a === nothing ? Ptr{Cdouble}(C_NULL) : pointer(a)
+samesize(a, x, name) = size(a) == size(x) ||
+    throw(DimensionMismatch("$name has size $(size(a)), x has $(size(x))"))
+const F32 = Union{Nothing,DenseArray{Float32}}
+
+# ---- Batch Norm --------------------------------------------------------------------------------
+
+"""
+    bn_training!(y, x; gamma, beta, moving_mean, moving_var, dims, options) -> (saved_mean, saved_invstd)
+
+Training forward into `y` (may be `x`); moving statistics updated in place.
+"""
+function bn_training!(y::DenseArray{Float32}, x::DenseArray{Float32}; gamma::F32=nothing,
+                      beta::F32=nothing, moving_mean::F32=nothing, moving_var::F32=nothing,
+                      dims=default_dims(x), options::BnOptions=bn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    (moving_mean === nothing) == (moving_var === nothing) ||
+        throw(ArgumentError("moving_mean and moving_var: both or neither"))
+    foreach(((a, n),) -> checklen(a, C, n),
+            ((gamma, "gamma"), (beta, "beta"), (moving_mean, "moving_mean"), (moving_var, "moving_var")))
+    G = groups(options, size(x, ndims(x)))
+    sm = Vector{Float32}(undef, G * C)
+    si = Vector{Float32}(undef, G * C)
+    GC.@preserve x y gamma beta moving_mean moving_var sm si begin
+        check(ccall(sym(:nk_bn_forward_training), Int32,
+                    (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm),
+                    pointer(si), ptr(moving_mean), ptr(moving_var)))
+    end
+    return sm, si
+end
+
+"""`bn_training(x; kw...) -> (y, saved_mean, saved_invstd)`"""
+function bn_training(x::DenseArray{Float32}; kw...)
+    y = similar(x)
+    sm, si = bn_training!(y, x; kw...)
+    return y, sm, si
+end
+
+function bn_inference!(y::DenseArray{Float32}, x::DenseArray{Float32}, moving_mean::DenseArray{Float32},
+                       moving_var::DenseArray{Float32}; gamma::F32=nothing, beta::F32=nothing,
+                       dims=default_dims(x), options::BnOptions=bn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    foreach(((a, n),) -> checklen(a, C, n),
+            ((gamma, "gamma"), (beta, "beta"), (moving_mean, "moving_mean"), (moving_var, "moving_var")))
+    GC.@preserve x y gamma beta moving_mean moving_var begin
+        check(ccall(sym(:nk_bn_forward_inference), Int32,
+                    (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(moving_mean),
+                    pointer(moving_var)))
+    end
+    return y
+end
+bn_inference(x, moving_mean, moving_var; kw...) = bn_inference!(similar(x), x, moving_mean, moving_var; kw...)
+
+"""
+    bn_backward!(dx, x, dy, saved_mean, saved_invstd; gamma, dgamma, dbeta, dims, options)
+
+dx (may be dy); dgamma and dbeta filled when given (omit both: not trainable).
+"""
+function bn_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                      saved_mean::DenseArray{Float32}, saved_invstd::DenseArray{Float32};
+                      gamma::F32=nothing, dgamma::F32=nothing, dbeta::F32=nothing,
+                      dims=default_dims(x), options::BnOptions=bn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy")
+    samesize(dx, x, "dx")
+    G = groups(options, size(x, ndims(x)))
+    foreach(((a, n, l),) -> checklen(a, l, n),
+            ((gamma, "gamma", C), (dgamma, "dgamma", C), (dbeta, "dbeta", C),
+             (saved_mean, "saved_mean", G * C), (saved_invstd, "saved_invstd", G * C)))
+    GC.@preserve x dy dx gamma dgamma dbeta saved_mean saved_invstd begin
+        check(ccall(sym(:nk_bn_backward), Int32,
+                    (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
+                    pointer(saved_invstd), pointer(dx), ptr(dgamma), ptr(dbeta)))
+    end
+    return dx
+end
+
+"""`bn_backward(x, dy, saved_mean, saved_invstd; gamma, dims, options) -> (dx, dgamma, dbeta)`"""
+function bn_backward(x, dy, saved_mean, saved_invstd; dims=default_dims(x), kw...)
+    _, C = tensor_desc(x, dims)
+    dg, db = Vector{Float32}(undef, C), Vector{Float32}(undef, C)
+    dx = bn_backward!(similar(x), x, dy, saved_mean, saved_invstd; dgamma=dg, dbeta=db, dims=dims, kw...)
+    return dx, dg, db
+end
+
+"""The arrays of `nk_bn_state` (nothing where unused); see normkit.h."""
+Base.@kwdef mutable struct BnStateArrays
+    moving_mean::F32 = nothing
+    moving_var::F32 = nothing
+    moving_stddev::F32 = nothing
+    renorm_mean::F32 = nothing
+    renorm_stddev::F32 = nothing
+    adjustment_scale::F32 = nothing
+    adjustment_bias::F32 = nothing
+    saved_mean::F32 = nothing
+    saved_invstd::F32 = nothing
+    saved_r::F32 = nothing
+    saved_d::F32 = nothing
+end
+
+"""The C struct over `s`'s arrays: only valid while those arrays are under `GC.@preserve`."""
+function raw_state(s::BnStateArrays, C, G)
+    for f in fieldnames(BnStateArrays)
+        checklen(getfield(s, f), f in (:saved_mean, :saved_invstd) ? G * C : C, String(f))
+    end
+    r = Ref{BnState}()
+    ccall(sym(:nk_bn_state_init), Cvoid, (Ref{BnState},), r)
+    return BnState(r[].struct_size, (ptr(getfield(s, f)) for f in fieldnames(BnStateArrays))...)
+end
+
+"""Training forward with every option (renorm, virtual batches, adjustment);
+`state` updated. Needs a libnormkit exporting nk_bn_forward_training_ex."""
+function bn_training_ex!(y::DenseArray{Float32}, x::DenseArray{Float32}, state::BnStateArrays;
+                         gamma::F32=nothing, beta::F32=nothing, dims=default_dims(x),
+                         options::BnOptions=bn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    checklen(gamma, C, "gamma"); checklen(beta, C, "beta")
+    G = groups(options, size(x, ndims(x)))
+    state.saved_mean === nothing && (state.saved_mean = Vector{Float32}(undef, G * C))
+    state.saved_invstd === nothing && (state.saved_invstd = Vector{Float32}(undef, G * C))
+    if options.renorm != 0
+        state.saved_r === nothing && (state.saved_r = Vector{Float32}(undef, C))
+        state.saved_d === nothing && (state.saved_d = Vector{Float32}(undef, C))
+    end
+    a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = (getfield(state, f) for f in fieldnames(BnStateArrays))
+    s = state
+    GC.@preserve x y gamma beta a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 begin  # @preserve takes names only
+        raw = Ref(raw_state(s, C, G))
+        check(ccall(sym(:nk_bn_forward_training_ex), Int32,
+                    (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ref{BnState}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), raw))
+    end
+    return y
+end
+
+function bn_backward_ex!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                         state::BnStateArrays; gamma::F32=nothing, dgamma::F32=nothing,
+                         dbeta::F32=nothing, dims=default_dims(x), options::BnOptions=bn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    checklen(gamma, C, "gamma"); checklen(dgamma, C, "dgamma"); checklen(dbeta, C, "dbeta")
+    G = groups(options, size(x, ndims(x)))
+    a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = (getfield(state, f) for f in fieldnames(BnStateArrays))
+    s = state
+    GC.@preserve x dy dx gamma dgamma dbeta a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 begin  # @preserve takes names only
+        raw = Ref(raw_state(s, C, G))
+        check(ccall(sym(:nk_bn_backward_ex), Int32,
+                    (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ref{BnState},
+                     Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(dy), ptr(gamma), raw, pointer(dx), ptr(dgamma),
+                    ptr(dbeta)))
+    end
+    return dx
+end
+
+# ---- split statistics (Sync Batch Norm) ---------------------------------------------------
+
+"""`bn_partial_stats(x; dims) -> (count, mean, m2)` of this part (Float64 vectors)."""
+function bn_partial_stats(x::DenseArray{Float32}; dims=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    count = Ref{Int64}(0)
+    mean, m2 = Vector{Float64}(undef, C), Vector{Float64}(undef, C)
+    GC.@preserve x mean m2 begin
+        check(ccall(sym(:nk_bn_partial_stats), Int32,
+                    (Ref{TensorDesc}, Ptr{Cvoid}, Ref{Int64}, Ptr{Cdouble}, Ptr{Cdouble}),
+                    desc, pointer(x), count, pointer(mean), pointer(m2)))
+    end
+    return count[], mean, m2
+end
+
+"""Merges P partials: `counts` (P), `means` and `m2s` of size (C, P) — column
+j is part j (C's P rows of C). Returns (count, mean, m2)."""
+function bn_merge_stats(counts::AbstractVector{<:Integer}, means::AbstractMatrix{Float64},
+                        m2s::AbstractMatrix{Float64})
+    C, P = size(means)
+    size(m2s) == (C, P) && length(counts) == P ||
+        throw(DimensionMismatch("means, m2s must be (C, P) and counts P long"))
+    cs = Vector{Int64}(counts)
+    mn, m2c = Matrix{Float64}(means), Matrix{Float64}(m2s)
+    count = Ref{Int64}(0)
+    mean, m2 = Vector{Float64}(undef, C), Vector{Float64}(undef, C)
+    GC.@preserve cs mn m2c mean m2 begin
+        check(ccall(sym(:nk_bn_merge_stats), Int32,
+                    (Int64, Int64, Ptr{Int64}, Ptr{Cdouble}, Ptr{Cdouble}, Ref{Int64}, Ptr{Cdouble},
+                     Ptr{Cdouble}),
+                    C, P, pointer(cs), pointer(mn), pointer(m2c), count, pointer(mean), pointer(m2)))
+    end
+    return count[], mean, m2
+end
+
+"""`bn_finalize_stats(count, mean, m2; moving_mean, moving_var, options) -> (mean, invstd)` (Float32)."""
+function bn_finalize_stats(count::Integer, mean::Vector{Float64}, m2::Vector{Float64};
+                           moving_mean::F32=nothing, moving_var::F32=nothing,
+                           options::BnOptions=bn_options())
+    C = length(mean)
+    checklen(m2, C, "m2"); checklen(moving_mean, C, "moving_mean"); checklen(moving_var, C, "moving_var")
+    mo, io = Vector{Float32}(undef, C), Vector{Float32}(undef, C)
+    GC.@preserve mean m2 mo io moving_mean moving_var begin
+        check(ccall(sym(:nk_bn_finalize_stats), Int32,
+                    (Int64, Ref{BnOptions}, Int64, Ptr{Cdouble}, Ptr{Cdouble}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cfloat}),
+                    C, options, count, pointer(mean), pointer(m2), pointer(mo), pointer(io),
+                    ptr(moving_mean), ptr(moving_var)))
+    end
+    return mo, io
+end
+
+function bn_apply!(y::DenseArray{Float32}, x::DenseArray{Float32}, mean::Vector{Float32},
+                   invstd::Vector{Float32}; gamma::F32=nothing, beta::F32=nothing, dims=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    foreach(((a, n),) -> checklen(a, C, n), ((gamma, "gamma"), (beta, "beta"), (mean, "mean"), (invstd, "invstd")))
+    GC.@preserve x y gamma beta mean invstd begin
+        check(ccall(sym(:nk_bn_apply), Int32,
+                    (Ref{TensorDesc}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}),
+                    desc, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(mean), pointer(invstd)))
+    end
+    return y
+end
+
+"""`(sum_dy, sum_dy_xhat)` of this part (Float64): sum them over all parts."""
+function bn_backward_reduce(x::DenseArray{Float32}, dy::DenseArray{Float32}, mean::Vector{Float32},
+                            invstd::Vector{Float32}; dims=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy")
+    checklen(mean, C, "mean"); checklen(invstd, C, "invstd")
+    s1, s2 = Vector{Float64}(undef, C), Vector{Float64}(undef, C)
+    GC.@preserve x dy mean invstd s1 s2 begin
+        check(ccall(sym(:nk_bn_backward_reduce), Int32,
+                    (Ref{TensorDesc}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cdouble},
+                     Ptr{Cdouble}),
+                    desc, pointer(x), pointer(dy), pointer(mean), pointer(invstd), pointer(s1), pointer(s2)))
+    end
+    return s1, s2
+end
+
+function bn_backward_apply!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                            count::Integer, mean::Vector{Float32}, invstd::Vector{Float32},
+                            sum_dy::Vector{Float64}, sum_dy_xhat::Vector{Float64};
+                            gamma::F32=nothing, dims=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    foreach(((a, n),) -> checklen(a, C, n), ((gamma, "gamma"), (mean, "mean"), (invstd, "invstd"),
+                                            (sum_dy, "sum_dy"), (sum_dy_xhat, "sum_dy_xhat")))
+    GC.@preserve x dy dx gamma mean invstd sum_dy sum_dy_xhat begin
+        check(ccall(sym(:nk_bn_backward_apply), Int32,
+                    (Ref{TensorDesc}, Int64, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cdouble}, Ptr{Cdouble}, Ptr{Cvoid}),
+                    desc, count, pointer(x), pointer(dy), ptr(gamma), pointer(mean), pointer(invstd),
+                    pointer(sum_dy), pointer(sum_dy_xhat), pointer(dx)))
+    end
+    return dx
+end
+
+# ---- layer -----------------------------------------------------------------------------------
+
+"""A Batch Norm layer holding its variables as tf.keras does: gamma = 1, beta = 0,
+moving mean 0, moving variance 1. `forward!(layer, x; training)`, then
+`backward(layer, x, dy) -> dx` sets `layer.dgamma`, `layer.dbeta`."""
+mutable struct BatchNorm
+    options::BnOptions
+    dims::Any
+    gamma::Vector{Float32}
+    beta::Vector{Float32}
+    moving_mean::Vector{Float32}
+    moving_var::Vector{Float32}
+    dgamma::Vector{Float32}
+    dbeta::Vector{Float32}
+    saved::Union{Nothing,Tuple{Vector{Float32},Vector{Float32}}}
+end
+BatchNorm(channels::Integer; dims=nothing, kw...) =
+    BatchNorm(bn_options(; kw...), dims, ones(Float32, channels), zeros(Float32, channels),
+              zeros(Float32, channels), ones(Float32, channels), zeros(Float32, channels),
+              zeros(Float32, channels), nothing)
+
+function forward!(l::BatchNorm, x::DenseArray{Float32}; training::Bool=false)
+    dims = something(l.dims, default_dims(x))
+    if training
+        y, sm, si = bn_training(x; gamma=l.gamma, beta=l.beta, moving_mean=l.moving_mean,
+                                moving_var=l.moving_var, dims=dims, options=l.options)
+        l.saved = (sm, si)
+        return y
+    end
+    return bn_inference(x, l.moving_mean, l.moving_var; gamma=l.gamma, beta=l.beta, dims=dims,
+                        options=l.options)
+end
+
+function backward(l::BatchNorm, x::DenseArray{Float32}, dy::DenseArray{Float32})
+    l.saved === nothing && error("backward needs a training forward first")
+    dims = something(l.dims, default_dims(x))
+    return bn_backward!(similar(x), x, dy, l.saved...; gamma=l.gamma, dgamma=l.dgamma,
+                        dbeta=l.dbeta, dims=dims, options=l.options)
+end
+
+end # module

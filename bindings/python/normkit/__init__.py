@@ -1,0 +1,483 @@
+"""normkit: SIMD CPU kernels for normalization layers, from numpy.
+
+Arrays are float32 numpy arrays. A tensor may be C-contiguous or any
+permutation of a dense layout (e.g. a PyTorch channels_last tensor seen as
+numpy: NCHW shape, NHWC memory); normkit is given the memory order and the
+feature axis is mapped accordingly. Outputs have the input's memory layout.
+Every failure raises NormkitError with the C status and detail message.
+"""
+import ctypes
+
+import numpy as np
+
+from . import _lib
+from ._lib import (DTYPE_F32, GHOST_CONTIGUOUS, GHOST_STRIDED, MOMENTUM_TF, MOMENTUM_TORCH,
+                   VARIANCE_BIASED, VARIANCE_UNBIASED, BnOptions, BnState, TensorDesc)
+
+__all__ = [
+    "NormkitError", "version", "version_string", "library_path", "has_function",
+    "set_max_isa", "active_isa", "isa_available", "set_num_threads", "get_num_threads",
+    "set_stream_threshold", "get_stream_threshold", "bn_options",
+    "bn_forward_training", "bn_forward_inference", "bn_backward",
+    "BnStateArrays", "bn_forward_training_ex", "bn_backward_ex",
+    "bn_partial_stats", "bn_merge_stats", "bn_finalize_stats", "bn_apply",
+    "bn_backward_reduce", "bn_backward_apply", "BatchNorm",
+]
+
+_L = _lib.lib
+__version__ = _L.nk_version_string().decode()
+_PF = ctypes.POINTER(ctypes.c_float)
+_PD = ctypes.POINTER(ctypes.c_double)
+_PI64 = ctypes.POINTER(ctypes.c_int64)
+
+
+class NormkitError(RuntimeError):
+    """A normkit call failed: .status (int), .status_name, .message (detail)."""
+
+    def __init__(self, status, message):
+        self.status = int(status)
+        self.status_name = _lib.STATUS_NAMES.get(self.status, "NK_ERR_%d" % self.status)
+        self.message = message
+        desc = _L.nk_status_string(self.status).decode()
+        super().__init__("%s (%s): %s" % (self.status_name, desc, message))
+
+
+def _check(status):
+    if status != 0:
+        raise NormkitError(status, _L.nk_last_error().decode())
+
+
+# ---- settings and versions ----------------------------------------------
+def version():
+    return (_L.nk_version_major(), _L.nk_version_minor(), _L.nk_version_patch())
+
+
+def version_string():
+    return _L.nk_version_string().decode()
+
+
+def library_path():
+    return _L.path
+
+
+def has_function(name):
+    """Whether the loaded library exports the C function `name`."""
+    return _L.has(name)
+
+
+def set_max_isa(name):
+    _check(_L.nk_set_max_isa(None if name is None else name.encode()))
+
+
+def active_isa():
+    return _L.nk_active_isa().decode()
+
+
+def isa_available(name):
+    return bool(_L.nk_isa_available(name.encode()))
+
+
+def set_num_threads(n):
+    _check(_L.nk_set_num_threads(int(n)))
+
+
+def get_num_threads():
+    return _L.nk_get_num_threads()
+
+
+def set_stream_threshold(nbytes):
+    _check(_L.nk_set_stream_threshold(int(nbytes)))
+
+
+def get_stream_threshold():
+    return _L.nk_get_stream_threshold()
+
+
+# ---- options --------------------------------------------------------------
+_ENUMS = {
+    "momentum_convention": {"tf": MOMENTUM_TF, "torch": MOMENTUM_TORCH},
+    "moving_variance": {"biased": VARIANCE_BIASED, "unbiased": VARIANCE_UNBIASED},
+    "virtual_grouping": {"strided": GHOST_STRIDED, "contiguous": GHOST_CONTIGUOUS},
+}
+
+
+def bn_options(**kw):
+    """An nk_bn_options with TF's defaults, then the given fields, e.g.
+    bn_options(epsilon=1e-5, momentum=0.1, momentum_convention="torch",
+    moving_variance="unbiased", virtual_batch_size=4, renorm=True, rmax=3)."""
+    o = BnOptions()
+    _L.nk_bn_options_init(ctypes.byref(o))
+    names = {f[0] for f in BnOptions._fields_} - {"struct_size"}
+    for k, v in kw.items():
+        if k not in names:
+            raise TypeError("unknown Batch Norm option %r" % k)
+        if k in _ENUMS and isinstance(v, str):
+            if v not in _ENUMS[k]:
+                raise ValueError("%s must be one of %s" % (k, sorted(_ENUMS[k])))
+            v = _ENUMS[k][v]
+        setattr(o, k, v)
+    return o
+
+
+def _groups(x, o):
+    """G, the number of virtual batches (1 without them, or when V does not
+    divide N: the library then fails, and no buffer is ever too small)."""
+    V, N = o.virtual_batch_size, x.shape[0] if x.ndim else 1
+    return N // V if V > 0 and N % V == 0 else 1
+
+
+def _opts(opts):
+    return opts.pop("options", None) or bn_options(**opts)
+
+
+# ---- tensors --------------------------------------------------------------
+class _Tensor:
+    """A float32 array in a dense memory order, and its nk_tensor_desc."""
+
+    def __init__(self, x, axis, name="x"):
+        if not isinstance(x, np.ndarray):
+            raise TypeError("%s must be a numpy.ndarray, not %s" % (name, type(x).__name__))
+        if x.dtype != np.float32:
+            raise TypeError("%s must be float32, not %s" % (name, x.dtype))
+        if not 1 <= x.ndim <= _lib.MAX_DIMS:
+            raise ValueError("%s must have 1 to %d dimensions, has %d" % (name, _lib.MAX_DIMS, x.ndim))
+        axes = (axis,) if np.isscalar(axis) else tuple(axis)
+        norm = []
+        for a in axes:
+            a = int(a)
+            if not -x.ndim <= a < x.ndim:
+                raise ValueError("axis %d out of range for %d dimensions" % (a, x.ndim))
+            norm.append(a % x.ndim)
+        if len(set(norm)) != len(norm) or not norm:
+            raise ValueError("feature axes %r repeated or empty" % (axes,))
+        self.axes = sorted(norm)
+        perm = sorted(range(x.ndim), key=lambda i: -x.strides[i])
+        mem_axes = [perm.index(a) for a in self.axes]
+        if not np.transpose(x, perm).flags.c_contiguous or mem_axes != sorted(mem_axes):
+            perm = list(range(x.ndim))
+            x = np.ascontiguousarray(x)
+            mem_axes = list(self.axes)
+        self.perm = perm
+        self.inv = list(np.argsort(perm))
+        self.array = x
+        self.shape = x.shape
+        self.channels = int(np.prod([x.shape[a] for a in self.axes]))
+        d = TensorDesc()
+        d.dtype = DTYPE_F32
+        d.ndim = x.ndim
+        for i, p in enumerate(perm):
+            d.dims[i] = x.shape[p]
+        d.num_axes = len(mem_axes)
+        for i, a in enumerate(mem_axes):
+            d.axes[i] = a
+        self.desc = d
+
+    def empty(self):
+        """A new array of the same shape and memory order."""
+        mem = np.empty([self.shape[p] for p in self.perm], np.float32)
+        return np.transpose(mem, self.inv)
+
+    def like(self, a, name):
+        """`a` (same shape) in this tensor's memory order: itself, or a copy."""
+        if not isinstance(a, np.ndarray) or a.shape != self.shape:
+            raise ValueError("%s must have shape %s, has %s" % (name, self.shape, getattr(a, "shape", None)))
+        if a.dtype == np.float32 and np.transpose(a, self.perm).flags.c_contiguous:
+            return a
+        b = self.empty()
+        b[...] = a
+        return b
+
+    def out(self, out, name="out"):
+        if out is None:
+            return self.empty()
+        if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != self.shape
+                or not np.transpose(out, self.perm).flags.c_contiguous or not out.flags.writeable):
+            raise ValueError("%s must be a writable float32 array of shape %s in x's memory order"
+                             % (name, self.shape))
+        return out
+
+
+def _vec_in(a, n, name, dtype=np.float32):
+    """A read-only parameter vector of n elements (None stays None)."""
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if a.size != n:
+        raise ValueError("%s must have %d elements, has %d" % (name, n, a.size))
+    return a
+
+
+def _vec_inout(a, n, name, dtype=np.float32):
+    """A vector updated in place: must already be a contiguous array of n elements."""
+    if a is None:
+        return None
+    if (not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous
+            or not a.flags.writeable):
+        raise TypeError("%s must be a writable C-contiguous %s numpy array"
+                        % (name, np.dtype(dtype).name))
+    if a.size != n:
+        raise ValueError("%s must have %d elements, has %d" % (name, n, a.size))
+    return a
+
+
+def _pf(a):
+    return None if a is None else a.ctypes.data_as(_PF)
+
+
+def _pd(a):
+    return None if a is None else a.ctypes.data_as(_PD)
+
+
+def _pv(a):
+    return None if a is None else ctypes.c_void_p(a.ctypes.data)
+
+
+def _both_or_neither(a, b, what):
+    if (a is None) != (b is None):
+        raise ValueError("%s: give both or neither" % what)
+
+
+# ---- Batch Norm -------------------------------------------------------------
+def bn_forward_training(x, gamma=None, beta=None, moving_mean=None, moving_var=None, axis=1,
+                        out=None, **opts):
+    """Training forward. Returns (y, saved_mean, saved_invstd); moving_mean and
+    moving_var (float32 arrays) are updated in place. opts: see bn_options."""
+    t = _Tensor(x, axis)
+    C = t.channels
+    o = _opts(opts)
+    gamma, beta = _vec_in(gamma, C, "gamma"), _vec_in(beta, C, "beta")
+    _both_or_neither(moving_mean, moving_var, "moving_mean, moving_var")
+    mm, mv = _vec_inout(moving_mean, C, "moving_mean"), _vec_inout(moving_var, C, "moving_var")
+    G = _groups(x, o)
+    y = t.out(out)
+    sm = np.empty(G * C, np.float32)
+    si = np.empty(G * C, np.float32)
+    _check(_L.nk_bn_forward_training(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(y),
+                                     _pf(gamma), _pf(beta), _pf(sm), _pf(si), _pf(mm), _pf(mv)))
+    return y, sm, si
+
+
+def bn_forward_inference(x, moving_mean, moving_var, gamma=None, beta=None, axis=1, out=None,
+                         **opts):
+    t = _Tensor(x, axis)
+    C = t.channels
+    o = _opts(opts)
+    y = t.out(out)
+    args = [_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (beta, "beta"),
+                                          (moving_mean, "moving_mean"), (moving_var, "moving_var"))]
+    _check(_L.nk_bn_forward_inference(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(y),
+                                      *[_pf(a) for a in args]))
+    return y
+
+
+def bn_backward(x, dy, saved_mean, saved_invstd, gamma=None, axis=1, trainable=True, out=None,
+                **opts):
+    """Training backward. Returns (dx, dgamma, dbeta); dgamma, dbeta are None
+    when trainable is False."""
+    t = _Tensor(x, axis)
+    C = t.channels
+    o = _opts(opts)
+    G = _groups(x, o)
+    dy = t.like(dy, "dy")
+    gamma = _vec_in(gamma, C, "gamma")
+    sm, si = _vec_in(saved_mean, G * C, "saved_mean"), _vec_in(saved_invstd, G * C, "saved_invstd")
+    dx = t.out(out)
+    dg = np.empty(C, np.float32) if trainable else None
+    db = np.empty(C, np.float32) if trainable else None
+    _check(_L.nk_bn_backward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(dy), _pf(gamma),
+                             _pf(sm), _pf(si), _pv(dx), _pf(dg), _pf(db)))
+    return dx, dg, db
+
+
+class BnStateArrays:
+    """The arrays of nk_bn_state as numpy float32 vectors (None where unused).
+    moving_*, renorm_* are updated in place; saved_* are filled by
+    bn_forward_training_ex (allocated there when None) and read by bn_backward_ex."""
+
+    FIELDS = ("moving_mean", "moving_var", "moving_stddev", "renorm_mean", "renorm_stddev",
+              "adjustment_scale", "adjustment_bias", "saved_mean", "saved_invstd", "saved_r",
+              "saved_d")
+
+    def __init__(self, **arrays):
+        for f in self.FIELDS:
+            setattr(self, f, arrays.pop(f, None))
+        if arrays:
+            raise TypeError("unknown state arrays %s" % sorted(arrays))
+
+    @classmethod
+    def tf_initial(cls, channels, renorm=False):
+        """TF's initial values: moving mean 0, variance 1 (renorm: mean 0, stddev 1)."""
+        s = cls(moving_mean=np.zeros(channels, np.float32), moving_var=np.ones(channels, np.float32))
+        if renorm:
+            s.renorm_mean = np.zeros(channels, np.float32)
+            s.renorm_stddev = np.ones(channels, np.float32)
+        return s
+
+    def _c(self, C, G, allocate):
+        if allocate:
+            if self.saved_mean is None:
+                self.saved_mean = np.empty(G * C, np.float32)
+            if self.saved_invstd is None:
+                self.saved_invstd = np.empty(G * C, np.float32)
+        st = BnState()
+        _L.nk_bn_state_init(ctypes.byref(st))
+        for f in self.FIELDS:
+            n = G * C if f in ("saved_mean", "saved_invstd") else C
+            a = getattr(self, f)
+            a = _vec_in(a, n, f) if f.startswith("adjustment") else _vec_inout(a, n, f)
+            setattr(self, f, a)
+            setattr(st, f, _pf(a))
+        return st
+
+
+def bn_forward_training_ex(x, state, gamma=None, beta=None, axis=1, out=None, **opts):
+    """Training forward with every option (renorm, virtual batches, adjustment).
+    state: BnStateArrays, updated. Returns y."""
+    t = _Tensor(x, axis)
+    o = _opts(opts)
+    G = _groups(x, o)
+    if o.renorm:
+        for f in ("saved_r", "saved_d"):
+            if getattr(state, f) is None:
+                setattr(state, f, np.empty(t.channels, np.float32))
+    st = state._c(t.channels, G, allocate=True)
+    gamma, beta = _vec_in(gamma, t.channels, "gamma"), _vec_in(beta, t.channels, "beta")
+    y = t.out(out)
+    _check(_L.nk_bn_forward_training_ex(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(y),
+                                        _pf(gamma), _pf(beta), ctypes.byref(st)))
+    return y
+
+
+def bn_backward_ex(x, dy, state, gamma=None, axis=1, trainable=True, out=None, **opts):
+    t = _Tensor(x, axis)
+    o = _opts(opts)
+    C = t.channels
+    G = _groups(x, o)
+    st = state._c(C, G, allocate=False)
+    dy = t.like(dy, "dy")
+    gamma = _vec_in(gamma, C, "gamma")
+    dx = t.out(out)
+    dg = np.empty(C, np.float32) if trainable else None
+    db = np.empty(C, np.float32) if trainable else None
+    _check(_L.nk_bn_backward_ex(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(dy),
+                                _pf(gamma), ctypes.byref(st), _pv(dx), _pf(dg), _pf(db)))
+    return dx, dg, db
+
+
+# ---- split statistics (Sync Batch Norm) -------------------------------------
+def bn_partial_stats(x, axis=1):
+    """Returns (count, mean, m2) of this part: an int and two float64 arrays."""
+    t = _Tensor(x, axis)
+    count = ctypes.c_int64()
+    mean = np.empty(t.channels, np.float64)
+    m2 = np.empty(t.channels, np.float64)
+    _check(_L.nk_bn_partial_stats(ctypes.byref(t.desc), _pv(t.array), ctypes.byref(count), _pd(mean),
+                                  _pd(m2)))
+    return count.value, mean, m2
+
+
+def bn_merge_stats(counts, means, m2s):
+    """Merges P partials: counts (P,), means and m2s (P, C). Returns (count, mean, m2)."""
+    counts = np.ascontiguousarray(counts, dtype=np.int64).reshape(-1)
+    P = counts.size
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    m2s = np.ascontiguousarray(m2s, dtype=np.float64)
+    if P == 0 or means.size % P or means.shape != m2s.shape:
+        raise ValueError("means and m2s must both be (%d, C)" % P)
+    C = means.size // P
+    count = ctypes.c_int64()
+    mean = np.empty(C, np.float64)
+    m2 = np.empty(C, np.float64)
+    _check(_L.nk_bn_merge_stats(C, P, counts.ctypes.data_as(_PI64), _pd(means), _pd(m2s),
+                                ctypes.byref(count), _pd(mean), _pd(m2)))
+    return count.value, mean, m2
+
+
+def bn_finalize_stats(count, mean, m2, moving_mean=None, moving_var=None, **opts):
+    """Returns (mean, invstd) as float32; updates moving_mean, moving_var in place."""
+    mean = np.ascontiguousarray(mean, dtype=np.float64)
+    C = mean.size
+    m2 = _vec_in(m2, C, "m2", np.float64)
+    o = _opts(opts)
+    _both_or_neither(moving_mean, moving_var, "moving_mean, moving_var")
+    mm, mv = _vec_inout(moving_mean, C, "moving_mean"), _vec_inout(moving_var, C, "moving_var")
+    mo = np.empty(C, np.float32)
+    io = np.empty(C, np.float32)
+    _check(_L.nk_bn_finalize_stats(C, ctypes.byref(o), int(count), _pd(mean), _pd(m2), _pf(mo), _pf(io),
+                                   _pf(mm), _pf(mv)))
+    return mo, io
+
+
+def bn_apply(x, mean, invstd, gamma=None, beta=None, axis=1, out=None):
+    t = _Tensor(x, axis)
+    C = t.channels
+    args = [_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (beta, "beta"), (mean, "mean"),
+                                          (invstd, "invstd"))]
+    y = t.out(out)
+    _check(_L.nk_bn_apply(ctypes.byref(t.desc), _pv(t.array), _pv(y), *[_pf(a) for a in args]))
+    return y
+
+
+def bn_backward_reduce(x, dy, mean, invstd, axis=1):
+    """Returns (sum_dy, sum_dy_xhat) of this part, float64: all-reduce them."""
+    t = _Tensor(x, axis)
+    C = t.channels
+    dy = t.like(dy, "dy")
+    mean, invstd = _vec_in(mean, C, "mean"), _vec_in(invstd, C, "invstd")
+    s1 = np.empty(C, np.float64)
+    s2 = np.empty(C, np.float64)
+    _check(_L.nk_bn_backward_reduce(ctypes.byref(t.desc), _pv(t.array), _pv(dy), _pf(mean), _pf(invstd),
+                                    _pd(s1), _pd(s2)))
+    return s1, s2
+
+
+def bn_backward_apply(x, dy, count, mean, invstd, sum_dy, sum_dy_xhat, gamma=None, axis=1,
+                      out=None):
+    """dx of this part from the all-reduced sums (count: elements per feature
+    over all parts). dgamma = sum_dy_xhat and dbeta = sum_dy."""
+    t = _Tensor(x, axis)
+    C = t.channels
+    dy = t.like(dy, "dy")
+    gamma, mean, invstd = (_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (mean, "mean"),
+                                                         (invstd, "invstd")))
+    s1, s2 = _vec_in(sum_dy, C, "sum_dy", np.float64), _vec_in(sum_dy_xhat, C, "sum_dy_xhat", np.float64)
+    dx = t.out(out)
+    _check(_L.nk_bn_backward_apply(ctypes.byref(t.desc), int(count), _pv(t.array), _pv(dy), _pf(gamma),
+                                   _pf(mean), _pf(invstd), _pd(s1), _pd(s2), _pv(dx)))
+    return dx
+
+
+# ---- layer -------------------------------------------------------------------
+class BatchNorm:
+    """A Batch Norm layer holding its variables like tf.keras: gamma = 1, beta = 0,
+    moving_mean = 0, moving_var = 1. layer(x, training=True) normalizes with the
+    batch statistics and updates the moving ones; layer.backward(dy) after a
+    training call returns dx and sets layer.dgamma, layer.dbeta."""
+
+    def __init__(self, num_features, axis=1, center=True, scale=True, trainable=True, **opts):
+        self.axis = axis
+        self.options = bn_options(**opts)
+        self.gamma = np.ones(num_features, np.float32) if scale else None
+        self.beta = np.zeros(num_features, np.float32) if center else None
+        self.moving_mean = np.zeros(num_features, np.float32)
+        self.moving_var = np.ones(num_features, np.float32)
+        self.trainable = trainable
+        self.dgamma = self.dbeta = None
+        self._saved = None
+
+    def __call__(self, x, training=False):
+        if training and self.trainable:
+            y, sm, si = bn_forward_training(x, self.gamma, self.beta, self.moving_mean, self.moving_var,
+                                            axis=self.axis, options=self.options)
+            self._saved = (x, sm, si)
+            return y
+        return bn_forward_inference(x, self.moving_mean, self.moving_var, self.gamma, self.beta,
+                                    axis=self.axis, options=self.options)
+
+    def backward(self, dy):
+        if self._saved is None:
+            raise RuntimeError("backward needs a training call first")
+        x, sm, si = self._saved
+        dx, self.dgamma, self.dbeta = bn_backward(x, dy, sm, si, self.gamma, axis=self.axis,
+                                                  options=self.options)
+        return dx

@@ -1,0 +1,718 @@
+//! Safe Rust API over libnormkit: SIMD CPU kernels for normalization layers.
+//!
+//! Tensors are `f32` slices in row-major order described by a [`Layout`]
+//! (dimensions and feature axes). Every function checks slice lengths
+//! against the layout before calling C, and returns `Result<_, Error>` with
+//! the C status and detail message.
+//!
+//! ```no_run
+//! use normkit::{BatchNorm, Layout};
+//! let layout = Layout::nchw(8, 16, 4, 4);
+//! let x = vec![1.0f32; layout.len()];
+//! let mut bn = BatchNorm::new(16);
+//! let y = bn.forward_training(&layout, &x).unwrap();
+//! let dx = bn.backward(&layout, &x, &y).unwrap();
+//! ```
+use normkit_sys as sys;
+use std::ffi::{c_void, CStr, CString};
+use std::fmt;
+use std::ptr::{null, null_mut};
+
+/// A failed normkit call: the C status code and the detail message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub status: i32,
+    pub message: String,
+}
+
+impl Error {
+    fn from_c(status: i32) -> Error {
+        let message = unsafe { CStr::from_ptr(sys::nk_last_error()) }.to_string_lossy().into_owned();
+        Error { status, message }
+    }
+    /// A check made on the Rust side, with the status C would have given.
+    fn rust(status: i32, message: String) -> Error {
+        Error { status, message }
+    }
+    /// The C description of the status (never fails).
+    pub fn status_string(&self) -> String {
+        unsafe { CStr::from_ptr(sys::nk_status_string(self.status)) }.to_string_lossy().into_owned()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "normkit: {} ({}): {}", self.status_string(), self.status, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn check(status: i32) -> Result<()> {
+    if status == sys::NK_OK {
+        Ok(())
+    } else {
+        Err(Error::from_c(status))
+    }
+}
+
+fn c_str(p: *const std::os::raw::c_char) -> String {
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+// ---- versions and settings ------------------------------------------------
+
+/// The library's (major, minor, patch) at run time.
+pub fn version() -> (i32, i32, i32) {
+    unsafe { (sys::nk_version_major(), sys::nk_version_minor(), sys::nk_version_patch()) }
+}
+pub fn version_string() -> String {
+    c_str(unsafe { sys::nk_version_string() })
+}
+/// Fails unless the loaded library has the major version this crate was written for.
+pub fn check_version() -> Result<()> {
+    let major = unsafe { sys::nk_version_major() };
+    if major != sys::NK_VERSION_MAJOR {
+        return Err(Error::rust(
+            sys::NK_ERR_UNSUPPORTED,
+            format!("libnormkit major version {major}, this crate needs {}", sys::NK_VERSION_MAJOR),
+        ));
+    }
+    Ok(())
+}
+/// Caps the ISA ("avx512", "avx2", "sse2", "neon", "scalar"); None removes the cap.
+pub fn set_max_isa(name: Option<&str>) -> Result<()> {
+    let c = name.map(|n| CString::new(n).map_err(|_| Error::rust(sys::NK_ERR_BAD_ISA, "NUL in ISA name".into())));
+    let c = c.transpose()?;
+    check(unsafe { sys::nk_set_max_isa(c.as_ref().map_or(null(), |c| c.as_ptr())) })
+}
+pub fn active_isa() -> String {
+    c_str(unsafe { sys::nk_active_isa() })
+}
+pub fn isa_available(name: &str) -> bool {
+    CString::new(name).map_or(false, |c| unsafe { sys::nk_isa_available(c.as_ptr()) } != 0)
+}
+pub fn set_num_threads(n: i32) -> Result<()> {
+    check(unsafe { sys::nk_set_num_threads(n) })
+}
+pub fn num_threads() -> i32 {
+    unsafe { sys::nk_get_num_threads() }
+}
+pub fn set_stream_threshold(bytes: i64) -> Result<()> {
+    check(unsafe { sys::nk_set_stream_threshold(bytes) })
+}
+pub fn stream_threshold() -> i64 {
+    unsafe { sys::nk_get_stream_threshold() }
+}
+
+// ---- tensors -----------------------------------------------------------------
+
+/// A dense row-major float32 tensor's dimensions and feature axes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    desc: sys::nk_tensor_desc,
+    len: usize,
+    channels: usize,
+}
+
+impl Layout {
+    /// `dims` row-major (outermost first), `axes` the feature axes (negative
+    /// counts from the end), as TensorFlow's `axis`.
+    pub fn new(dims: &[i64], axes: &[i32]) -> Result<Layout> {
+        let bad = |s, m: String| Err(Error::rust(s, m));
+        if dims.is_empty() || dims.len() > sys::NK_MAX_DIMS {
+            return bad(sys::NK_ERR_BAD_SHAPE, format!("ndim = {}: must be 1 .. 8", dims.len()));
+        }
+        if axes.is_empty() || axes.len() > dims.len() {
+            return bad(sys::NK_ERR_BAD_AXIS, format!("{} feature axes for ndim {}", axes.len(), dims.len()));
+        }
+        let nd = dims.len() as i32;
+        let mut desc = sys::nk_tensor_desc { dtype: sys::NK_DTYPE_F32, ndim: nd, num_axes: axes.len() as i32, ..Default::default() };
+        let mut len: i64 = 1;
+        for (i, &d) in dims.iter().enumerate() {
+            if d < 1 {
+                return bad(sys::NK_ERR_BAD_SHAPE, format!("dims[{i}] = {d}: must be >= 1"));
+            }
+            desc.dims[i] = d;
+            len = len.checked_mul(d).ok_or_else(|| Error::rust(sys::NK_ERR_OVERFLOW, "size overflows int64".into()))?;
+        }
+        let mut channels: i64 = 1;
+        let mut seen = [false; sys::NK_MAX_DIMS];
+        for (i, &a) in axes.iter().enumerate() {
+            let n = if a < 0 { a + nd } else { a };
+            if n < 0 || n >= nd || seen[n as usize] {
+                return bad(sys::NK_ERR_BAD_AXIS, format!("axes[{i}] = {a}: out of range or repeated"));
+            }
+            seen[n as usize] = true;
+            desc.axes[i] = a;
+            channels *= dims[n as usize];
+        }
+        let len = usize::try_from(len).map_err(|_| Error::rust(sys::NK_ERR_OVERFLOW, "size overflows usize".into()))?;
+        Ok(Layout { desc, len, channels: channels as usize })
+    }
+    /// NCHW: feature axis 1.
+    pub fn nchw(n: i64, c: i64, h: i64, w: i64) -> Layout {
+        Layout::new(&[n, c, h, w], &[1]).expect("valid NCHW dimensions")
+    }
+    /// NHWC: feature axis -1.
+    pub fn nhwc(n: i64, h: i64, w: i64, c: i64) -> Layout {
+        Layout::new(&[n, h, w, c], &[-1]).expect("valid NHWC dimensions")
+    }
+    /// NC: feature axis 1.
+    pub fn nc(n: i64, c: i64) -> Layout {
+        Layout::new(&[n, c], &[1]).expect("valid NC dimensions")
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// C: the product of the feature dimensions (length of parameter arrays).
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+    /// The size of axis 0 (N).
+    pub fn batch(&self) -> i64 {
+        self.desc.dims[0]
+    }
+    pub fn dims(&self) -> &[i64] {
+        &self.desc.dims[..self.desc.ndim as usize]
+    }
+    pub fn raw(&self) -> &sys::nk_tensor_desc {
+        &self.desc
+    }
+    fn check_tensor(&self, name: &str, n: usize) -> Result<()> {
+        if n != self.len {
+            return Err(Error::rust(sys::NK_ERR_BAD_SHAPE, format!("{name} has {n} elements, the layout {:?} needs {}", self.dims(), self.len)));
+        }
+        Ok(())
+    }
+}
+
+fn check_len(name: &str, n: usize, want: usize) -> Result<()> {
+    if n != want {
+        return Err(Error::rust(sys::NK_ERR_BAD_SHAPE, format!("{name} has {n} elements, needs {want}")));
+    }
+    Ok(())
+}
+
+fn opt_ptr(name: &str, a: Option<&[f32]>, want: usize) -> Result<*const f32> {
+    match a {
+        None => Ok(null()),
+        Some(a) => check_len(name, a.len(), want).map(|_| a.as_ptr()),
+    }
+}
+
+fn opt_mut(name: &str, a: Option<&mut [f32]>, want: usize) -> Result<*mut f32> {
+    match a {
+        None => Ok(null_mut()),
+        Some(a) => check_len(name, a.len(), want).map(|_| a.as_mut_ptr()),
+    }
+}
+
+// ---- options --------------------------------------------------------------------
+
+/// Moving-statistics update convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Momentum {
+    /// moving = momentum * moving + (1 - momentum) * batch
+    Tf,
+    /// running = (1 - momentum) * running + momentum * batch
+    Torch,
+}
+
+/// Grouping of virtual batches (Ghost Batch Norm).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// TF: batch g holds the samples n with n mod G = g.
+    Strided,
+    /// The paper: contiguous chunks of V samples.
+    Contiguous,
+}
+
+/// Batch Norm options, starting from TF's defaults (`BnOptions::default()`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BnOptions(pub sys::nk_bn_options);
+
+impl Default for BnOptions {
+    fn default() -> Self {
+        let mut o = sys::NK_BN_OPTIONS_INIT;
+        unsafe { sys::nk_bn_options_init(&mut o) };
+        BnOptions(o)
+    }
+}
+
+impl BnOptions {
+    /// PyTorch's conventions: epsilon 1e-5, momentum 0.1 on the new value,
+    /// unbiased moving variance.
+    pub fn torch() -> Self {
+        BnOptions::default().epsilon(1e-5).momentum(0.1).convention(Momentum::Torch).unbiased_moving_variance(true)
+    }
+    pub fn epsilon(mut self, e: f32) -> Self {
+        self.0.epsilon = e;
+        self
+    }
+    pub fn momentum(mut self, m: f32) -> Self {
+        self.0.momentum = m;
+        self
+    }
+    pub fn convention(mut self, c: Momentum) -> Self {
+        self.0.momentum_convention = match c {
+            Momentum::Tf => sys::NK_MOMENTUM_TF,
+            Momentum::Torch => sys::NK_MOMENTUM_TORCH,
+        };
+        self
+    }
+    pub fn unbiased_moving_variance(mut self, yes: bool) -> Self {
+        self.0.moving_variance = if yes { sys::NK_VARIANCE_UNBIASED } else { sys::NK_VARIANCE_BIASED };
+        self
+    }
+    /// Ghost Batch Norm with virtual batches of `v` samples (0: off).
+    pub fn virtual_batch(mut self, v: i32, grouping: Grouping) -> Self {
+        self.0.virtual_batch_size = v;
+        self.0.virtual_grouping = match grouping {
+            Grouping::Strided => sys::NK_GHOST_STRIDED,
+            Grouping::Contiguous => sys::NK_GHOST_CONTIGUOUS,
+        };
+        self
+    }
+    /// Batch Renormalization with its momentum and clipping (None: unclipped).
+    pub fn renorm(mut self, momentum: f32, rmax: Option<f32>, rmin: Option<f32>, dmax: Option<f32>) -> Self {
+        self.0.renorm = 1;
+        self.0.renorm_momentum = momentum;
+        self.0.rmax = rmax.unwrap_or(f32::INFINITY);
+        self.0.rmin = rmin.unwrap_or(0.0);
+        self.0.dmax = dmax.unwrap_or(f32::INFINITY);
+        self
+    }
+    /// G, the number of virtual batches for a batch of `n` samples (1 when
+    /// off, or when V does not divide n: the call then fails in C).
+    pub fn groups(&self, n: i64) -> usize {
+        let v = self.0.virtual_batch_size as i64;
+        if v > 0 && n % v == 0 {
+            (n / v) as usize
+        } else {
+            1
+        }
+    }
+}
+
+// ---- Batch Norm ----------------------------------------------------------------------
+
+/// (mean, invstd) saved by a training forward for its backward: G*C floats each.
+pub struct Saved<'a> {
+    pub mean: &'a mut [f32],
+    pub invstd: &'a mut [f32],
+}
+
+/// Training forward: y from the batch statistics; `saved` receives mean and
+/// invstd (G*C floats each); `moving` = (mean, var) is updated in place.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_forward_training(
+    layout: &Layout,
+    opt: &BnOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    saved: Option<Saved>,
+    moving: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let c = layout.channels();
+    let gc = opt.groups(layout.batch()) * c;
+    let g = opt_ptr("gamma", gamma, c)?;
+    let b = opt_ptr("beta", beta, c)?;
+    let (sm, si) = match saved {
+        Some(s) => (opt_mut("saved mean", Some(s.mean), gc)?, opt_mut("saved invstd", Some(s.invstd), gc)?),
+        None => (null_mut(), null_mut()),
+    };
+    let (mm, mv) = match moving {
+        Some((m, v)) => (opt_mut("moving mean", Some(m), c)?, opt_mut("moving var", Some(v), c)?),
+        None => (null_mut(), null_mut()),
+    };
+    check(unsafe {
+        sys::nk_bn_forward_training(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si, mm, mv)
+    })
+}
+
+/// [`bn_forward_training`] in place: `xy` holds x and receives y.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_forward_training_in_place(
+    layout: &Layout,
+    opt: &BnOptions,
+    xy: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    saved: Option<Saved>,
+    moving: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("xy", xy.len())?;
+    let c = layout.channels();
+    let gc = opt.groups(layout.batch()) * c;
+    let g = opt_ptr("gamma", gamma, c)?;
+    let b = opt_ptr("beta", beta, c)?;
+    let (sm, si) = match saved {
+        Some(s) => (opt_mut("saved mean", Some(s.mean), gc)?, opt_mut("saved invstd", Some(s.invstd), gc)?),
+        None => (null_mut(), null_mut()),
+    };
+    let (mm, mv) = match moving {
+        Some((m, v)) => (opt_mut("moving mean", Some(m), c)?, opt_mut("moving var", Some(v), c)?),
+        None => (null_mut(), null_mut()),
+    };
+    let p = xy.as_mut_ptr();
+    check(unsafe { sys::nk_bn_forward_training(layout.raw(), &opt.0, p as *const c_void, p.cast(), g, b, sm, si, mm, mv) })
+}
+
+/// [`bn_backward`] in place: `dy_dx` holds dy and receives dx.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward_in_place(
+    layout: &Layout,
+    opt: &BnOptions,
+    x: &[f32],
+    dy_dx: &mut [f32],
+    gamma: Option<&[f32]>,
+    saved_mean: &[f32],
+    saved_invstd: &[f32],
+    grads: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy_dx", dy_dx.len())?;
+    let c = layout.channels();
+    let gc = opt.groups(layout.batch()) * c;
+    let g = opt_ptr("gamma", gamma, c)?;
+    let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), gc)?, opt_ptr("saved invstd", Some(saved_invstd), gc)?);
+    let (dg, db) = match grads {
+        Some((a, b)) => (opt_mut("dgamma", Some(a), c)?, opt_mut("dbeta", Some(b), c)?),
+        None => (null_mut(), null_mut()),
+    };
+    let p = dy_dx.as_mut_ptr();
+    check(unsafe { sys::nk_bn_backward(layout.raw(), &opt.0, x.as_ptr().cast(), p as *const c_void, g, sm, si, p.cast(), dg, db) })
+}
+
+/// Inference forward with the moving statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_forward_inference(
+    layout: &Layout,
+    opt: &BnOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    moving_mean: &[f32],
+    moving_var: &[f32],
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let c = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (mm, mv) = (opt_ptr("moving mean", Some(moving_mean), c)?, opt_ptr("moving var", Some(moving_var), c)?);
+    check(unsafe { sys::nk_bn_forward_inference(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mm, mv) })
+}
+
+/// Training backward: dx, and (dgamma, dbeta) when `grads` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward(
+    layout: &Layout,
+    opt: &BnOptions,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    saved_mean: &[f32],
+    saved_invstd: &[f32],
+    dx: &mut [f32],
+    grads: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let c = layout.channels();
+    let gc = opt.groups(layout.batch()) * c;
+    let g = opt_ptr("gamma", gamma, c)?;
+    let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), gc)?, opt_ptr("saved invstd", Some(saved_invstd), gc)?);
+    let (dg, db) = match grads {
+        Some((a, b)) => (opt_mut("dgamma", Some(a), c)?, opt_mut("dbeta", Some(b), c)?),
+        None => (null_mut(), null_mut()),
+    };
+    check(unsafe {
+        sys::nk_bn_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
+    })
+}
+
+/// The arrays of `nk_bn_state` (None where unused); see normkit.h.
+#[derive(Default)]
+pub struct BnState<'a> {
+    pub moving_mean: Option<&'a mut [f32]>,
+    pub moving_var: Option<&'a mut [f32]>,
+    pub moving_stddev: Option<&'a mut [f32]>,
+    pub renorm_mean: Option<&'a mut [f32]>,
+    pub renorm_stddev: Option<&'a mut [f32]>,
+    pub adjustment_scale: Option<&'a [f32]>,
+    pub adjustment_bias: Option<&'a [f32]>,
+    /// G*C floats.
+    pub saved_mean: Option<&'a mut [f32]>,
+    /// G*C floats.
+    pub saved_invstd: Option<&'a mut [f32]>,
+    pub saved_r: Option<&'a mut [f32]>,
+    pub saved_d: Option<&'a mut [f32]>,
+}
+
+impl BnState<'_> {
+    /// The C struct over these slices, after checking their lengths.
+    pub fn to_raw(&mut self, c: usize, g: usize) -> Result<sys::nk_bn_state> {
+        fn m(name: &str, a: &mut Option<&mut [f32]>, n: usize) -> Result<*mut f32> {
+            opt_mut(name, a.as_deref_mut(), n)
+        }
+        let mut s = sys::nk_bn_state::empty();
+        s.moving_mean = m("moving_mean", &mut self.moving_mean, c)?;
+        s.moving_var = m("moving_var", &mut self.moving_var, c)?;
+        s.moving_stddev = m("moving_stddev", &mut self.moving_stddev, c)?;
+        s.renorm_mean = m("renorm_mean", &mut self.renorm_mean, c)?;
+        s.renorm_stddev = m("renorm_stddev", &mut self.renorm_stddev, c)?;
+        s.adjustment_scale = opt_ptr("adjustment_scale", self.adjustment_scale, c)?;
+        s.adjustment_bias = opt_ptr("adjustment_bias", self.adjustment_bias, c)?;
+        s.saved_mean = m("saved_mean", &mut self.saved_mean, g * c)?;
+        s.saved_invstd = m("saved_invstd", &mut self.saved_invstd, g * c)?;
+        s.saved_r = m("saved_r", &mut self.saved_r, c)?;
+        s.saved_d = m("saved_d", &mut self.saved_d, c)?;
+        Ok(s)
+    }
+}
+
+/// Training forward with every option (renorm, virtual batches, adjustment).
+/// Compiled when the linked libnormkit exports nk_bn_forward_training_ex.
+#[cfg(normkit_has_bn_ex)]
+pub fn bn_forward_training_ex(
+    layout: &Layout,
+    opt: &BnOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    state: &mut BnState,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let c = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let mut s = state.to_raw(c, opt.groups(layout.batch()))?;
+    check(unsafe { sys::nk_bn_forward_training_ex(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, &mut s) })
+}
+
+/// Backward of [`bn_forward_training_ex`] from the state's saved arrays.
+#[cfg(normkit_has_bn_ex)]
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward_ex(
+    layout: &Layout,
+    opt: &BnOptions,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    state: &mut BnState,
+    dx: &mut [f32],
+    grads: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let c = layout.channels();
+    let g = opt_ptr("gamma", gamma, c)?;
+    let s = state.to_raw(c, opt.groups(layout.batch()))?;
+    let (dg, db) = match grads {
+        Some((a, b)) => (opt_mut("dgamma", Some(a), c)?, opt_mut("dbeta", Some(b), c)?),
+        None => (null_mut(), null_mut()),
+    };
+    check(unsafe {
+        sys::nk_bn_backward_ex(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, &s, dx.as_mut_ptr().cast(), dg, db)
+    })
+}
+
+// ---- split statistics (Sync Batch Norm) -------------------------------------------
+
+/// Partial statistics of one part of a batch: returns the count and fills
+/// mean and m2 (C doubles each).
+pub fn bn_partial_stats(layout: &Layout, x: &[f32], mean: &mut [f64], m2: &mut [f64]) -> Result<i64> {
+    layout.check_tensor("x", x.len())?;
+    check_len("mean", mean.len(), layout.channels())?;
+    check_len("m2", m2.len(), layout.channels())?;
+    let mut count = 0i64;
+    check(unsafe { sys::nk_bn_partial_stats(layout.raw(), x.as_ptr().cast(), &mut count, mean.as_mut_ptr(), m2.as_mut_ptr()) })?;
+    Ok(count)
+}
+
+/// Merges P = counts.len() partials (means, m2s: P rows of C); returns the count.
+pub fn bn_merge_stats(counts: &[i64], means: &[f64], m2s: &[f64], mean: &mut [f64], m2: &mut [f64]) -> Result<i64> {
+    let c = mean.len();
+    check_len("m2", m2.len(), c)?;
+    check_len("means", means.len(), counts.len() * c)?;
+    check_len("m2s", m2s.len(), counts.len() * c)?;
+    let mut count = 0i64;
+    check(unsafe {
+        sys::nk_bn_merge_stats(c as i64, counts.len() as i64, counts.as_ptr(), means.as_ptr(), m2s.as_ptr(), &mut count, mean.as_mut_ptr(), m2.as_mut_ptr())
+    })?;
+    Ok(count)
+}
+
+/// mean and invstd (float) from merged statistics; `moving` updated in place.
+pub fn bn_finalize_stats(
+    opt: &BnOptions,
+    count: i64,
+    mean: &[f64],
+    m2: &[f64],
+    mean_out: &mut [f32],
+    invstd_out: &mut [f32],
+    moving: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    let c = mean.len();
+    check_len("m2", m2.len(), c)?;
+    check_len("mean_out", mean_out.len(), c)?;
+    check_len("invstd_out", invstd_out.len(), c)?;
+    let (mm, mv) = match moving {
+        Some((m, v)) => (opt_mut("moving mean", Some(m), c)?, opt_mut("moving var", Some(v), c)?),
+        None => (null_mut(), null_mut()),
+    };
+    check(unsafe {
+        sys::nk_bn_finalize_stats(c as i64, &opt.0, count, mean.as_ptr(), m2.as_ptr(), mean_out.as_mut_ptr(), invstd_out.as_mut_ptr(), mm, mv)
+    })
+}
+
+/// y = gamma * (x - mean) * invstd + beta on this part.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_apply(layout: &Layout, x: &[f32], y: &mut [f32], gamma: Option<&[f32]>, beta: Option<&[f32]>, mean: &[f32], invstd: &[f32]) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let c = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (m, i) = (opt_ptr("mean", Some(mean), c)?, opt_ptr("invstd", Some(invstd), c)?);
+    check(unsafe { sys::nk_bn_apply(layout.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, m, i) })
+}
+
+/// sum(dy) and sum(dy * xhat) of this part (to be summed over all parts;
+/// they are also dbeta and dgamma).
+pub fn bn_backward_reduce(layout: &Layout, x: &[f32], dy: &[f32], mean: &[f32], invstd: &[f32], sum_dy: &mut [f64], sum_dy_xhat: &mut [f64]) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    let c = layout.channels();
+    let (m, i) = (opt_ptr("mean", Some(mean), c)?, opt_ptr("invstd", Some(invstd), c)?);
+    check_len("sum_dy", sum_dy.len(), c)?;
+    check_len("sum_dy_xhat", sum_dy_xhat.len(), c)?;
+    check(unsafe {
+        sys::nk_bn_backward_reduce(layout.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), m, i, sum_dy.as_mut_ptr(), sum_dy_xhat.as_mut_ptr())
+    })
+}
+
+/// dx of this part from the summed reductions; `count` = elements per feature over all parts.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward_apply(
+    layout: &Layout,
+    count: i64,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    mean: &[f32],
+    invstd: &[f32],
+    sum_dy: &[f64],
+    sum_dy_xhat: &[f64],
+    dx: &mut [f32],
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let c = layout.channels();
+    let g = opt_ptr("gamma", gamma, c)?;
+    let (m, i) = (opt_ptr("mean", Some(mean), c)?, opt_ptr("invstd", Some(invstd), c)?);
+    check_len("sum_dy", sum_dy.len(), c)?;
+    check_len("sum_dy_xhat", sum_dy_xhat.len(), c)?;
+    check(unsafe {
+        sys::nk_bn_backward_apply(layout.raw(), count, x.as_ptr().cast(), dy.as_ptr().cast(), g, m, i, sum_dy.as_ptr(), sum_dy_xhat.as_ptr(), dx.as_mut_ptr().cast::<c_void>())
+    })
+}
+
+// ---- layer --------------------------------------------------------------------------
+
+/// A Batch Norm layer holding its variables as tf.keras does: gamma = 1,
+/// beta = 0, moving mean 0, moving variance 1.
+pub struct BatchNorm {
+    pub options: BnOptions,
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub moving_mean: Vec<f32>,
+    pub moving_var: Vec<f32>,
+    saved_mean: Vec<f32>,
+    saved_invstd: Vec<f32>,
+}
+
+/// The gradients of a backward pass.
+pub struct Grads {
+    pub dx: Vec<f32>,
+    pub dgamma: Vec<f32>,
+    pub dbeta: Vec<f32>,
+}
+
+impl BatchNorm {
+    pub fn new(channels: usize) -> Self {
+        Self::with_options(channels, BnOptions::default())
+    }
+    pub fn with_options(channels: usize, options: BnOptions) -> Self {
+        BatchNorm {
+            options,
+            gamma: vec![1.0; channels],
+            beta: vec![0.0; channels],
+            moving_mean: vec![0.0; channels],
+            moving_var: vec![1.0; channels],
+            saved_mean: Vec::new(),
+            saved_invstd: Vec::new(),
+        }
+    }
+    /// Normalizes with the batch statistics, updates the moving ones, and
+    /// keeps what backward needs.
+    pub fn forward_training(&mut self, layout: &Layout, x: &[f32]) -> Result<Vec<f32>> {
+        let gc = self.options.groups(layout.batch()) * layout.channels();
+        let mut y = vec![0.0; layout.len()];
+        let mut sm = vec![0.0; gc];
+        let mut si = vec![0.0; gc];
+        bn_forward_training(
+            layout,
+            &self.options,
+            x,
+            &mut y,
+            Some(&self.gamma),
+            Some(&self.beta),
+            Some(Saved { mean: &mut sm, invstd: &mut si }),
+            Some((&mut self.moving_mean, &mut self.moving_var)),
+        )?;
+        self.saved_mean = sm;
+        self.saved_invstd = si;
+        Ok(y)
+    }
+    pub fn forward_inference(&self, layout: &Layout, x: &[f32]) -> Result<Vec<f32>> {
+        let mut y = vec![0.0; layout.len()];
+        bn_forward_inference(layout, &self.options, x, &mut y, Some(&self.gamma), Some(&self.beta), &self.moving_mean, &self.moving_var)?;
+        Ok(y)
+    }
+    /// Backward of the last forward_training (same x).
+    pub fn backward(&self, layout: &Layout, x: &[f32], dy: &[f32]) -> Result<Grads> {
+        if self.saved_mean.is_empty() {
+            return Err(Error::rust(sys::NK_ERR_BAD_ARGUMENT, "backward needs a forward_training first".into()));
+        }
+        let c = layout.channels();
+        let mut g = Grads { dx: vec![0.0; layout.len()], dgamma: vec![0.0; c], dbeta: vec![0.0; c] };
+        bn_backward(
+            layout,
+            &self.options,
+            x,
+            dy,
+            Some(&self.gamma),
+            &self.saved_mean,
+            &self.saved_invstd,
+            &mut g.dx,
+            Some((&mut g.dgamma, &mut g.dbeta)),
+        )?;
+        Ok(g)
+    }
+}
