@@ -258,7 +258,9 @@ NK_API nk_status nk_bn_apply(const nk_tensor_desc* desc, const void* x, void* y,
 NK_API nk_status nk_bn_backward_reduce(const nk_tensor_desc* desc, const void* x, const void* dy,
                                        const float* mean, const float* invstd, double* sum_dy,
                                        double* sum_dy_xhat);
-/* count: the total number of elements per feature over all processes. */
+/* count: the total number of elements per feature over all processes.
+ * The parameter gradients are the reduced sums themselves:
+ * dgamma = sum_dy_xhat, dbeta = sum_dy. */
 NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count, const void* x,
                                       const void* dy, const float* gamma, const float* mean,
                                       const float* invstd, const double* sum_dy,
