@@ -349,3 +349,117 @@ NKT_INSTANTIATE_ISAS(PRelu);
 NKT_INSTANTIATE_ISAS(CRelu);
 
 }  // namespace
+
+// ---- Every error path: status, a message naming the problem, nothing written.
+
+namespace {
+
+bool all_poison(const std::vector<float>& v) {
+  for (float f : v)
+    if (std::memcmp(&f, &kPoison, sizeof f) != 0) return false;
+  return true;
+}
+
+#define EXPECT_ACT_FAILS(call, status, word, out)                                       \
+  do {                                                                                  \
+    EXPECT_EQ((call), (status)) << #call;                                               \
+    EXPECT_NE(std::string(nk_last_error()).find(word), std::string::npos)               \
+        << #call << ": message '" << nk_last_error() << "' lacks '" << (word) << "'";   \
+    EXPECT_TRUE(all_poison(out)) << #call << " wrote an output";                        \
+  } while (0)
+
+TEST(ActivationErrors, ElementWise) {
+  const auto x = nkt::random_vec(64, 1);
+  auto y = nkt::poisoned(64);
+  const float* X = x.data();
+  float* Y = y.data();
+  EXPECT_ACT_FAILS(nk_relu_forward(-1, X, Y), NK_ERR_BAD_SHAPE, "n = -1", y);
+  EXPECT_ACT_FAILS(nk_relu_forward(INT64_MAX / 2, X, Y), NK_ERR_OVERFLOW, "overflows", y);
+  EXPECT_ACT_FAILS(nk_relu_forward(8, nullptr, Y), NK_ERR_NULL_POINTER, "x is NULL", y);
+  EXPECT_ACT_FAILS(nk_relu_forward(8, X, nullptr), NK_ERR_NULL_POINTER, "y is NULL", y);
+  EXPECT_ACT_FAILS(nk_relu_backward(8, nullptr, X, Y), NK_ERR_NULL_POINTER, "x is NULL", y);
+  EXPECT_ACT_FAILS(nk_relu_backward(8, X, nullptr, Y), NK_ERR_NULL_POINTER, "dy is NULL", y);
+  EXPECT_ACT_FAILS(nk_relu_backward(8, X, X, nullptr), NK_ERR_NULL_POINTER, "dx is NULL", y);
+  EXPECT_ACT_FAILS(nk_leaky_relu_forward(8, NAN, X, Y), NK_ERR_BAD_ARGUMENT, "slope = nan", y);
+  EXPECT_ACT_FAILS(nk_leaky_relu_backward(8, INFINITY, X, X, Y), NK_ERR_BAD_ARGUMENT, "slope = inf", y);
+  EXPECT_ACT_FAILS(nk_leaky_relu_forward(-3, 0.1f, X, Y), NK_ERR_BAD_SHAPE, "n = -3", y);
+  EXPECT_ACT_FAILS(nk_elu_forward(8, -INFINITY, X, Y), NK_ERR_BAD_ARGUMENT, "alpha = -inf", y);
+  EXPECT_ACT_FAILS(nk_elu_backward(8, NAN, X, X, Y), NK_ERR_BAD_ARGUMENT, "alpha = nan", y);
+  EXPECT_ACT_FAILS(nk_elu_backward(8, 1.0f, X, X, nullptr), NK_ERR_NULL_POINTER, "dx is NULL", y);
+  EXPECT_ACT_FAILS(nk_selu_forward(8, nullptr, Y), NK_ERR_NULL_POINTER, "x is NULL", y);
+  EXPECT_ACT_FAILS(nk_selu_backward(-2, X, X, Y), NK_ERR_BAD_SHAPE, "n = -2", y);
+  EXPECT_NE(std::string(nk_last_error()).find("nk_selu_backward"), std::string::npos);
+  EXPECT_EQ(nk_selu_alpha(), 1.6732632423543772848170429916717);
+  EXPECT_EQ(nk_selu_lambda(), 1.0507009873554804934193349852946);
+  // NK_MAX_ISA-style failure: an unknown cap is refused, the old one kept.
+  EXPECT_EQ(nk_set_max_isa("bogus"), NK_ERR_BAD_ISA);
+  EXPECT_EQ(nk_relu_forward(0, X, Y), NK_OK);
+}
+
+TEST(ActivationErrors, PreluCrelu) {
+  const auto x = nkt::random_vec(120, 1);
+  auto y = nkt::poisoned(240);
+  auto ds = nkt::poisoned(3);
+  const std::vector<float> slope = {0.1f, 0.2f, 0.3f}, bad = {0.1f, NAN, 0.3f};
+  nk_tensor_desc d{};
+  const int64_t dims[4] = {2, 3, 4, 5};
+  nk_tensor_desc_init(&d, 4, dims, 1);
+  const float* X = x.data();
+  float* Y = y.data();
+  EXPECT_ACT_FAILS(nk_prelu_forward(nullptr, X, Y, slope.data(), 3), NK_ERR_NULL_POINTER, "desc", y);
+  EXPECT_ACT_FAILS(nk_prelu_forward(&d, nullptr, Y, slope.data(), 3), NK_ERR_NULL_POINTER, "x is NULL", y);
+  EXPECT_ACT_FAILS(nk_prelu_forward(&d, X, nullptr, slope.data(), 3), NK_ERR_NULL_POINTER, "y is NULL", y);
+  EXPECT_ACT_FAILS(nk_prelu_forward(&d, X, Y, nullptr, 3), NK_ERR_NULL_POINTER, "slope is NULL", y);
+  EXPECT_ACT_FAILS(nk_prelu_forward(&d, X, Y, slope.data(), 2), NK_ERR_BAD_ARGUMENT, "num_slopes = 2", y);
+  EXPECT_ACT_FAILS(nk_prelu_forward(&d, X, Y, bad.data(), 3), NK_ERR_BAD_ARGUMENT, "slope[1] = nan", y);
+  EXPECT_ACT_FAILS(nk_prelu_backward(&d, X, X, slope.data(), 3, nullptr, ds.data()), NK_ERR_NULL_POINTER,
+                   "dx is NULL", ds);
+  EXPECT_ACT_FAILS(nk_prelu_backward(&d, X, nullptr, slope.data(), 3, Y, ds.data()), NK_ERR_NULL_POINTER,
+                   "dy is NULL", ds);
+  EXPECT_ACT_FAILS(nk_prelu_backward(&d, X, X, slope.data(), 0, Y, ds.data()), NK_ERR_BAD_ARGUMENT,
+                   "num_slopes = 0", ds);
+  EXPECT_TRUE(all_poison(y));
+  nk_tensor_desc bad_d = d;
+  bad_d.dims[2] = 0;
+  EXPECT_ACT_FAILS(nk_prelu_forward(&bad_d, X, Y, slope.data(), 3), NK_ERR_BAD_SHAPE, "dims[2] = 0", y);
+  bad_d = d;
+  bad_d.axes[0] = 4;
+  EXPECT_ACT_FAILS(nk_crelu_forward(&bad_d, X, Y), NK_ERR_BAD_AXIS, "out of range", y);
+  bad_d = d;
+  bad_d.num_axes = 2;
+  bad_d.axes[1] = 3;
+  EXPECT_ACT_FAILS(nk_crelu_forward(&bad_d, X, Y), NK_ERR_BAD_AXIS, "exactly one feature axis", y);
+  bad_d = d;
+  bad_d.dtype = NK_DTYPE_BF16;
+  EXPECT_ACT_FAILS(nk_crelu_backward(&bad_d, X, X, Y), NK_ERR_UNSUPPORTED, "bf16", y);
+  EXPECT_ACT_FAILS(nk_crelu_forward(&d, nullptr, Y), NK_ERR_NULL_POINTER, "x is NULL", y);
+  EXPECT_ACT_FAILS(nk_crelu_forward(&d, X, nullptr), NK_ERR_NULL_POINTER, "y is NULL", y);
+  EXPECT_ACT_FAILS(nk_crelu_backward(&d, X, nullptr, Y), NK_ERR_NULL_POINTER, "dy is NULL", y);
+  EXPECT_ACT_FAILS(nk_crelu_backward(&d, X, X, nullptr), NK_ERR_NULL_POINTER, "dx is NULL", y);
+  auto inplace = nkt::poisoned(240);
+  EXPECT_ACT_FAILS(nk_crelu_forward(&d, inplace.data() + 60, inplace.data()), NK_ERR_BAD_ARGUMENT, "overlaps",
+                   inplace);
+  EXPECT_ACT_FAILS(nk_crelu_backward(&d, X, inplace.data(), inplace.data() + 100), NK_ERR_BAD_ARGUMENT,
+                   "overlaps", inplace);
+}
+
+TEST(ActivationErrors, DropoutAndInit) {
+  const auto x = nkt::random_vec(64, 1);
+  auto y = nkt::poisoned(64);
+  const float* X = x.data();
+  float* Y = y.data();
+  EXPECT_ACT_FAILS(nk_alpha_dropout_forward(8, 1.0f, 1, 2, X, Y), NK_ERR_BAD_ARGUMENT, "rate = 1", y);
+  EXPECT_ACT_FAILS(nk_alpha_dropout_forward(8, -0.1f, 1, 2, X, Y), NK_ERR_BAD_ARGUMENT, "rate = -0.1", y);
+  EXPECT_ACT_FAILS(nk_alpha_dropout_backward(8, NAN, 1, 2, X, Y), NK_ERR_BAD_ARGUMENT, "rate = nan", y);
+  EXPECT_ACT_FAILS(nk_alpha_dropout_forward(-1, 0.1f, 1, 2, X, Y), NK_ERR_BAD_SHAPE, "n = -1", y);
+  EXPECT_ACT_FAILS(nk_alpha_dropout_forward(8, 0.1f, 1, 2, nullptr, Y), NK_ERR_NULL_POINTER, "x is NULL", y);
+  EXPECT_ACT_FAILS(nk_alpha_dropout_forward(8, 0.1f, 1, 2, X, nullptr), NK_ERR_NULL_POINTER, "y is NULL", y);
+  EXPECT_ACT_FAILS(nk_alpha_dropout_backward(8, 0.1f, 1, 2, nullptr, Y), NK_ERR_NULL_POINTER, "dy is NULL", y);
+  EXPECT_ACT_FAILS(nk_alpha_dropout_backward(8, 0.1f, 1, 2, X, nullptr), NK_ERR_NULL_POINTER, "dx is NULL", y);
+  EXPECT_ACT_FAILS(nk_lecun_normal_init(8, 0, 0, 1, 2, Y), NK_ERR_BAD_ARGUMENT, "fan_in = 0", y);
+  EXPECT_ACT_FAILS(nk_lecun_normal_init(8, 4, 2, 1, 2, Y), NK_ERR_BAD_ARGUMENT, "truncated = 2", y);
+  EXPECT_ACT_FAILS(nk_lecun_normal_init(-8, 4, 0, 1, 2, Y), NK_ERR_BAD_SHAPE, "n = -8", y);
+  EXPECT_ACT_FAILS(nk_lecun_normal_init(8, 4, 0, 1, 2, nullptr), NK_ERR_NULL_POINTER, "w is NULL", y);
+}
+
+}  // namespace
