@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages a task needs, where missing.
-#   scripts/deps.sh build|test|bench|compare ...
+#   scripts/deps.sh build|test|bench|compare|examples ...
 set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config g++ libxsimd-dev)
@@ -13,6 +13,7 @@ for what in "$@"; do
              libgtest-dev:arm64 libxsimd-dev:arm64)
       need_arm64=1 ;;
     bench) pkgs+=(libbenchmark-dev) ;;
+    examples) pkgs+=(libopenblas-dev python3-matplotlib) ;;
     compare) pkgs+=(libbenchmark-dev libdnnl-dev python3-torch python3-numpy) ;;
     *) echo "deps.sh: unknown task '$what'" >&2; exit 2 ;;
   esac
