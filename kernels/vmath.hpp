@@ -18,15 +18,15 @@ template <class Arch>
 struct vm {
   using B = xsimd::batch<float, Arch>;
   using M = xsimd::batch_bool<float, Arch>;
-  using I = xsimd::batch<int32_t, Arch>;
+  using I = xsimd::batch<uint32_t, Arch>;  // unsigned: shifts wrap, no UB
   static B select(const M& m, const B& a, const B& b) { return xsimd::select(m, a, b); }
   // t = k + 1.5*2^23 (k integer, |k| <= 127, -126 <= k): returns 2^k.
   static B pow2_of_magic(const B& t) {
     const I i = xsimd::bitwise_cast<I>(t);
     // AVX-512: the variable shift, since GCC 12 warns (falsely) about the
     // undefined source of _mm512_slli_epi32.
-    if constexpr (B::size == 16) return xsimd::bitwise_cast<B>((i << I(23)) + I(127 << 23));
-    else return xsimd::bitwise_cast<B>((i << 23) + I(127 << 23));
+    if constexpr (B::size == 16) return xsimd::bitwise_cast<B>((i << I(23u)) + I(127u << 23));
+    else return xsimd::bitwise_cast<B>((i << 23) + I(127u << 23));
   }
 };
 
@@ -36,9 +36,9 @@ struct vm<scalar_arch> {
   using M = bool;
   static B select(M m, B a, B b) { return m ? a : b; }
   static B pow2_of_magic(B t) {
-    int32_t i;
+    uint32_t i;
     std::memcpy(&i, &t, sizeof i);
-    const int32_t e = static_cast<int32_t>(static_cast<uint32_t>(i) << 23) + (127 << 23);
+    const uint32_t e = (i << 23) + (127u << 23);
     float f;
     std::memcpy(&f, &e, sizeof f);
     return f;

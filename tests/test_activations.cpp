@@ -313,7 +313,9 @@ TEST_P(PRelu, NonNeighbouringAxesAndThreadIndependence) {
       nk_set_num_threads(t);
       ASSERT_EQ(nk_prelu_backward(&dl, xl.data(), dyl.data(), sl.data(), 12, dxl.data(), (t == 1 ? base : got).data()),
                 NK_OK);
-      if (t > 1) EXPECT_EQ(0, std::memcmp(base.data(), got.data(), sizeof(float) * 12)) << t << " threads";
+      if (t > 1) {
+        EXPECT_EQ(0, std::memcmp(base.data(), got.data(), sizeof(float) * 12)) << t << " threads";
+      }
     }
   }
 }

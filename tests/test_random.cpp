@@ -147,8 +147,11 @@ TEST(LecunNormal, MomentsTruncationAndThreads) {
     EXPECT_NEAR(mean, 0.0, 5 * std::sqrt(want / n));
     EXPECT_NEAR(var / want, 1.0, 0.01);  // Keras' 0.8796 rescaling restores variance 1/fan_in
     const double sd = std::sqrt(want) / 0.87962566103423978;
-    if (trunc) EXPECT_LE(mx, 2 * sd * (1 + 1e-6));
-    else EXPECT_GT(mx, 4 * std::sqrt(want));  // the plain normal has tails
+    if (trunc) {
+      EXPECT_LE(mx, 2 * sd * (1 + 1e-6));
+    } else {
+      EXPECT_GT(mx, 4 * std::sqrt(want));  // the plain normal has tails
+    }
   }
   nk_set_num_threads(0);
   ASSERT_EQ(nk_lecun_normal_init(n, fan_in, 0, 7, 4, w2.data()), NK_OK);
