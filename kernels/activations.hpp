@@ -164,20 +164,28 @@ void prelu_backward(const float* x, const float* dy, float* dx, View v, Range r,
       dslope[c] += acc;
     }
   } else {
+    // Channels interleave: tiles of up to 64 rows (counted from r.o0, so
+    // fixed by the range), each channel vector summed over the tile's rows
+    // in float lanes, then added in double.
     alignas(64) float buf[W];
-    for (int64_t o = r.o0; o < r.o1; ++o) {
-      const int64_t off = o * C;
+    constexpr int64_t kTile = 64;
+    for (int64_t t0 = r.o0; t0 < r.o1; t0 += kTile) {
+      const int64_t t1 = std::min(r.o1, t0 + kTile);
       for (int64_t c = r.c0; c < r.c1; c += W) {
         const int64_t m = std::min<int64_t>(W, r.c1 - c);
-        const B xv = m == W ? S::load(x + off + c) : S::load_partial(x + off + c, m);
-        const B dv = m == W ? S::load(dy + off + c) : S::load_partial(dy + off + c, m);
         const B a = m == W ? S::load(slope + c) : S::load_partial(slope + c, m);
-        const B d = V::select(xv < B(0.0f), dv * a, dv);
-        if (m == W) S::store(dx + off + c, d);
-        else S::store_partial(dx + off + c, d, m);
-        const B g = grad(xv, dv);
-        if constexpr (W == 1) buf[0] = g;
-        else g.store_aligned(buf);
+        B part = S::zero();
+        for (int64_t o = t0; o < t1; ++o) {
+          const int64_t off = o * C + c;
+          const B xv = m == W ? S::load(x + off) : S::load_partial(x + off, m);
+          const B dv = m == W ? S::load(dy + off) : S::load_partial(dy + off, m);
+          const B d = V::select(xv < B(0.0f), dv * a, dv);
+          if (m == W) S::store(dx + off, d);
+          else S::store_partial(dx + off, d, m);
+          part = part + grad(xv, dv);
+        }
+        if constexpr (W == 1) buf[0] = part;
+        else part.store_aligned(buf);
         for (int64_t l = 0; l < m; ++l) dslope[c + l] += static_cast<double>(buf[l]);
       }
     }
