@@ -432,6 +432,10 @@ TEST(ActivationErrors, PreluCrelu) {
   bad_d.axes[1] = 3;
   EXPECT_ACT_FAILS(nk_crelu_forward(&bad_d, X, Y), NK_ERR_BAD_AXIS, "exactly one feature axis", y);
   bad_d = d;
+  bad_d.ndim = 2;
+  bad_d.dims[0] = bad_d.dims[1] = int64_t{1} << 29;  // x fits in int64 bytes, the doubled y does not
+  EXPECT_ACT_FAILS(nk_crelu_forward(&bad_d, X, Y), NK_ERR_OVERFLOW, "output size in bytes", y);
+  bad_d = d;
   bad_d.dtype = NK_DTYPE_BF16;
   EXPECT_ACT_FAILS(nk_crelu_backward(&bad_d, X, X, Y), NK_ERR_UNSUPPORTED, "bf16", y);
   EXPECT_ACT_FAILS(nk_crelu_forward(&d, nullptr, Y), NK_ERR_NULL_POINTER, "x is NULL", y);
