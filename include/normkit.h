@@ -266,6 +266,72 @@ NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count,
                                       const float* invstd, const double* sum_dy,
                                       const double* sum_dy_xhat, void* dx);
 
+/* ---- Activations ---------------------------------------------------------- *
+ * Element-wise over n >= 0 floats (any shape: pass the element count); y may
+ * equal x and dx may equal dy (in place). Backward takes the forward's input
+ * x (not its output y) and dy. At x = 0 the gradient is that of the x > 0
+ * side; NaN in x gives NaN in y (ReLU too). Results are bitwise the same for
+ * any thread count. */
+NK_API nk_status nk_relu_forward(int64_t n, const float* x, float* y);        /* x < 0 ? 0 : x */
+NK_API nk_status nk_relu_backward(int64_t n, const float* x, const float* dy, float* dx); /* x > 0 ? dy : 0 */
+/* x < 0 ? slope * x : x; slope finite. */
+NK_API nk_status nk_leaky_relu_forward(int64_t n, float slope, const float* x, float* y);
+NK_API nk_status nk_leaky_relu_backward(int64_t n, float slope, const float* x, const float* dy, float* dx);
+/* x < 0 ? alpha * expm1(x) : x; alpha finite. Backward: x < 0 ? alpha * exp(x) * dy : dy. */
+NK_API nk_status nk_elu_forward(int64_t n, float alpha, const float* x, float* y);
+NK_API nk_status nk_elu_backward(int64_t n, float alpha, const float* x, const float* dy, float* dx);
+/* lambda * (x < 0 ? alpha * expm1(x) : x) with the constants below; within
+ * 8 ulp of the exact value over the whole float range. */
+NK_API nk_status nk_selu_forward(int64_t n, const float* x, float* y);
+NK_API nk_status nk_selu_backward(int64_t n, const float* x, const float* dy, float* dx);
+NK_API double nk_selu_alpha(void);  /* 1.6732632423543772848170429916717 */
+NK_API double nk_selu_lambda(void); /* 1.0507009873554804934193349852946 */
+
+/* PReLU: y = x < 0 ? slope[c] * x : x, c the index over desc's feature axes
+ * (e.g. axis 1 for NCHW, -1 for NHWC); num_slopes is C (one per feature) or
+ * 1 (one shared slope). y may equal x. Backward: dx = x < 0 ? slope * dy : dy
+ * (dx may equal dy), and dslope[k] = sum over its elements of
+ * (x < 0 ? x * dy : 0) (num_slopes floats; NULL skips it), reduced in a fixed
+ * order: bitwise the same for any thread count. */
+NK_API nk_status nk_prelu_forward(const nk_tensor_desc* desc, const void* x, void* y,
+                                  const float* slope, int64_t num_slopes);
+NK_API nk_status nk_prelu_backward(const nk_tensor_desc* desc, const void* x, const void* dy,
+                                   const float* slope, int64_t num_slopes, void* dx, float* dslope);
+
+/* CReLU: y = concat(relu(x), relu(-x)) along the feature axis of desc (one
+ * axis, e.g. 1 for NCHW, -1 for NHWC): y has desc's shape with that axis
+ * doubled, channels [0, C) relu(x) and [C, 2C) relu(-x). y must not overlap x.
+ * Backward: dy has y's shape; dx = (x > 0 ? dy[c] : 0) - (x < 0 ? dy[C + c] : 0);
+ * dx must not overlap dy. */
+NK_API nk_status nk_crelu_forward(const nk_tensor_desc* desc, const void* x, void* y);
+NK_API nk_status nk_crelu_backward(const nk_tensor_desc* desc, const void* x, const void* dy, void* dx);
+
+/* ---- Random: AlphaDropout and LeCun-normal initialization ------------------ *
+ * Both draw from Philox4x32-10 keyed by seed, with the counter (element block,
+ * offset): the same (seed, offset) gives the same numbers on every ISA and
+ * for any thread count; distinct offsets give independent streams (use one
+ * per step or per layer). */
+
+/* AlphaDropout (SNN paper), keep probability q = 1 - rate, rate in [0, 1):
+ * y = a * (x * m + alpha' * (1 - m)) + b with alpha' = -lambda * alpha (SELU),
+ * a = (q + alpha'^2 q (1 - q))^(-1/2), b = -a alpha' (1 - q). The mask m of
+ * element i is 1 when the top 24 bits of Philox word i % 4 of counter block
+ * i / 4 are below round(q * 2^24). Backward regenerates the mask from the same
+ * seed and offset: dx = a * m * dy. y may equal x, dx may equal dy. */
+NK_API nk_status nk_alpha_dropout_forward(int64_t n, float rate, uint64_t seed, uint64_t offset,
+                                          const float* x, float* y);
+NK_API nk_status nk_alpha_dropout_backward(int64_t n, float rate, uint64_t seed, uint64_t offset,
+                                           const float* dy, float* dx);
+
+/* LeCun-normal initialization of n weights: N(0, 1/fan_in) (truncated = 0),
+ * or Keras' truncated variant (truncated = 1): normal with stddev
+ * sqrt(1/fan_in) / 0.87962566103423978, redrawn beyond 2 stddev. Weight i is
+ * Box-Muller on Philox block (i, offset) (redraws use further keys). */
+#define NK_LECUN_NORMAL 0
+#define NK_LECUN_TRUNCATED 1
+NK_API nk_status nk_lecun_normal_init(int64_t n, int64_t fan_in, int32_t truncated, uint64_t seed,
+                                      uint64_t offset, float* w);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,10 @@
 
 namespace nk::kernels {
 
+// The element-wise activations of act_forward/act_backward (p: LeakyReLU's
+// slope, ELU's alpha; unused otherwise).
+enum ActKind : int32_t { kActRelu = 0, kActLeakyRelu = 1, kActElu = 2, kActSelu = 3 };
+
 struct KernelTable {
   const char* isa;
   int simd_width;  // floats per vector
@@ -19,6 +23,17 @@ struct KernelTable {
   void (*bn_backward_apply)(const float* x, const float* dy, float* dx, View v, Range r,
                             const float* mean, const float* a, const float* b, const float* d,
                             bool stream);
+  // Activations (activations.hpp).
+  void (*act_forward)(int32_t kind, float p, const float* x, float* y, int64_t n, bool stream);
+  void (*act_backward)(int32_t kind, float p, const float* x, const float* dy, float* dx, int64_t n,
+                       bool stream);
+  void (*prelu_forward)(const float* x, float* y, View v, Range r, const float* slope, bool stream);
+  void (*prelu_backward)(const float* x, const float* dy, float* dx, View v, Range r, const float* slope,
+                         double* dslope, bool stream);
+  void (*crelu_forward)(const float* x, float* y, View v, Range r, bool stream);
+  void (*crelu_backward)(const float* x, const float* dy, float* dx, View v, Range r, bool stream);
+  void (*alpha_dropout)(const float* x, float* y, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset,
+                        uint32_t keep24, float a, float b, float drop, bool stream);
 };
 
 // One per ISA file; each returns nullptr where that ISA was not built.

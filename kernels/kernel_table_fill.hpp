@@ -2,6 +2,7 @@
 // scalar_arch): instantiates every kernel for that arch into its table.
 #pragma once
 
+#include "activations.hpp"
 #include "batchnorm.hpp"
 #include "kernel_table.hpp"
 
@@ -16,6 +17,13 @@ constexpr KernelTable make_table(const char* isa) {
       &bn_backward_sums<Arch>,
       &bn_apply<Arch>,
       &bn_backward_apply<Arch>,
+      &act_forward<Arch>,
+      &act_backward<Arch>,
+      &prelu_forward<Arch>,
+      &prelu_backward<Arch>,
+      &crelu_forward<Arch>,
+      &crelu_backward<Arch>,
+      &alpha_dropout<Arch>,
   };
 }
 }  // namespace

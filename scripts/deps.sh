@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages a task needs, where missing.
-#   scripts/deps.sh build|test|bench|compare|bindings ...
+#   scripts/deps.sh build|test|bench|compare|bindings|examples ...
 # (test includes bindings: the Rust, Python and Julia-checker tests and Sync BN over MPI.)
 set -euo pipefail
 
@@ -21,6 +21,7 @@ for what in "$@"; do
       add_bindings ;;
     bindings) add_bindings ;;
     bench) pkgs+=(libbenchmark-dev) ;;
+    examples) pkgs+=(libopenblas-dev python3-matplotlib) ;;
     compare) pkgs+=(libbenchmark-dev libdnnl-dev python3-torch python3-numpy) ;;
     *) echo "deps.sh: unknown task '$what'" >&2; exit 2 ;;
   esac

@@ -19,6 +19,12 @@ int main(void) {
       FN(nk_bn_state_init),      FN(nk_bn_forward_training_ex), FN(nk_bn_backward_ex),     FN(nk_bn_partial_stats),
       FN(nk_bn_merge_stats),     FN(nk_bn_finalize_stats), FN(nk_bn_apply),
       FN(nk_bn_backward_reduce), FN(nk_bn_backward_apply),
+      FN(nk_relu_forward),       FN(nk_relu_backward),     FN(nk_leaky_relu_forward),
+      FN(nk_leaky_relu_backward), FN(nk_elu_forward),      FN(nk_elu_backward),
+      FN(nk_selu_forward),       FN(nk_selu_backward),     FN(nk_selu_alpha),
+      FN(nk_selu_lambda),        FN(nk_prelu_forward),     FN(nk_prelu_backward),
+      FN(nk_crelu_forward),      FN(nk_crelu_backward),    FN(nk_alpha_dropout_forward),
+      FN(nk_alpha_dropout_backward), FN(nk_lecun_normal_init),
   };
   size_t i;
   for (i = 0; i < sizeof all / sizeof all[0]; ++i)
@@ -40,6 +46,13 @@ int main(void) {
     if (y[0] > -1.3f || y[0] < -1.4f) return 4;
     if (strcmp(nk_version_string(), "") == 0) return 5;
     printf("normkit %s on %s: y[0] = %f\n", nk_version_string(), nk_active_isa(), y[0]);
+  }
+  {
+    float x[3] = {-1.0f, 0.0f, 2.0f}, y[3];
+    if (nk_selu_forward(3, x, y) != NK_OK) return 6;
+    if (y[2] < 2.10f || y[2] > 2.11f || y[0] > -1.11f || y[0] < -1.12f) return 7;
+    if (nk_lecun_normal_init(3, 4, NK_LECUN_TRUNCATED, 1, 0, y) != NK_OK) return 8;
+    if (nk_alpha_dropout_forward(3, 0.5f, 1, 0, x, y) != NK_OK) return 9;
   }
   return 0;
 }

@@ -1,0 +1,256 @@
+// Activation kernels, written once over the xsimd arch: the element-wise
+// family (ReLU, LeakyReLU, ELU, SELU) on a flat range, PReLU and CReLU on the
+// canonical view, AlphaDropout and the normal fill from Philox4x32-10.
+#pragma once
+
+#include <cmath>
+
+#include "kernel_table.hpp"
+#include "philox.hpp"
+#include "view.hpp"
+#include "vmath.hpp"
+
+namespace nk::kernels {
+namespace {
+
+// SELU's constants (DESIGN.md), rounded once to float.
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluLambda = 1.0507009873554804934193349852946;
+
+// alpha * expm1(x) for x < 0, x * pos_scale otherwise (NaN passes through
+// the x branch, so it stays NaN; -0 stays -0).
+template <class Arch>
+inline typename vm<Arch>::B elu_core(const typename vm<Arch>::B& x, float neg_scale, float pos_scale) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  const auto neg = x < B(0.0f);
+  const B xc = V::select(x < B(-30.0f), B(-30.0f), V::select(neg, x, B(0.0f)));
+  return V::select(neg, B(neg_scale) * expm1_neg<Arch>(xc), x * B(pos_scale));
+}
+
+// d/dx of elu_core times dy: neg_scale * exp(x) * dy for x < 0, else pos_scale * dy.
+template <class Arch>
+inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typename vm<Arch>::B& dy,
+                                     float neg_scale, float pos_scale) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  const auto neg = x < B(0.0f);
+  const B xc = V::select(x < B(-150.0f), B(-150.0f), V::select(neg, x, B(0.0f)));
+  return V::select(neg, exp_neg_times<Arch>(xc, B(neg_scale) * dy), dy * B(pos_scale));
+}
+
+template <class Arch, class Op>
+inline void map_flat1(const Op& op, const float* x, float* y, int64_t n, bool stream) {
+  const float* in[1] = {x};
+  map_run<Arch, 1, 0>(op, n, in, y, BroadcastParams<Arch, 0>{}, stream);
+  if (stream) simd<Arch>::stream_fence();
+}
+template <class Arch, class Op>
+inline void map_flat2(const Op& op, const float* x, const float* dy, float* dx, int64_t n, bool stream) {
+  const float* in[2] = {x, dy};
+  map_run<Arch, 2, 0>(op, n, in, dx, BroadcastParams<Arch, 0>{}, stream);
+  if (stream) simd<Arch>::stream_fence();
+}
+
+template <class Arch>
+void act_forward(int32_t kind, float p, const float* x, float* y, int64_t n, bool stream) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  switch (kind) {
+    case kActRelu:
+      // x > 0 ? x : 0, and NaN stays NaN.
+      map_flat1<Arch>([](const B* xs, const B*) { return V::select(xs[0] < B(0.0f), B(0.0f), xs[0]); },
+                      x, y, n, stream);
+      break;
+    case kActLeakyRelu:
+      map_flat1<Arch>([p](const B* xs, const B*) { return V::select(xs[0] < B(0.0f), xs[0] * B(p), xs[0]); },
+                      x, y, n, stream);
+      break;
+    case kActElu:
+      map_flat1<Arch>([p](const B* xs, const B*) { return elu_core<Arch>(xs[0], p, 1.0f); }, x, y, n, stream);
+      break;
+    case kActSelu: {
+      const float la = static_cast<float>(kSeluLambda * kSeluAlpha), l = static_cast<float>(kSeluLambda);
+      map_flat1<Arch>([la, l](const B* xs, const B*) { return elu_core<Arch>(xs[0], la, l); }, x, y, n, stream);
+      break;
+    }
+    default: break;
+  }
+}
+
+// Backward from x: the derivative at 0 is that of the x > 0 side for ReLU,
+// LeakyReLU, ELU and SELU alike (the x < 0 formula is used only for x < 0).
+template <class Arch>
+void act_backward(int32_t kind, float p, const float* x, const float* dy, float* dx, int64_t n, bool stream) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  switch (kind) {
+    case kActRelu:
+      map_flat2<Arch>(
+          [](const B* xs, const B*) { return V::select(xs[0] > B(0.0f), xs[1], B(0.0f)); }, x, dy, dx, n,
+          stream);
+      break;
+    case kActLeakyRelu:
+      map_flat2<Arch>(
+          [p](const B* xs, const B*) { return V::select(xs[0] < B(0.0f), xs[1] * B(p), xs[1]); }, x, dy,
+          dx, n, stream);
+      break;
+    case kActElu:
+      map_flat2<Arch>([p](const B* xs, const B*) { return elu_grad<Arch>(xs[0], xs[1], p, 1.0f); }, x, dy,
+                      dx, n, stream);
+      break;
+    case kActSelu: {
+      const float la = static_cast<float>(kSeluLambda * kSeluAlpha), l = static_cast<float>(kSeluLambda);
+      map_flat2<Arch>([la, l](const B* xs, const B*) { return elu_grad<Arch>(xs[0], xs[1], la, l); }, x, dy,
+                      dx, n, stream);
+      break;
+    }
+    default: break;
+  }
+}
+
+// PReLU: y = x < 0 ? slope[c] * x : x.
+template <class Arch>
+void prelu_forward(const float* x, float* y, View v, Range r, const float* slope, bool stream) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  const float* in[1] = {x};
+  const float* par[1] = {slope};
+  map_view<Arch, 1, 1>([](const B* xs, const B* p) { return V::select(xs[0] < B(0.0f), xs[0] * p[0], xs[0]); },
+                       v, r, in, y, par, stream);
+}
+
+// PReLU backward: dx = x < 0 ? slope[c] * dy : dy, and dslope[c] += the sum
+// over the range of (x < 0 ? x * dy : 0), summed in a fixed order: runs of
+// at most 64 vectors in float lanes, then in double.
+template <class Arch>
+void prelu_backward(const float* x, const float* dy, float* dx, View v, Range r, const float* slope,
+                    double* dslope, bool stream) {
+  using S = simd<Arch>;
+  using V = vm<Arch>;
+  using B = typename V::B;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  const int64_t C = v.channels;
+  auto grad = [](const B& xv, const B& dv) { return V::select(xv < B(0.0f), xv * dv, B(0.0f)); };
+  if (v.inner > 1) {
+    for (int64_t c = r.c0; c < r.c1; ++c) {
+      const B a(slope[c]);
+      double acc = 0;
+      for (int64_t o = r.o0; o < r.o1; ++o) {
+        const int64_t off = (o * C + c) * v.inner;
+        const float* xp = x + off;
+        const float* dp = dy + off;
+        float* op = dx + off;
+        const int64_t n = v.inner;
+        B part = S::zero();
+        int64_t cnt = 0, i = 0;
+        for (; i + W <= n; i += W) {
+          const B xv = S::load(xp + i), dv = S::load(dp + i);
+          part = part + grad(xv, dv);
+          S::store(op + i, V::select(xv < B(0.0f), dv * a, dv));
+          if (++cnt == 64) {
+            acc += static_cast<double>(S::sum(part));
+            part = S::zero();
+            cnt = 0;
+          }
+        }
+        if (i < n) {
+          const B xv = S::load_partial(xp + i, n - i), dv = S::load_partial(dp + i, n - i);
+          part = part + grad(xv, dv);
+          S::store_partial(op + i, V::select(xv < B(0.0f), dv * a, dv), n - i);
+        }
+        acc += static_cast<double>(S::sum(part));
+      }
+      dslope[c] += acc;
+    }
+  } else {
+    // Channels interleave: tiles of up to 64 rows (counted from r.o0, so
+    // fixed by the range), each channel vector summed over the tile's rows
+    // in float lanes, then added in double.
+    alignas(64) float buf[W];
+    constexpr int64_t kTile = 64;
+    for (int64_t t0 = r.o0; t0 < r.o1; t0 += kTile) {
+      const int64_t t1 = std::min(r.o1, t0 + kTile);
+      for (int64_t c = r.c0; c < r.c1; c += W) {
+        const int64_t m = std::min<int64_t>(W, r.c1 - c);
+        const B a = m == W ? S::load(slope + c) : S::load_partial(slope + c, m);
+        B part = S::zero();
+        for (int64_t o = t0; o < t1; ++o) {
+          const int64_t off = o * C + c;
+          const B xv = m == W ? S::load(x + off) : S::load_partial(x + off, m);
+          const B dv = m == W ? S::load(dy + off) : S::load_partial(dy + off, m);
+          const B d = V::select(xv < B(0.0f), dv * a, dv);
+          if (m == W) S::store(dx + off, d);
+          else S::store_partial(dx + off, d, m);
+          part = part + grad(xv, dv);
+        }
+        if constexpr (W == 1) buf[0] = part;
+        else part.store_aligned(buf);
+        for (int64_t l = 0; l < m; ++l) dslope[c + l] += static_cast<double>(buf[l]);
+      }
+    }
+  }
+  (void)stream;
+}
+
+// CReLU: y (outer, 2C, inner) holds relu(x) in channels [0, C) and relu(-x)
+// in [C, 2C), for the rows [r.o0, r.o1) (all channels).
+template <class Arch>
+void crelu_forward(const float* x, float* y, View v, Range r, bool stream) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  const int64_t run = v.channels * v.inner;  // one row of x
+  auto pos = [](const B* xs, const B*) { return V::select(xs[0] < B(0.0f), B(0.0f), xs[0]); };
+  auto neg = [](const B* xs, const B*) { return V::select(xs[0] > B(0.0f), B(0.0f), B(0.0f) - xs[0]); };
+  for (int64_t o = r.o0; o < r.o1; ++o) {
+    const float* in[1] = {x + o * run};
+    map_run<Arch, 1, 0>(pos, run, in, y + 2 * o * run, BroadcastParams<Arch, 0>{}, stream);
+    map_run<Arch, 1, 0>(neg, run, in, y + 2 * o * run + run, BroadcastParams<Arch, 0>{}, stream);
+  }
+  if (stream) simd<Arch>::stream_fence();
+}
+
+// CReLU backward: dx = (x > 0 ? dy_pos : 0) - (x < 0 ? dy_neg : 0).
+template <class Arch>
+void crelu_backward(const float* x, const float* dy, float* dx, View v, Range r, bool stream) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  const int64_t run = v.channels * v.inner;
+  auto op = [](const B* xs, const B*) {
+    return V::select(xs[0] > B(0.0f), xs[1], B(0.0f)) - V::select(xs[0] < B(0.0f), xs[2], B(0.0f));
+  };
+  for (int64_t o = r.o0; o < r.o1; ++o) {
+    const float* in[3] = {x + o * run, dy + 2 * o * run, dy + 2 * o * run + run};
+    map_run<Arch, 3, 0>(op, run, in, dx + o * run, BroadcastParams<Arch, 0>{}, stream);
+  }
+  if (stream) simd<Arch>::stream_fence();
+}
+
+// AlphaDropout over elements [i0, i1) of the whole tensor (i is the global
+// element index, so the mask never depends on the partition). Forward:
+// y = keep ? a*x + b : drop; backward (x = dy): dx = keep ? a*dy : 0 (drop = 0,
+// b = 0). Element i keeps when the top 24 bits of Philox word i%4 of
+// counter block i/4 are below keep24. No FMA: the same bits on every ISA.
+template <class Arch>
+void alpha_dropout(const float* x, float* y, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset,
+                   uint32_t keep24, float a, float b, float drop, bool stream) {
+  using S = simd<Arch>;
+  using V = vm<Arch>;
+  using B = typename V::B;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  constexpr int64_t kChunk = 256;
+  alignas(64) float keepf[kChunk];
+  const B av(a), bv(b), dv(drop);
+  for (int64_t c0 = i0; c0 < i1; c0 += kChunk) {
+    const int64_t m = std::min(kChunk, i1 - c0);
+    dropout_keep_mask(keepf, c0, m, seed, offset, keep24);
+    const float* in[2] = {x + c0, keepf};
+    map_run<Arch, 2, 0>([&](const B* xs, const B*) { return V::select(xs[1] != B(0.0f), av * xs[0] + bv, dv); },
+                        m, in, y + c0, BroadcastParams<Arch, 0>{}, stream);
+  }
+  if (stream) S::stream_fence();
+  (void)W;
+}
+
+}  // namespace
+}  // namespace nk::kernels
