@@ -4,6 +4,7 @@
 
 #include "batchnorm.hpp"
 #include "kernel_table.hpp"
+#include "rownorm.hpp"
 
 namespace nk::kernels {
 namespace {
@@ -16,6 +17,10 @@ constexpr KernelTable make_table(const char* isa) {
       &bn_backward_sums<Arch>,
       &bn_apply<Arch>,
       &bn_backward_apply<Arch>,
+      &ln_apply<Arch>,
+      &ln_backward_sums<Arch>,
+      &ln_backward_apply<Arch>,
+      &ln_param_sums<Arch>,
   };
 }
 }  // namespace
