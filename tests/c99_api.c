@@ -18,6 +18,11 @@ int main(void) {
       FN(nk_bn_forward_inference), FN(nk_bn_backward),     FN(nk_bn_partial_stats),
       FN(nk_bn_merge_stats),     FN(nk_bn_finalize_stats), FN(nk_bn_apply),
       FN(nk_bn_backward_reduce), FN(nk_bn_backward_apply),
+      FN(nk_gn_options_init),    FN(nk_groupnorm_forward), FN(nk_groupnorm_backward),
+      FN(nk_in_options_init),    FN(nk_instancenorm_forward_training),
+      FN(nk_instancenorm_forward_inference), FN(nk_instancenorm_backward),
+      FN(nk_ln_options_init),    FN(nk_layernorm_forward), FN(nk_layernorm_backward),
+      FN(nk_rmsnorm_forward),    FN(nk_rmsnorm_backward),
   };
   size_t i;
   for (i = 0; i < sizeof all / sizeof all[0]; ++i)

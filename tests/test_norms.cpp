@@ -12,7 +12,6 @@ using nkt::poisoned;
 using nkt::random_vec;
 
 const float* ptr_or_null(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
-float* ptr_or_null(std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
 std::vector<float> maybe(bool on, size_t n, uint32_t seed, float mean, float sd) {
   return on ? random_vec(n, seed, mean, sd) : std::vector<float>{};
@@ -171,7 +170,8 @@ TEST_P(InstanceNorm, TrainingAndBackwardMatchReference) {
   for (int64_t n : {1, 3})
     for (int64_t c : {1, 3, 17})
       for (const auto& l : sample_layouts(n, c)) {
-        check_gn(l, c, seed % 2 == 0, true, seed++);
+        const bool affine = seed % 2 == 0;
+        check_gn(l, c, affine, true, seed++);
       }
 }
 
