@@ -360,6 +360,50 @@ NK_API nk_status nk_rmsnorm_backward(const nk_tensor_desc* desc, const nk_ln_opt
                                      const void* x, const void* dy, const float* gamma,
                                      const float* saved_rstd, void* dx, float* dgamma);
 
+/* ---- Switchable Normalization (arXiv 1806.10779) ------------------------ *
+ * The authors' reference conventions. Per (sample n, channel c) over the L
+ * spatial positions: mean_in and the *unbiased* var_in (divided by L - 1;
+ * L >= 2). mean_ln[n] = mean over c of mean_in, var_ln[n] = mean over c of
+ * (var_in + mean_in^2) - mean_ln^2; mean_bn[c], var_bn[c] likewise over n.
+ * mean = sum_k softmax(mean_weight)_k * mean_k, var = sum_k
+ * softmax(var_weight)_k * var_k over k = IN, LN, BN (in that order), and
+ * y = gamma[c] * (x - mean) / sqrt(var + eps) + beta[c]. With use_bn = 0
+ * the BN part is left out and the weight vectors have 2 elements (IN, LN).
+ * Layout as Group Norm (axis 0 the batch, channel axis 1 or -1). */
+typedef struct nk_sn_options {
+  uint64_t struct_size; /* sizeof(nk_sn_options) */
+  float epsilon;        /* 1e-5 (the authors'); > 0 */
+  float momentum;       /* 0.997 (the authors'): moving = momentum * moving + (1 - momentum) * batch */
+  int32_t use_bn;       /* 1 (default): IN, LN and BN; 0: IN and LN only */
+} nk_sn_options;
+#define NK_SN_OPTIONS_INIT { sizeof(nk_sn_options), 1e-5f, 0.997f, 1 }
+NK_API void nk_sn_options_init(nk_sn_options* opt);
+
+/* Training forward: the BN part from the batch. mean_weight, var_weight:
+ * [3] (or [2] without BN), the raw weights before the softmax. gamma, beta:
+ * [C] optional. moving_mean, moving_var: [C] optional (both or neither),
+ * updated with mean_bn and var_bn (no extra Bessel factor); unused without BN. */
+NK_API nk_status nk_switchnorm_forward_training(const nk_tensor_desc* desc, const nk_sn_options* opt,
+                                                const void* x, void* y, const float* gamma,
+                                                const float* beta, const float* mean_weight,
+                                                const float* var_weight, float* moving_mean,
+                                                float* moving_var);
+/* Inference forward: the BN part from moving_mean and moving_var (required
+ * with BN, ignored without); IN and LN from x as in training. */
+NK_API nk_status nk_switchnorm_forward_inference(const nk_tensor_desc* desc, const nk_sn_options* opt,
+                                                 const void* x, void* y, const float* gamma,
+                                                 const float* beta, const float* mean_weight,
+                                                 const float* var_weight, const float* moving_mean,
+                                                 const float* moving_var);
+/* Backward of the training forward, exact (the statistics are recomputed
+ * from x): dx; dgamma, dbeta ([C]) and dmean_weight, dvar_weight ([3] or
+ * [2]), each optional. dx may equal dy. */
+NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_options* opt,
+                                        const void* x, const void* dy, const float* gamma,
+                                        const float* mean_weight, const float* var_weight, void* dx,
+                                        float* dgamma, float* dbeta, float* dmean_weight,
+                                        float* dvar_weight);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,6 +23,8 @@ int main(void) {
       FN(nk_instancenorm_forward_inference), FN(nk_instancenorm_backward),
       FN(nk_ln_options_init),    FN(nk_layernorm_forward), FN(nk_layernorm_backward),
       FN(nk_rmsnorm_forward),    FN(nk_rmsnorm_backward),
+      FN(nk_sn_options_init),    FN(nk_switchnorm_forward_training),
+      FN(nk_switchnorm_forward_inference), FN(nk_switchnorm_backward),
   };
   size_t i;
   for (i = 0; i < sizeof all / sizeof all[0]; ++i)
