@@ -332,6 +332,146 @@ NK_API nk_status nk_alpha_dropout_backward(int64_t n, float rate, uint64_t seed,
 NK_API nk_status nk_lecun_normal_init(int64_t n, int64_t fan_in, int32_t truncated, uint64_t seed,
                                       uint64_t offset, float* w);
 
+/* ---- Group, Instance, Layer and RMS Normalization ---------------------- *
+ * Statistics per sample: axis 0 of the descriptor is the batch (N). For
+ * Group and Instance Norm the descriptor's one feature axis says where the
+ * channels are: 1 for NCHW (any number of spatial dims, including none),
+ * -1 for NHWC; it must not be axis 0. Layer Norm and RMSNorm normalize each
+ * row of the last D elements: the feature axes must be the trailing axes of
+ * the tensor (e.g. -1, or -2 and -1), D the product of their dims.
+ * Outputs may equal inputs (y = x, dx = dy). Statistics are exact for any
+ * offset; results are bitwise the same for any thread count. */
+
+/* Group Norm: G groups of C/G contiguous channels; per sample and group,
+ * mean and biased variance over the group's channels and every spatial
+ * position; y = gamma[c] * (x - mean) / sqrt(var + eps) + beta[c]. */
+typedef struct nk_gn_options {
+  uint64_t struct_size; /* sizeof(nk_gn_options) */
+  float epsilon;        /* 1e-5 (PyTorch); > 0 */
+  int32_t groups;       /* G = 32 (as Keras and most models); must divide C */
+} nk_gn_options;
+#define NK_GN_OPTIONS_INIT { sizeof(nk_gn_options), 1e-5f, 32 }
+NK_API void nk_gn_options_init(nk_gn_options* opt);
+
+/* gamma, beta: [C], optional (NULL: 1 and 0). saved_mean, saved_invstd:
+ * [N*G] optional outputs (sample n, group g at n*G + g). */
+NK_API nk_status nk_groupnorm_forward(const nk_tensor_desc* desc, const nk_gn_options* opt,
+                                      const void* x, void* y, const float* gamma,
+                                      const float* beta, float* saved_mean,
+                                      float* saved_invstd);
+/* From the forward's saved mean and invstd: dx, and dgamma = sum(dy * xhat),
+ * dbeta = sum(dy) over samples and positions ([C], optional). */
+NK_API nk_status nk_groupnorm_backward(const nk_tensor_desc* desc, const nk_gn_options* opt,
+                                       const void* x, const void* dy, const float* gamma,
+                                       const float* saved_mean, const float* saved_invstd,
+                                       void* dx, float* dgamma, float* dbeta);
+
+/* Instance Norm: statistics per (sample, channel) over the spatial
+ * positions (Group Norm with G = C). Moving statistics as PyTorch's
+ * track_running_stats: per channel, the mean over the batch of the instance
+ * means and of the instance variances (Bessel-corrected if asked) move into
+ * moving_mean / moving_var with momentum. */
+typedef struct nk_in_options {
+  uint64_t struct_size;        /* sizeof(nk_in_options) */
+  float epsilon;               /* 1e-5 (PyTorch); > 0 */
+  float momentum;              /* 0.1 (PyTorch); in [0, 1] */
+  int32_t momentum_convention; /* NK_MOMENTUM_TORCH (default) or NK_MOMENTUM_TF */
+  int32_t moving_variance;     /* NK_VARIANCE_UNBIASED (default, PyTorch) or NK_VARIANCE_BIASED */
+} nk_in_options;
+#define NK_IN_OPTIONS_INIT { sizeof(nk_in_options), 1e-5f, 0.1f, NK_MOMENTUM_TORCH, NK_VARIANCE_UNBIASED }
+NK_API void nk_in_options_init(nk_in_options* opt);
+
+/* gamma, beta: [C] optional. saved_mean, saved_invstd: [N*C] optional
+ * (n*C + c). moving_mean, moving_var: [C], optional (both or neither). */
+NK_API nk_status nk_instancenorm_forward_training(const nk_tensor_desc* desc,
+                                                  const nk_in_options* opt, const void* x,
+                                                  void* y, const float* gamma, const float* beta,
+                                                  float* saved_mean, float* saved_invstd,
+                                                  float* moving_mean, float* moving_var);
+/* y = gamma * (x - moving_mean) / sqrt(moving_var + eps) + beta, per channel. */
+NK_API nk_status nk_instancenorm_forward_inference(const nk_tensor_desc* desc,
+                                                   const nk_in_options* opt, const void* x,
+                                                   void* y, const float* gamma, const float* beta,
+                                                   const float* moving_mean,
+                                                   const float* moving_var);
+NK_API nk_status nk_instancenorm_backward(const nk_tensor_desc* desc, const nk_in_options* opt,
+                                          const void* x, const void* dy, const float* gamma,
+                                          const float* saved_mean, const float* saved_invstd,
+                                          void* dx, float* dgamma, float* dbeta);
+
+/* Layer Norm and RMSNorm over rows of D elements (R rows). */
+typedef struct nk_ln_options {
+  uint64_t struct_size; /* sizeof(nk_ln_options) */
+  float epsilon;        /* 1e-5 (PyTorch); > 0 */
+} nk_ln_options;
+#define NK_LN_OPTIONS_INIT { sizeof(nk_ln_options), 1e-5f }
+NK_API void nk_ln_options_init(nk_ln_options* opt);
+
+/* y = (x - mean) / sqrt(var + eps) * gamma[d] + beta[d], per row.
+ * gamma, beta: [D] optional. saved_mean, saved_invstd: [R] optional. */
+NK_API nk_status nk_layernorm_forward(const nk_tensor_desc* desc, const nk_ln_options* opt,
+                                      const void* x, void* y, const float* gamma,
+                                      const float* beta, float* saved_mean,
+                                      float* saved_invstd);
+/* dx; dgamma = sum over rows of dy * xhat, dbeta = sum of dy ([D], optional). */
+NK_API nk_status nk_layernorm_backward(const nk_tensor_desc* desc, const nk_ln_options* opt,
+                                       const void* x, const void* dy, const float* gamma,
+                                       const float* saved_mean, const float* saved_invstd,
+                                       void* dx, float* dgamma, float* dbeta);
+/* y = x / sqrt(mean(x^2) + eps) * gamma[d]. gamma: [D] optional.
+ * saved_rstd: [R] optional, 1/sqrt(mean(x^2) + eps). */
+NK_API nk_status nk_rmsnorm_forward(const nk_tensor_desc* desc, const nk_ln_options* opt,
+                                    const void* x, void* y, const float* gamma,
+                                    float* saved_rstd);
+/* dx, and dgamma = sum over rows of dy * x * rstd ([D], optional). */
+NK_API nk_status nk_rmsnorm_backward(const nk_tensor_desc* desc, const nk_ln_options* opt,
+                                     const void* x, const void* dy, const float* gamma,
+                                     const float* saved_rstd, void* dx, float* dgamma);
+
+/* ---- Switchable Normalization (arXiv 1806.10779) ------------------------ *
+ * The authors' reference conventions. Per (sample n, channel c) over the L
+ * spatial positions: mean_in and the *unbiased* var_in (divided by L - 1;
+ * L >= 2). mean_ln[n] = mean over c of mean_in, var_ln[n] = mean over c of
+ * (var_in + mean_in^2) - mean_ln^2; mean_bn[c], var_bn[c] likewise over n.
+ * mean = sum_k softmax(mean_weight)_k * mean_k, var = sum_k
+ * softmax(var_weight)_k * var_k over k = IN, LN, BN (in that order), and
+ * y = gamma[c] * (x - mean) / sqrt(var + eps) + beta[c]. With use_bn = 0
+ * the BN part is left out and the weight vectors have 2 elements (IN, LN).
+ * Layout as Group Norm (axis 0 the batch, channel axis 1 or -1). */
+typedef struct nk_sn_options {
+  uint64_t struct_size; /* sizeof(nk_sn_options) */
+  float epsilon;        /* 1e-5 (the authors'); > 0 */
+  float momentum;       /* 0.997 (the authors'): moving = momentum * moving + (1 - momentum) * batch */
+  int32_t use_bn;       /* 1 (default): IN, LN and BN; 0: IN and LN only */
+} nk_sn_options;
+#define NK_SN_OPTIONS_INIT { sizeof(nk_sn_options), 1e-5f, 0.997f, 1 }
+NK_API void nk_sn_options_init(nk_sn_options* opt);
+
+/* Training forward: the BN part from the batch. mean_weight, var_weight:
+ * [3] (or [2] without BN), the raw weights before the softmax. gamma, beta:
+ * [C] optional. moving_mean, moving_var: [C] optional (both or neither),
+ * updated with mean_bn and var_bn (no extra Bessel factor); unused without BN. */
+NK_API nk_status nk_switchnorm_forward_training(const nk_tensor_desc* desc, const nk_sn_options* opt,
+                                                const void* x, void* y, const float* gamma,
+                                                const float* beta, const float* mean_weight,
+                                                const float* var_weight, float* moving_mean,
+                                                float* moving_var);
+/* Inference forward: the BN part from moving_mean and moving_var (required
+ * with BN, ignored without); IN and LN from x as in training. */
+NK_API nk_status nk_switchnorm_forward_inference(const nk_tensor_desc* desc, const nk_sn_options* opt,
+                                                 const void* x, void* y, const float* gamma,
+                                                 const float* beta, const float* mean_weight,
+                                                 const float* var_weight, const float* moving_mean,
+                                                 const float* moving_var);
+/* Backward of the training forward, exact (the statistics are recomputed
+ * from x): dx; dgamma, dbeta ([C]) and dmean_weight, dvar_weight ([3] or
+ * [2]), each optional. dx may equal dy. */
+NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_options* opt,
+                                        const void* x, const void* dy, const float* gamma,
+                                        const float* mean_weight, const float* var_weight, void* dx,
+                                        float* dgamma, float* dbeta, float* dmean_weight,
+                                        float* dvar_weight);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,6 +34,18 @@ struct KernelTable {
   void (*crelu_backward)(const float* x, const float* dy, float* dx, View v, Range r, bool stream);
   void (*alpha_dropout)(const float* x, float* y, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset,
                         uint32_t keep24, float a, float b, float drop, bool stream);
+  // Row-wise norms (Layer Norm, RMSNorm) on a (rows, D) matrix, rows [r0, r1).
+  void (*ln_apply)(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* mean_hi,
+                   const float* mean_lo, const float* scale, const float* gamma, const float* beta,
+                   bool stream);
+  void (*ln_backward_sums)(const float* x, const float* dy, const float* gamma, int64_t D, int64_t r0,
+                           int64_t r1, const float* mean, double* const* sums);
+  void (*ln_backward_apply)(const float* x, const float* dy, float* dx, const float* gamma, int64_t D,
+                            int64_t r0, int64_t r1, const float* mean, const float* a, const float* b,
+                            const float* d, bool stream);
+  void (*ln_param_sums)(const float* x, const float* dy, int64_t D, int64_t r0, int64_t r1,
+                        const float* mean_hi, const float* mean_lo, const float* scale, float* dgamma,
+                        float* dbeta);
 };
 
 // One per ISA file; each returns nullptr where that ISA was not built.

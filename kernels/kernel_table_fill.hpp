@@ -5,6 +5,7 @@
 #include "activations.hpp"
 #include "batchnorm.hpp"
 #include "kernel_table.hpp"
+#include "rownorm.hpp"
 
 namespace nk::kernels {
 namespace {
@@ -24,6 +25,10 @@ constexpr KernelTable make_table(const char* isa) {
       &crelu_forward<Arch>,
       &crelu_backward<Arch>,
       &alpha_dropout<Arch>,
+      &ln_apply<Arch>,
+      &ln_backward_sums<Arch>,
+      &ln_backward_apply<Arch>,
+      &ln_param_sums<Arch>,
   };
 }
 }  // namespace

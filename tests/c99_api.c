@@ -25,6 +25,13 @@ int main(void) {
       FN(nk_selu_lambda),        FN(nk_prelu_forward),     FN(nk_prelu_backward),
       FN(nk_crelu_forward),      FN(nk_crelu_backward),    FN(nk_alpha_dropout_forward),
       FN(nk_alpha_dropout_backward), FN(nk_lecun_normal_init),
+      FN(nk_gn_options_init),    FN(nk_groupnorm_forward), FN(nk_groupnorm_backward),
+      FN(nk_in_options_init),    FN(nk_instancenorm_forward_training),
+      FN(nk_instancenorm_forward_inference), FN(nk_instancenorm_backward),
+      FN(nk_ln_options_init),    FN(nk_layernorm_forward), FN(nk_layernorm_backward),
+      FN(nk_rmsnorm_forward),    FN(nk_rmsnorm_backward),
+      FN(nk_sn_options_init),    FN(nk_switchnorm_forward_training),
+      FN(nk_switchnorm_forward_inference), FN(nk_switchnorm_backward),
   };
   size_t i;
   for (i = 0; i < sizeof all / sizeof all[0]; ++i)

@@ -1,0 +1,349 @@
+// Group Norm and Instance Norm (Group Norm with one channel per group).
+// Statistics of each (sample, channel) come from the Batch Norm reduction
+// kernels on the sample's slab of the canonical view, and are merged over a
+// group's channels in fixed order (equal counts, Chan et al.). The normalize
+// pass is Batch Norm's apply with per-(sample, channel) parameter arrays.
+#include <cstddef>
+
+#include "norm_common.hpp"
+
+using namespace nk;
+using namespace nk::norms;
+
+namespace {
+
+struct GnArgs {
+  const kernels::KernelTable& k;
+  SampleShape sh;
+  int64_t G;
+  double eps;
+};
+
+// Channels of a group processed as one unit when they hold contiguous runs.
+bool group_resident(const SampleShape& sh) { return sh.inner > 1; }
+
+// Channel blocks for channels-last units.
+constexpr int64_t kChannelUnit = 256;
+
+// Per-(sample, channel) partials, merged per group into the apply
+// parameters (N*C arrays) and the group's mean/invstd.
+struct GnForward {
+  const GnArgs& a;
+  const float* x;
+  float* y;
+  const float* gamma;
+  const float* beta;
+  std::vector<double> cmean, cm2;             // [N*C]
+  std::vector<float> hi, lo, scale, shift;    // [N*C]
+  std::vector<double> gmean, gvar;            // [N*G], for moving statistics
+  float* saved_mean;
+  float* saved_invstd;
+  bool stream;
+
+  GnForward(const GnArgs& args, const float* x_, float* y_, const float* g, const float* b, float* sm, float* si)
+      : a(args), x(x_), y(y_), gamma(g), beta(b),
+        cmean(static_cast<size_t>(args.sh.N * args.sh.C)), cm2(cmean.size()), hi(cmean.size()),
+        lo(cmean.size()), scale(cmean.size()), shift(cmean.size()),
+        gmean(static_cast<size_t>(args.sh.N * args.G)), gvar(gmean.size()), saved_mean(sm),
+        saved_invstd(si), stream(stream_for(2 * static_cast<int64_t>(sizeof(float)) * args.sh.s.total)) {}
+
+  void stats(int64_t n, int64_t c0, int64_t c1) {
+    const int64_t off = n * a.sh.sample_elems();
+    a.k.bn_stats(x + off, a.sh.sample_view(), {c0, c1, 0, a.sh.P}, &cmean[n * a.sh.C + c0], &cm2[n * a.sh.C + c0]);
+  }
+  void finalize(int64_t n, int64_t g) {
+    const int64_t C = a.sh.C, Cg = C / a.G;
+    const double cnt = static_cast<double>(a.sh.P * a.sh.inner);
+    double mu, q;
+    const int64_t c0 = n * C + g * Cg;
+    merge_equal(&cmean[c0], &cm2[c0], Cg, cnt, mu, q);
+    const double var = std::isnan(q) ? q : std::max(q, 0.0) / (cnt * static_cast<double>(Cg));
+    const double invstd = 1.0 / std::sqrt(var + a.eps);
+    const float h = static_cast<float>(mu);
+    const float l = static_cast<float>(mu - static_cast<double>(h));
+    for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+      hi[n * C + c] = h;
+      lo[n * C + c] = l;
+      scale[n * C + c] = static_cast<float>((gamma ? gamma[c] : 1.0) * invstd);
+      shift[n * C + c] = beta ? beta[c] : 0.0f;
+    }
+    gmean[n * a.G + g] = mu;
+    gvar[n * a.G + g] = var;
+    if (saved_mean) saved_mean[n * a.G + g] = h;
+    if (saved_invstd) saved_invstd[n * a.G + g] = static_cast<float>(invstd);
+  }
+  void apply(int64_t n, kernels::Range r) {
+    const int64_t off = n * a.sh.sample_elems(), pc = n * a.sh.C;
+    a.k.bn_apply(x + off, y + off, a.sh.sample_view(), r, &hi[pc], &lo[pc], &scale[pc], &shift[pc], stream);
+  }
+
+  void run() {
+    const int64_t N = a.sh.N, C = a.sh.C, G = a.G, Cg = C / G, P = a.sh.P;
+    if (group_resident(a.sh)) {
+      // One unit per (sample, group): statistics, then apply while in cache.
+      parallel_units(N * G, [&](int64_t u) {
+        const int64_t n = u / G, g = u % G;
+        for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) stats(n, c, c + 1);
+        finalize(n, g);
+        apply(n, {g * Cg, (g + 1) * Cg, 0, P});
+      });
+      return;
+    }
+    // Channels last: statistics per (sample, channel block), then apply per
+    // (sample, row block).
+    const int64_t cb = (C + kChannelUnit - 1) / kChannelUnit;
+    parallel_units(N * cb, [&](int64_t u) {
+      const int64_t n = u / cb, b = u % cb;
+      stats(n, b * kChannelUnit, std::min(C, (b + 1) * kChannelUnit));
+    });
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t g = 0; g < G; ++g) finalize(n, g);
+    const int64_t rb = std::clamp<int64_t>(P * C / 65536, 1, P);
+    parallel_units(N * rb, [&](int64_t u) {
+      const int64_t n = u / rb, b = u % rb;
+      apply(n, {0, C, P * b / rb, P * (b + 1) / rb});
+    });
+  }
+};
+
+void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* gamma, const float* smean,
+                 const float* sinvstd, float* dx, float* dgamma, float* dbeta) {
+  const int64_t N = a.sh.N, C = a.sh.C, G = a.G, Cg = C / G, P = a.sh.P;
+  const size_t NC = static_cast<size_t>(N * C);
+  const double m = static_cast<double>(P * a.sh.inner * Cg);
+  std::vector<float> mexp(NC), pa(NC), pb(NC), pd(NC);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) mexp[n * C + c] = smean[n * G + c / Cg];
+  std::vector<double> s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
+  const bool stream = stream_for(3 * static_cast<int64_t>(sizeof(float)) * a.sh.s.total);
+  const kernels::View sv = a.sh.sample_view();
+  auto sums = [&](int64_t n, int64_t c0, int64_t c1) {
+    const int64_t off = n * a.sh.sample_elems(), pc = n * C;
+    double* out[3] = {&s0[pc + c0], &s1[pc + c0], &s2[pc + c0]};
+    a.k.bn_backward_sums(x + off, dy + off, sv, {c0, c1, 0, P}, &mexp[pc], out);
+  };
+  // dx = g*s*dy + b*(x - mu_s) + d per channel, with the group's A = sum(g*dy),
+  // Pb = sum(g*dy*(x - mean)), delta = mean - mu_s.
+  auto coefficients = [&](int64_t n, int64_t g) {
+    double A = 0, B = 0, S = 0;
+    for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+      const double gm = gamma ? gamma[c] : 1.0;
+      A += gm * s0[n * C + c];
+      B += gm * s1[n * C + c];
+      S += s2[n * C + c];
+    }
+    const double sd = sinvstd[n * G + g];
+    const double dl = S / m;
+    const double Pb = B - dl * A;
+    const double b = -sd * sd * sd * Pb / m;
+    const double d = -sd * A / m - b * dl;
+    delta[n * G + g] = dl;
+    for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+      pa[n * C + c] = static_cast<float>((gamma ? gamma[c] : 1.0) * sd);
+      pb[n * C + c] = static_cast<float>(b);
+      pd[n * C + c] = static_cast<float>(d);
+    }
+  };
+  auto apply = [&](int64_t n, kernels::Range r) {
+    const int64_t off = n * a.sh.sample_elems(), pc = n * C;
+    a.k.bn_backward_apply(x + off, dy + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc], &pd[pc], stream);
+  };
+  if (group_resident(a.sh)) {
+    parallel_units(N * G, [&](int64_t u) {
+      const int64_t n = u / G, g = u % G;
+      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) sums(n, c, c + 1);
+      coefficients(n, g);
+      apply(n, {g * Cg, (g + 1) * Cg, 0, P});
+    });
+  } else {
+    const int64_t cb = (C + kChannelUnit - 1) / kChannelUnit;
+    parallel_units(N * cb, [&](int64_t u) {
+      const int64_t n = u / cb, b = u % cb;
+      sums(n, b * kChannelUnit, std::min(C, (b + 1) * kChannelUnit));
+    });
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t g = 0; g < G; ++g) coefficients(n, g);
+    const int64_t rb = std::clamp<int64_t>(P * C / 65536, 1, P);
+    parallel_units(N * rb, [&](int64_t u) {
+      const int64_t n = u / rb, b = u % rb;
+      apply(n, {0, C, P * b / rb, P * (b + 1) / rb});
+    });
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    double dg = 0, db = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t g = c / Cg;
+      dg += static_cast<double>(sinvstd[n * G + g]) * (s1[n * C + c] - delta[n * G + g] * s0[n * C + c]);
+      db += s0[n * C + c];
+    }
+    if (dgamma) dgamma[c] = static_cast<float>(dg);
+    if (dbeta) dbeta[c] = static_cast<float>(db);
+  }
+}
+
+void check_groups(int64_t groups, int64_t channels) {
+  if (groups < 1) fail(NK_ERR_BAD_ARGUMENT, "groups = %lld: must be >= 1", static_cast<long long>(groups));
+  if (channels % groups != 0)
+    fail(NK_ERR_BAD_ARGUMENT, "groups %lld do not divide channels %lld", static_cast<long long>(groups),
+         static_cast<long long>(channels));
+}
+
+nk_gn_options read_gn(const nk_gn_options* opt) {
+  const nk_gn_options o = read_options<nk_gn_options>(opt, &nk_gn_options_init, offsetof(nk_gn_options, groups) + sizeof(int32_t));
+  check_epsilon(o.epsilon);
+  return o;
+}
+
+nk_in_options read_in(const nk_in_options* opt) {
+  const nk_in_options o =
+      read_options<nk_in_options>(opt, &nk_in_options_init, offsetof(nk_in_options, moving_variance) + sizeof(int32_t));
+  check_epsilon(o.epsilon);
+  if (!(o.momentum >= 0.0f && o.momentum <= 1.0f))
+    fail(NK_ERR_BAD_ARGUMENT, "momentum = %g: must be in [0, 1]", static_cast<double>(o.momentum));
+  if (o.momentum_convention != NK_MOMENTUM_TF && o.momentum_convention != NK_MOMENTUM_TORCH)
+    fail(NK_ERR_BAD_ARGUMENT, "momentum_convention = %d: must be NK_MOMENTUM_TF or NK_MOMENTUM_TORCH",
+         o.momentum_convention);
+  if (o.moving_variance != NK_VARIANCE_BIASED && o.moving_variance != NK_VARIANCE_UNBIASED)
+    fail(NK_ERR_BAD_ARGUMENT, "moving_variance = %d: must be NK_VARIANCE_BIASED or NK_VARIANCE_UNBIASED",
+         o.moving_variance);
+  return o;
+}
+
+}  // namespace
+
+extern "C" {
+
+NK_API void nk_gn_options_init(nk_gn_options* opt) {
+  if (opt == nullptr) return;
+  std::memset(opt, 0, sizeof *opt);
+  const nk_gn_options d = NK_GN_OPTIONS_INIT;
+  opt->struct_size = d.struct_size;
+  opt->epsilon = d.epsilon;
+  opt->groups = d.groups;
+}
+
+NK_API void nk_in_options_init(nk_in_options* opt) {
+  if (opt == nullptr) return;
+  std::memset(opt, 0, sizeof *opt);
+  const nk_in_options d = NK_IN_OPTIONS_INIT;
+  opt->struct_size = d.struct_size;
+  opt->epsilon = d.epsilon;
+  opt->momentum = d.momentum;
+  opt->momentum_convention = d.momentum_convention;
+  opt->moving_variance = d.moving_variance;
+}
+
+NK_API nk_status nk_groupnorm_forward(const nk_tensor_desc* desc, const nk_gn_options* opt, const void* x,
+                                      void* y, const float* gamma, const float* beta, float* saved_mean,
+                                      float* saved_invstd) {
+  return guarded("nk_groupnorm_forward", [&] {
+    const SampleShape sh = sample_shape(desc);
+    const nk_gn_options o = read_gn(opt);
+    check_groups(o.groups, sh.C);
+    need(x, "x");
+    need(y, "y");
+    const GnArgs a{kernels_for_call(), sh, o.groups, o.epsilon};
+    GnForward f(a, static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, saved_mean, saved_invstd);
+    f.run();
+  });
+}
+
+NK_API nk_status nk_groupnorm_backward(const nk_tensor_desc* desc, const nk_gn_options* opt, const void* x,
+                                       const void* dy, const float* gamma, const float* saved_mean,
+                                       const float* saved_invstd, void* dx, float* dgamma, float* dbeta) {
+  return guarded("nk_groupnorm_backward", [&] {
+    const SampleShape sh = sample_shape(desc);
+    const nk_gn_options o = read_gn(opt);
+    check_groups(o.groups, sh.C);
+    need(x, "x");
+    need(dy, "dy");
+    need(dx, "dx");
+    need(saved_mean, "saved_mean");
+    need(saved_invstd, "saved_invstd");
+    const GnArgs a{kernels_for_call(), sh, o.groups, o.epsilon};
+    gn_backward(a, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, saved_mean, saved_invstd,
+                static_cast<float*>(dx), dgamma, dbeta);
+  });
+}
+
+NK_API nk_status nk_instancenorm_forward_training(const nk_tensor_desc* desc, const nk_in_options* opt,
+                                                  const void* x, void* y, const float* gamma, const float* beta,
+                                                  float* saved_mean, float* saved_invstd, float* moving_mean,
+                                                  float* moving_var) {
+  return guarded("nk_instancenorm_forward_training", [&] {
+    const SampleShape sh = sample_shape(desc);
+    const nk_in_options o = read_in(opt);
+    need(x, "x");
+    need(y, "y");
+    need_pair(moving_mean, moving_var, "moving_mean", "moving_var");
+    const int64_t L = sh.P * sh.inner;
+    if (moving_mean && o.moving_variance == NK_VARIANCE_UNBIASED && L < 2)
+      fail(NK_ERR_BAD_ARGUMENT, "the unbiased moving variance needs more than one value per instance (got %lld)",
+           static_cast<long long>(L));
+    const GnArgs a{kernels_for_call(), sh, sh.C, o.epsilon};
+    GnForward f(a, static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, saved_mean, saved_invstd);
+    f.run();
+    if (moving_mean) {
+      const double keep = o.momentum_convention == NK_MOMENTUM_TF ? o.momentum : 1.0 - o.momentum;
+      const double bessel = o.moving_variance == NK_VARIANCE_UNBIASED ? static_cast<double>(L) / (L - 1) : 1.0;
+      for (int64_t c = 0; c < sh.C; ++c) {
+        double mu = 0, var = 0;
+        for (int64_t n = 0; n < sh.N; ++n) {
+          mu += f.gmean[n * sh.C + c];
+          var += f.gvar[n * sh.C + c];
+        }
+        mu /= static_cast<double>(sh.N);
+        var = var / static_cast<double>(sh.N) * bessel;
+        moving_mean[c] = static_cast<float>(keep * moving_mean[c] + (1.0 - keep) * mu);
+        moving_var[c] = static_cast<float>(keep * moving_var[c] + (1.0 - keep) * var);
+      }
+    }
+  });
+}
+
+NK_API nk_status nk_instancenorm_forward_inference(const nk_tensor_desc* desc, const nk_in_options* opt,
+                                                   const void* x, void* y, const float* gamma, const float* beta,
+                                                   const float* moving_mean, const float* moving_var) {
+  return guarded("nk_instancenorm_forward_inference", [&] {
+    const SampleShape sh = sample_shape(desc);
+    const nk_in_options o = read_in(opt);
+    need(x, "x");
+    need(y, "y");
+    need(moving_mean, "moving_mean");
+    need(moving_var, "moving_var");
+    const int64_t C = sh.C;
+    std::vector<float> lo(static_cast<size_t>(C), 0.0f), scale(lo.size()), shift(lo.size());
+    for (int64_t c = 0; c < C; ++c) {
+      scale[c] = static_cast<float>((gamma ? gamma[c] : 1.0) / std::sqrt(static_cast<double>(moving_var[c]) + o.epsilon));
+      shift[c] = beta ? beta[c] : 0.0f;
+    }
+    const auto& k = kernels_for_call();
+    const kernels::View v = sh.s.view;
+    const bool stream = stream_for(2 * static_cast<int64_t>(sizeof(float)) * sh.s.total);
+    const int64_t units = std::clamp<int64_t>(sh.s.total / 65536, 1, v.outer);
+    parallel_units(units, [&](int64_t u) {
+      k.bn_apply(static_cast<const float*>(x), static_cast<float*>(y), v,
+                 {0, C, v.outer * u / units, v.outer * (u + 1) / units}, moving_mean, lo.data(), scale.data(),
+                 shift.data(), stream);
+    });
+  });
+}
+
+NK_API nk_status nk_instancenorm_backward(const nk_tensor_desc* desc, const nk_in_options* opt, const void* x,
+                                          const void* dy, const float* gamma, const float* saved_mean,
+                                          const float* saved_invstd, void* dx, float* dgamma, float* dbeta) {
+  return guarded("nk_instancenorm_backward", [&] {
+    const SampleShape sh = sample_shape(desc);
+    read_in(opt);
+    need(x, "x");
+    need(dy, "dy");
+    need(dx, "dx");
+    need(saved_mean, "saved_mean");
+    need(saved_invstd, "saved_invstd");
+    const GnArgs a{kernels_for_call(), sh, sh.C, 0.0};
+    gn_backward(a, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, saved_mean, saved_invstd,
+                static_cast<float*>(dx), dgamma, dbeta);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,208 @@
+// Layer Norm and RMSNorm over rows of the last D elements. Rows are split
+// into fixed blocks (by the shape alone); a block's statistics, apply and
+// column partial sums (dgamma, dbeta) are one unit of work, and the column
+// partials of the blocks are merged in block order, in double.
+#include <cstddef>
+
+#include "norm_common.hpp"
+
+using namespace nk;
+using namespace nk::norms;
+
+namespace {
+
+struct Rows {
+  int64_t R, D;
+};
+
+// Feature axes must be the trailing axes: the canonical view is (R, D, 1).
+Rows row_shape(const nk_tensor_desc* desc) {
+  const Shape s = canonicalize(desc);
+  const int nd = desc->ndim;
+  bool feature[NK_MAX_DIMS] = {};
+  for (int k = 0; k < desc->num_axes; ++k) feature[desc->axes[k] < 0 ? desc->axes[k] + nd : desc->axes[k]] = true;
+  int first = nd;
+  while (first > 0 && feature[first - 1]) --first;
+  for (int i = 0; i < first; ++i)
+    if (feature[i])
+      fail(NK_ERR_BAD_AXIS, "axis %d: the normalized axes must be the trailing axes of the tensor", i);
+  return {s.count, s.channels};
+}
+
+// Rows per unit: about 64K elements, at most 256 rows (column partials are
+// summed in float over a block).
+int64_t block_rows(const Rows& r) { return std::clamp<int64_t>(65536 / r.D, 1, 256); }
+
+nk_ln_options read_ln(const nk_ln_options* opt) {
+  const nk_ln_options o =
+      read_options<nk_ln_options>(opt, &nk_ln_options_init, offsetof(nk_ln_options, epsilon) + sizeof(float));
+  check_epsilon(o.epsilon);
+  return o;
+}
+
+// Forward of both: rms = false gives Layer Norm, true RMSNorm.
+void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, const float* gamma,
+             const float* beta, float* saved_a, float* saved_b) {
+  const auto& k = kernels_for_call();
+  const int64_t R = rs.R, D = rs.D, rb = block_rows(rs);
+  const size_t nr = static_cast<size_t>(R);
+  std::vector<double> mean(nr), m2(nr);
+  std::vector<float> hi(nr, 0.0f), lo(nr, 0.0f), scale(nr);
+  std::vector<float> ones, zeros;
+  if (gamma == nullptr) ones.assign(static_cast<size_t>(D), 1.0f), gamma = ones.data();
+  if (beta == nullptr) zeros.assign(static_cast<size_t>(D), 0.0f), beta = zeros.data();
+  const bool stream = stream_for(2 * static_cast<int64_t>(sizeof(float)) * R * D);
+  const int64_t units = (R + rb - 1) / rb;
+  parallel_units(units, [&](int64_t u) {
+    const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
+    k.bn_stats(x, {1, R, D}, {r0, r1, 0, 1}, &mean[r0], &m2[r0]);
+    for (int64_t r = r0; r < r1; ++r) {
+      const double var = std::isnan(m2[r]) ? m2[r] : std::max(m2[r], 0.0) / static_cast<double>(D);
+      if (rms) {
+        const double rstd = 1.0 / std::sqrt(var + mean[r] * mean[r] + eps);
+        scale[r] = static_cast<float>(rstd);
+        if (saved_a) saved_a[r] = scale[r];
+      } else {
+        const double invstd = 1.0 / std::sqrt(var + eps);
+        hi[r] = static_cast<float>(mean[r]);
+        lo[r] = static_cast<float>(mean[r] - static_cast<double>(hi[r]));
+        scale[r] = static_cast<float>(invstd);
+        if (saved_a) saved_a[r] = hi[r];
+        if (saved_b) saved_b[r] = scale[r];
+      }
+    }
+    k.ln_apply(x, y, D, r0, r1, hi.data(), lo.data(), scale.data(), gamma, beta, stream);
+  });
+}
+
+// Backward of both. Layer Norm: mean/invstd saved; RMSNorm: mean = NULL,
+// invstd = rstd.
+void backward(const Rows& rs, const float* x, const float* dy, const float* gamma, const float* smean,
+              const float* sinv, float* dx, float* dgamma, float* dbeta) {
+  const auto& k = kernels_for_call();
+  const int64_t R = rs.R, D = rs.D, rb = block_rows(rs);
+  const size_t nr = static_cast<size_t>(R);
+  const double m = static_cast<double>(D);
+  std::vector<float> ones;
+  if (gamma == nullptr) ones.assign(static_cast<size_t>(D), 1.0f), gamma = ones.data();
+  std::vector<float> zero_mean;
+  if (smean == nullptr) zero_mean.assign(nr, 0.0f), smean = zero_mean.data();
+  const bool rms = !zero_mean.empty();
+  std::vector<double> s0(nr), s1(nr), s2(nr);
+  std::vector<float> lo(nr), pa(nr), pb(nr), pd(nr);
+  const int64_t units = (R + rb - 1) / rb;
+  const bool params = dgamma != nullptr || dbeta != nullptr;
+  std::vector<float> pg(params ? static_cast<size_t>(units * D) : 0), pbeta(dbeta ? pg.size() : 0);
+  const bool stream = stream_for(3 * static_cast<int64_t>(sizeof(float)) * R * D);
+  parallel_units(units, [&](int64_t u) {
+    const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
+    double* out[3] = {s0.data(), s1.data(), s2.data()};
+    k.ln_backward_sums(x, dy, gamma, D, r0, r1, smean, out);
+    for (int64_t r = r0; r < r1; ++r) {
+      const double sd = sinv[r];
+      if (rms) {
+        // dx = r*g*dy - r^3 * sum(g*dy*x)/D * x
+        pa[r] = static_cast<float>(sd);
+        pb[r] = static_cast<float>(-sd * sd * sd * s1[r] / m);
+        pd[r] = 0.0f;
+        lo[r] = 0.0f;
+      } else {
+        const double dl = s2[r] / m;
+        const double P = s1[r] - dl * s0[r];
+        const double b = -sd * sd * sd * P / m;
+        pa[r] = static_cast<float>(sd);
+        pb[r] = static_cast<float>(b);
+        pd[r] = static_cast<float>(-sd * s0[r] / m - b * dl);
+        lo[r] = static_cast<float>(dl);
+      }
+    }
+    // Column partials read dy before dx (which may be dy) is written.
+    if (params)
+      k.ln_param_sums(x, dy, D, r0, r1, smean, lo.data(), sinv, &pg[u * D], dbeta ? &pbeta[u * D] : nullptr);
+    k.ln_backward_apply(x, dy, dx, gamma, D, r0, r1, smean, pa.data(), pb.data(), pd.data(), stream);
+  });
+  if (!params) return;
+  // Merge block partials in block order; columns split over threads.
+  const int64_t cu = (D + 1023) / 1024;
+  parallel_units(cu, [&](int64_t c) {
+    for (int64_t d = c * 1024; d < std::min(D, (c + 1) * 1024); ++d) {
+      double g = 0, b = 0;
+      for (int64_t u = 0; u < units; ++u) {
+        g += pg[u * D + d];
+        if (dbeta) b += pbeta[u * D + d];
+      }
+      if (dgamma) dgamma[d] = static_cast<float>(g);
+      if (dbeta) dbeta[d] = static_cast<float>(b);
+    }
+  });
+}
+
+}  // namespace
+
+extern "C" {
+
+NK_API void nk_ln_options_init(nk_ln_options* opt) {
+  if (opt == nullptr) return;
+  std::memset(opt, 0, sizeof *opt);
+  const nk_ln_options d = NK_LN_OPTIONS_INIT;
+  opt->struct_size = d.struct_size;
+  opt->epsilon = d.epsilon;
+}
+
+NK_API nk_status nk_layernorm_forward(const nk_tensor_desc* desc, const nk_ln_options* opt, const void* x,
+                                      void* y, const float* gamma, const float* beta, float* saved_mean,
+                                      float* saved_invstd) {
+  return guarded("nk_layernorm_forward", [&] {
+    const Rows rs = row_shape(desc);
+    const nk_ln_options o = read_ln(opt);
+    need(x, "x");
+    need(y, "y");
+    forward(rs, o.epsilon, false, static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, saved_mean,
+            saved_invstd);
+  });
+}
+
+NK_API nk_status nk_layernorm_backward(const nk_tensor_desc* desc, const nk_ln_options* opt, const void* x,
+                                       const void* dy, const float* gamma, const float* saved_mean,
+                                       const float* saved_invstd, void* dx, float* dgamma, float* dbeta) {
+  return guarded("nk_layernorm_backward", [&] {
+    const Rows rs = row_shape(desc);
+    read_ln(opt);
+    need(x, "x");
+    need(dy, "dy");
+    need(dx, "dx");
+    need(saved_mean, "saved_mean");
+    need(saved_invstd, "saved_invstd");
+    backward(rs, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, saved_mean, saved_invstd,
+             static_cast<float*>(dx), dgamma, dbeta);
+  });
+}
+
+NK_API nk_status nk_rmsnorm_forward(const nk_tensor_desc* desc, const nk_ln_options* opt, const void* x, void* y,
+                                    const float* gamma, float* saved_rstd) {
+  return guarded("nk_rmsnorm_forward", [&] {
+    const Rows rs = row_shape(desc);
+    const nk_ln_options o = read_ln(opt);
+    need(x, "x");
+    need(y, "y");
+    forward(rs, o.epsilon, true, static_cast<const float*>(x), static_cast<float*>(y), gamma, nullptr, saved_rstd,
+            nullptr);
+  });
+}
+
+NK_API nk_status nk_rmsnorm_backward(const nk_tensor_desc* desc, const nk_ln_options* opt, const void* x,
+                                     const void* dy, const float* gamma, const float* saved_rstd, void* dx,
+                                     float* dgamma) {
+  return guarded("nk_rmsnorm_backward", [&] {
+    const Rows rs = row_shape(desc);
+    read_ln(opt);
+    need(x, "x");
+    need(dy, "dy");
+    need(dx, "dx");
+    need(saved_rstd, "saved_rstd");
+    backward(rs, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, nullptr, saved_rstd,
+             static_cast<float*>(dx), dgamma, nullptr);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,100 @@
+// What the per-sample norms (Group, Instance, Layer, RMS) share: options
+// reading, pointer checks, a fixed-unit parallel loop, and the Chan merge.
+// Work is always split into units fixed by the shape alone, each computed by
+// one thread in a fixed order, so results never depend on the thread count.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "error.hpp"
+#include "runtime.hpp"
+#include "shape.hpp"
+
+namespace nk::norms {
+
+// Copies a caller's options struct over the defaults: struct_size must cover
+// at least `min_size` bytes, and any tail unknown to this version must be zero.
+template <class T>
+T read_options(const T* opt, void (*init)(T*), uint64_t min_size) {
+  T o;
+  init(&o);
+  if (opt == nullptr) return o;
+  if (opt->struct_size < min_size)
+    fail(NK_ERR_BAD_STRUCT_SIZE, "options struct_size = %llu: at least %llu expected",
+         static_cast<unsigned long long>(opt->struct_size), static_cast<unsigned long long>(min_size));
+  const auto* bytes = reinterpret_cast<const unsigned char*>(opt);
+  for (uint64_t i = sizeof(T); i < opt->struct_size; ++i)
+    if (bytes[i] != 0)
+      fail(NK_ERR_BAD_STRUCT_SIZE, "options struct_size = %llu: fields unknown to this version are set",
+           static_cast<unsigned long long>(opt->struct_size));
+  std::memcpy(&o, opt, std::min<uint64_t>(opt->struct_size, sizeof o));
+  return o;
+}
+
+inline void check_epsilon(float eps) {
+  if (!(eps > 0.0f) || std::isinf(eps))
+    fail(NK_ERR_BAD_ARGUMENT, "epsilon = %g: must be > 0 and finite", static_cast<double>(eps));
+}
+
+inline void need(const void* p, const char* name) {
+  if (p == nullptr) fail(NK_ERR_NULL_POINTER, "%s is NULL", name);
+}
+inline void need_pair(const void* a, const void* b, const char* na, const char* nb) {
+  if ((a == nullptr) != (b == nullptr)) fail(NK_ERR_NULL_POINTER, "%s and %s must be given together", na, nb);
+}
+
+// f(u) for u in [0, units), any thread, each unit once.
+template <class F>
+void parallel_units(int64_t units, const F& f) {
+  const int threads = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(units, 1)));
+  if (threads <= 1) {
+    for (int64_t u = 0; u < units; ++u) f(u);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t u = 0; u < units; ++u) f(u);
+}
+
+inline bool stream_for(int64_t bytes) { return bytes >= stream_threshold(); }
+
+// Chan et al.'s merge of k partials of equal count n (mean[i], m2[i]) in
+// order: the merged mean and M2.
+inline void merge_equal(const double* mean, const double* m2, int64_t k, double n, double& mu, double& q) {
+  mu = 0;
+  q = 0;
+  double seen = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const double d = mean[i] - mu;
+    mu += d * (n / (seen + n));
+    q += m2[i] + d * d * (seen * n / (seen + n));
+    seen += n;
+  }
+}
+
+// Per-sample (grouped-channel) view of a tensor: sample n is the slab of P
+// rows of the canonical (outer, C, inner) view starting at row n*P.
+struct SampleShape {
+  Shape s;
+  int64_t N, P, C, inner;
+  kernels::View sample_view() const { return {P, C, inner}; }
+  int64_t sample_elems() const { return P * C * inner; }
+};
+
+// Group/Instance Norm descriptors: axis 0 the batch, one feature axis (not 0).
+inline SampleShape sample_shape(const nk_tensor_desc* desc) {
+  const Shape s = canonicalize(desc);
+  if (desc->num_axes != 1)
+    fail(NK_ERR_BAD_AXIS, "num_axes = %d: one channel axis expected (1 for NCHW, -1 for NHWC)", desc->num_axes);
+  const int ax = desc->axes[0] < 0 ? desc->axes[0] + desc->ndim : desc->axes[0];
+  if (ax == 0) fail(NK_ERR_BAD_AXIS, "axes[0] = %d: axis 0 is the batch, not the channels", desc->axes[0]);
+  SampleShape r{s, desc->dims[0], 0, s.channels, s.view.inner};
+  r.P = s.view.outer / r.N;
+  return r;
+}
+
+}  // namespace nk::norms

@@ -1,0 +1,153 @@
+// Row-wise normalization kernels (Layer Norm, RMSNorm): a row is D
+// contiguous elements with its own scalars (mean, scale, ...), and the
+// parameters (gamma[d], beta[d]) run along the row. Written once over the
+// xsimd arch; rows [r0, r1) of a (rows, D) matrix.
+#pragma once
+
+#include "reduce.hpp"
+
+namespace nk::kernels {
+namespace {
+
+// NLane parameters loaded along the row, then NRow per-row scalars
+// broadcast, in that order (p[0 .. NLane) lane, p[NLane ..) row).
+template <class Arch, int NLane, int NRow>
+struct RowParams {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  const float* lane[NLane > 0 ? NLane : 1];
+  B row[NRow > 0 ? NRow : 1];
+  mutable B tmp[NLane + NRow];
+  const B* full(int64_t i) const {
+    for (int k = 0; k < NLane; ++k) tmp[k] = S::load(lane[k] + i);
+    for (int k = 0; k < NRow; ++k) tmp[NLane + k] = row[k];
+    return tmp;
+  }
+  void partial(int64_t i, int64_t n, B* out) const {
+    for (int k = 0; k < NLane; ++k) out[k] = S::load_partial(lane[k] + i, n);
+    for (int k = 0; k < NRow; ++k) out[NLane + k] = row[k];
+  }
+};
+
+// y = ((x - mean_hi[r]) - mean_lo[r]) * scale[r] * gamma[d] + beta[d].
+template <class Arch>
+void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* mean_hi,
+              const float* mean_lo, const float* scale, const float* gamma, const float* beta,
+              bool stream) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  RowParams<Arch, 2, 3> p;
+  p.lane[0] = gamma;
+  p.lane[1] = beta;
+  for (int64_t r = r0; r < r1; ++r) {
+    p.row[0] = S::set1(mean_hi[r]);
+    p.row[1] = S::set1(mean_lo[r]);
+    p.row[2] = S::set1(scale[r]);
+    const float* in[1] = {x + r * D};
+    map_run<Arch, 1, 5>([](const B* xs, const B* q) { return S::fma(((xs[0] - q[2]) - q[3]) * q[4], q[0], q[1]); },
+                        D, in, y + r * D, p, stream);
+  }
+  if (stream) S::stream_fence();
+}
+
+// Per row r, with g = dy * gamma[d] and xc = x - mean[r]:
+// sums[0][r] = sum(g), sums[1][r] = sum(g * xc), sums[2][r] = sum(xc).
+// Fixed tiles along the row, combined in double.
+template <class Arch>
+void ln_backward_sums(const float* x, const float* dy, const float* gamma, int64_t D, int64_t r0,
+                      int64_t r1, const float* mean, double* const* sums) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float m = mean[r];
+    const B mb = S::set1(m);
+    double s[3] = {0, 0, 0};
+    for (int64_t i0 = 0; i0 < D; i0 += kTileInner) {
+      const int64_t len = std::min(kTileInner, D - i0);
+      RunAcc<Arch, 3> a;
+      const float* in[3] = {x + r * D + i0, dy + r * D + i0, gamma + i0};
+      acc_run<Arch, 3>(
+          len, in, a,
+          [&](const B* xs, B (*acc)[2], int j) {
+            const B g = xs[1] * xs[2];
+            const B xc = xs[0] - mb;
+            acc[0][j] = acc[0][j] + g;
+            acc[1][j] = S::fma(g, xc, acc[1][j]);
+            acc[2][j] = acc[2][j] + xc;
+          },
+          [&](const float* v, float* t) {
+            const float g = v[1] * v[2];
+            const float xc = v[0] - m;
+            t[0] += g;
+            t[1] += g * xc;
+            t[2] += xc;
+          });
+      for (int k = 0; k < 3; ++k) s[k] += static_cast<double>(a.total(k));
+    }
+    for (int k = 0; k < 3; ++k) sums[k][r] = s[k];
+  }
+}
+
+// dx = a[r] * (dy * gamma[d]) + (b[r] * (x - mean[r]) + d[r]).
+template <class Arch>
+void ln_backward_apply(const float* x, const float* dy, float* dx, const float* gamma, int64_t D,
+                       int64_t r0, int64_t r1, const float* mean, const float* a, const float* b,
+                       const float* d, bool stream) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  RowParams<Arch, 1, 4> p;
+  p.lane[0] = gamma;
+  for (int64_t r = r0; r < r1; ++r) {
+    p.row[0] = S::set1(mean[r]);
+    p.row[1] = S::set1(a[r]);
+    p.row[2] = S::set1(b[r]);
+    p.row[3] = S::set1(d[r]);
+    const float* in[2] = {x + r * D, dy + r * D};
+    map_run<Arch, 2, 5>(
+        [](const B* xs, const B* q) { return S::fma(q[2], xs[1] * q[0], S::fma(q[3], xs[0] - q[1], q[4])); }, D,
+        in, dx + r * D, p, stream);
+  }
+  if (stream) S::stream_fence();
+}
+
+// Column sums over rows [r0, r1) in float (the caller keeps blocks short
+// and merges them in double): dgamma[d] = sum(dy * ((x - hi[r]) - lo[r]) * s[r]),
+// dbeta[d] = sum(dy) (dbeta may be null).
+template <class Arch>
+void ln_param_sums(const float* x, const float* dy, int64_t D, int64_t r0, int64_t r1,
+                   const float* mean_hi, const float* mean_lo, const float* scale, float* dgamma,
+                   float* dbeta) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  std::fill(dgamma, dgamma + D, 0.0f);
+  if (dbeta) std::fill(dbeta, dbeta + D, 0.0f);
+  for (int64_t r = r0; r < r1; ++r) {
+    const B hi = S::set1(mean_hi[r]), lo = S::set1(mean_lo[r]), s = S::set1(scale[r]);
+    const float* xr = x + r * D;
+    const float* gr = dy + r * D;
+    auto step = [&](const B& xv, const B& g, const B& dg, const B& db, B& odg, B& odb) {
+      odg = S::fma(g, ((xv - hi) - lo) * s, dg);
+      odb = db + g;
+    };
+    int64_t j = 0;
+    for (; j + W <= D; j += W) {
+      B odg, odb;
+      step(S::load(xr + j), S::load(gr + j), S::load(dgamma + j), dbeta ? S::load(dbeta + j) : S::zero(), odg,
+           odb);
+      S::store(dgamma + j, odg);
+      if (dbeta) S::store(dbeta + j, odb);
+    }
+    if (j < D) {
+      const int64_t n = D - j;
+      B odg, odb;
+      step(S::load_partial(xr + j, n), S::load_partial(gr + j, n), S::load_partial(dgamma + j, n),
+           dbeta ? S::load_partial(dbeta + j, n) : S::zero(), odg, odb);
+      S::store_partial(dgamma + j, odg, n);
+      if (dbeta) S::store_partial(dbeta + j, odb, n);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace nk::kernels
