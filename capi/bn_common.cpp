@@ -5,30 +5,10 @@
 namespace nk {
 
 BnOptions read_bn_options(const nk_bn_options* opt) {
-  nk_bn_options o;
-  nk_bn_options_init(&o);
-  if (opt != nullptr) {
-    constexpr uint64_t kMin = offsetof(nk_bn_options, moving_variance) + sizeof(int32_t);
-    if (opt->struct_size < kMin)
-      fail(NK_ERR_BAD_STRUCT_SIZE, "options struct_size = %llu: at least %llu expected",
-           static_cast<unsigned long long>(opt->struct_size), static_cast<unsigned long long>(kMin));
-    const auto* bytes = reinterpret_cast<const unsigned char*>(opt);
-    for (uint64_t i = sizeof(nk_bn_options); i < opt->struct_size; ++i)
-      if (bytes[i] != 0)
-        fail(NK_ERR_BAD_STRUCT_SIZE, "options struct_size = %llu: fields unknown to this version are set",
-             static_cast<unsigned long long>(opt->struct_size));
-    std::memcpy(&o, opt, std::min<uint64_t>(opt->struct_size, sizeof o));
-  }
-  if (!(o.epsilon > 0.0f) || std::isinf(o.epsilon))
-    fail(NK_ERR_BAD_ARGUMENT, "epsilon = %g: must be > 0 and finite", static_cast<double>(o.epsilon));
-  if (!(o.momentum >= 0.0f && o.momentum <= 1.0f))
-    fail(NK_ERR_BAD_ARGUMENT, "momentum = %g: must be in [0, 1]", static_cast<double>(o.momentum));
-  if (o.momentum_convention != NK_MOMENTUM_TF && o.momentum_convention != NK_MOMENTUM_TORCH)
-    fail(NK_ERR_BAD_ARGUMENT, "momentum_convention = %d: must be NK_MOMENTUM_TF or NK_MOMENTUM_TORCH",
-         o.momentum_convention);
-  if (o.moving_variance != NK_VARIANCE_BIASED && o.moving_variance != NK_VARIANCE_UNBIASED)
-    fail(NK_ERR_BAD_ARGUMENT, "moving_variance = %d: must be NK_VARIANCE_BIASED or NK_VARIANCE_UNBIASED",
-         o.moving_variance);
+  const nk_bn_options o = read_options<nk_bn_options>(
+      opt, &nk_bn_options_init, offsetof(nk_bn_options, moving_variance) + sizeof(int32_t));
+  check_epsilon(o.epsilon);
+  check_moving_options(o.momentum, o.momentum_convention, o.moving_variance);
   if (o.virtual_batch_size < 0)
     fail(NK_ERR_BAD_ARGUMENT, "virtual_batch_size = %d: must be >= 1, or 0 for none", o.virtual_batch_size);
   if (o.virtual_grouping != NK_GHOST_STRIDED && o.virtual_grouping != NK_GHOST_CONTIGUOUS)
@@ -77,21 +57,7 @@ void Canonical::finish() const {
 }
 
 nk_bn_state read_bn_state(const nk_bn_state* state) {
-  nk_bn_state st;
-  nk_bn_state_init(&st);
-  if (state == nullptr) return st;
-  constexpr uint64_t kMin = sizeof(nk_bn_state);
-  if (state->struct_size < kMin)
-    fail(NK_ERR_BAD_STRUCT_SIZE, "state struct_size = %llu: at least %llu expected",
-         static_cast<unsigned long long>(state->struct_size), static_cast<unsigned long long>(kMin));
-  const auto* bytes = reinterpret_cast<const unsigned char*>(state);
-  for (uint64_t i = sizeof(nk_bn_state); i < state->struct_size; ++i)
-    if (bytes[i] != 0)
-      fail(NK_ERR_BAD_STRUCT_SIZE, "state struct_size = %llu: fields unknown to this version are set",
-           static_cast<unsigned long long>(state->struct_size));
-  std::memcpy(&st, state, sizeof st);
-  st.struct_size = sizeof st;
-  return st;
+  return read_options<nk_bn_state>(state, &nk_bn_state_init, sizeof(nk_bn_state), "state");
 }
 
 void set_coefficients(ChannelArrays& p, int64_t i, double mean, double scale, double shift) {

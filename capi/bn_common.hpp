@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "bn_exec.hpp"
-#include "error.hpp"
+#include "checks.hpp"
 
 namespace nk {
 
@@ -24,13 +24,6 @@ struct BnOptions {
 
 BnOptions read_bn_options(const nk_bn_options* opt);
 
-inline void require(const void* p, const char* name) {
-  if (p == nullptr) fail(NK_ERR_NULL_POINTER, "%s is NULL", name);
-}
-inline void require_pair(const void* a, const void* b, const char* na, const char* nb) {
-  if ((a == nullptr) != (b == nullptr))
-    fail(NK_ERR_NULL_POINTER, "%s and %s must be given together", na, nb);
-}
 void check_channels(int64_t channels);
 
 // Canonical pointers for one call: on the general path, gathered copies of

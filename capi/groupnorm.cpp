@@ -198,14 +198,7 @@ nk_in_options read_in(const nk_in_options* opt) {
   const nk_in_options o =
       read_options<nk_in_options>(opt, &nk_in_options_init, offsetof(nk_in_options, moving_variance) + sizeof(int32_t));
   check_epsilon(o.epsilon);
-  if (!(o.momentum >= 0.0f && o.momentum <= 1.0f))
-    fail(NK_ERR_BAD_ARGUMENT, "momentum = %g: must be in [0, 1]", static_cast<double>(o.momentum));
-  if (o.momentum_convention != NK_MOMENTUM_TF && o.momentum_convention != NK_MOMENTUM_TORCH)
-    fail(NK_ERR_BAD_ARGUMENT, "momentum_convention = %d: must be NK_MOMENTUM_TF or NK_MOMENTUM_TORCH",
-         o.momentum_convention);
-  if (o.moving_variance != NK_VARIANCE_BIASED && o.moving_variance != NK_VARIANCE_UNBIASED)
-    fail(NK_ERR_BAD_ARGUMENT, "moving_variance = %d: must be NK_VARIANCE_BIASED or NK_VARIANCE_UNBIASED",
-         o.moving_variance);
+  check_moving_options(o.momentum, o.momentum_convention, o.moving_variance);
   return o;
 }
 
@@ -240,8 +233,8 @@ NK_API nk_status nk_groupnorm_forward(const nk_tensor_desc* desc, const nk_gn_op
     const SampleShape sh = sample_shape(desc);
     const nk_gn_options o = read_gn(opt);
     check_groups(o.groups, sh.C);
-    need(x, "x");
-    need(y, "y");
+    require(x, "x");
+    require(y, "y");
     const GnArgs a{kernels_for_call(), sh, o.groups, o.epsilon};
     GnForward f(a, static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, saved_mean, saved_invstd);
     f.run();
@@ -255,11 +248,11 @@ NK_API nk_status nk_groupnorm_backward(const nk_tensor_desc* desc, const nk_gn_o
     const SampleShape sh = sample_shape(desc);
     const nk_gn_options o = read_gn(opt);
     check_groups(o.groups, sh.C);
-    need(x, "x");
-    need(dy, "dy");
-    need(dx, "dx");
-    need(saved_mean, "saved_mean");
-    need(saved_invstd, "saved_invstd");
+    require(x, "x");
+    require(dy, "dy");
+    require(dx, "dx");
+    require(saved_mean, "saved_mean");
+    require(saved_invstd, "saved_invstd");
     const GnArgs a{kernels_for_call(), sh, o.groups, o.epsilon};
     gn_backward(a, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, saved_mean, saved_invstd,
                 static_cast<float*>(dx), dgamma, dbeta);
@@ -273,9 +266,9 @@ NK_API nk_status nk_instancenorm_forward_training(const nk_tensor_desc* desc, co
   return guarded("nk_instancenorm_forward_training", [&] {
     const SampleShape sh = sample_shape(desc);
     const nk_in_options o = read_in(opt);
-    need(x, "x");
-    need(y, "y");
-    need_pair(moving_mean, moving_var, "moving_mean", "moving_var");
+    require(x, "x");
+    require(y, "y");
+    require_pair(moving_mean, moving_var, "moving_mean", "moving_var");
     const int64_t L = sh.P * sh.inner;
     if (moving_mean && o.moving_variance == NK_VARIANCE_UNBIASED && L < 2)
       fail(NK_ERR_BAD_ARGUMENT, "the unbiased moving variance needs more than one value per instance (got %lld)",
@@ -307,10 +300,10 @@ NK_API nk_status nk_instancenorm_forward_inference(const nk_tensor_desc* desc, c
   return guarded("nk_instancenorm_forward_inference", [&] {
     const SampleShape sh = sample_shape(desc);
     const nk_in_options o = read_in(opt);
-    need(x, "x");
-    need(y, "y");
-    need(moving_mean, "moving_mean");
-    need(moving_var, "moving_var");
+    require(x, "x");
+    require(y, "y");
+    require(moving_mean, "moving_mean");
+    require(moving_var, "moving_var");
     const int64_t C = sh.C;
     std::vector<float> lo(static_cast<size_t>(C), 0.0f), scale(lo.size()), shift(lo.size());
     for (int64_t c = 0; c < C; ++c) {
@@ -335,11 +328,11 @@ NK_API nk_status nk_instancenorm_backward(const nk_tensor_desc* desc, const nk_i
   return guarded("nk_instancenorm_backward", [&] {
     const SampleShape sh = sample_shape(desc);
     read_in(opt);
-    need(x, "x");
-    need(dy, "dy");
-    need(dx, "dx");
-    need(saved_mean, "saved_mean");
-    need(saved_invstd, "saved_invstd");
+    require(x, "x");
+    require(dy, "dy");
+    require(dx, "dx");
+    require(saved_mean, "saved_mean");
+    require(saved_invstd, "saved_invstd");
     const GnArgs a{kernels_for_call(), sh, sh.C, 0.0};
     gn_backward(a, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, saved_mean, saved_invstd,
                 static_cast<float*>(dx), dgamma, dbeta);

@@ -155,8 +155,8 @@ NK_API nk_status nk_layernorm_forward(const nk_tensor_desc* desc, const nk_ln_op
   return guarded("nk_layernorm_forward", [&] {
     const Rows rs = row_shape(desc);
     const nk_ln_options o = read_ln(opt);
-    need(x, "x");
-    need(y, "y");
+    require(x, "x");
+    require(y, "y");
     forward(rs, o.epsilon, false, static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, saved_mean,
             saved_invstd);
   });
@@ -168,11 +168,11 @@ NK_API nk_status nk_layernorm_backward(const nk_tensor_desc* desc, const nk_ln_o
   return guarded("nk_layernorm_backward", [&] {
     const Rows rs = row_shape(desc);
     read_ln(opt);
-    need(x, "x");
-    need(dy, "dy");
-    need(dx, "dx");
-    need(saved_mean, "saved_mean");
-    need(saved_invstd, "saved_invstd");
+    require(x, "x");
+    require(dy, "dy");
+    require(dx, "dx");
+    require(saved_mean, "saved_mean");
+    require(saved_invstd, "saved_invstd");
     backward(rs, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, saved_mean, saved_invstd,
              static_cast<float*>(dx), dgamma, dbeta);
   });
@@ -183,8 +183,8 @@ NK_API nk_status nk_rmsnorm_forward(const nk_tensor_desc* desc, const nk_ln_opti
   return guarded("nk_rmsnorm_forward", [&] {
     const Rows rs = row_shape(desc);
     const nk_ln_options o = read_ln(opt);
-    need(x, "x");
-    need(y, "y");
+    require(x, "x");
+    require(y, "y");
     forward(rs, o.epsilon, true, static_cast<const float*>(x), static_cast<float*>(y), gamma, nullptr, saved_rstd,
             nullptr);
   });
@@ -196,10 +196,10 @@ NK_API nk_status nk_rmsnorm_backward(const nk_tensor_desc* desc, const nk_ln_opt
   return guarded("nk_rmsnorm_backward", [&] {
     const Rows rs = row_shape(desc);
     read_ln(opt);
-    need(x, "x");
-    need(dy, "dy");
-    need(dx, "dx");
-    need(saved_rstd, "saved_rstd");
+    require(x, "x");
+    require(dy, "dy");
+    require(dx, "dx");
+    require(saved_rstd, "saved_rstd");
     backward(rs, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, nullptr, saved_rstd,
              static_cast<float*>(dx), dgamma, nullptr);
   });

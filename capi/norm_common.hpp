@@ -11,42 +11,16 @@
 #include <cstring>
 #include <vector>
 
-#include "error.hpp"
+#include "checks.hpp"
 #include "runtime.hpp"
 #include "shape.hpp"
 
 namespace nk::norms {
 
-// Copies a caller's options struct over the defaults: struct_size must cover
-// at least `min_size` bytes, and any tail unknown to this version must be zero.
-template <class T>
-T read_options(const T* opt, void (*init)(T*), uint64_t min_size) {
-  T o;
-  init(&o);
-  if (opt == nullptr) return o;
-  if (opt->struct_size < min_size)
-    fail(NK_ERR_BAD_STRUCT_SIZE, "options struct_size = %llu: at least %llu expected",
-         static_cast<unsigned long long>(opt->struct_size), static_cast<unsigned long long>(min_size));
-  const auto* bytes = reinterpret_cast<const unsigned char*>(opt);
-  for (uint64_t i = sizeof(T); i < opt->struct_size; ++i)
-    if (bytes[i] != 0)
-      fail(NK_ERR_BAD_STRUCT_SIZE, "options struct_size = %llu: fields unknown to this version are set",
-           static_cast<unsigned long long>(opt->struct_size));
-  std::memcpy(&o, opt, std::min<uint64_t>(opt->struct_size, sizeof o));
-  return o;
-}
-
-inline void check_epsilon(float eps) {
-  if (!(eps > 0.0f) || std::isinf(eps))
-    fail(NK_ERR_BAD_ARGUMENT, "epsilon = %g: must be > 0 and finite", static_cast<double>(eps));
-}
-
-inline void need(const void* p, const char* name) {
-  if (p == nullptr) fail(NK_ERR_NULL_POINTER, "%s is NULL", name);
-}
-inline void need_pair(const void* a, const void* b, const char* na, const char* nb) {
-  if ((a == nullptr) != (b == nullptr)) fail(NK_ERR_NULL_POINTER, "%s and %s must be given together", na, nb);
-}
+using nk::check_epsilon;
+using nk::read_options;
+using nk::require;
+using nk::require_pair;
 
 // f(u) for u in [0, units), any thread, each unit once.
 template <class F>

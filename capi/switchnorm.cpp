@@ -179,11 +179,11 @@ NK_API nk_status nk_switchnorm_forward_training(const nk_tensor_desc* desc, cons
                                                 float* moving_mean, float* moving_var) {
   return guarded("nk_switchnorm_forward_training", [&] {
     const SnArgs a = sn_args(desc, opt);
-    need(x, "x");
-    need(y, "y");
-    need(mean_weight, "mean_weight");
-    need(var_weight, "var_weight");
-    need_pair(moving_mean, moving_var, "moving_mean", "moving_var");
+    require(x, "x");
+    require(y, "y");
+    require(mean_weight, "mean_weight");
+    require(var_weight, "var_weight");
+    require_pair(moving_mean, moving_var, "moving_mean", "moving_var");
     const auto& k = kernels_for_call();
     Stats st(k, a.sh, a.K, static_cast<const float*>(x));
     st.derive(nullptr, nullptr);
@@ -205,13 +205,13 @@ NK_API nk_status nk_switchnorm_forward_inference(const nk_tensor_desc* desc, con
                                                  const float* moving_mean, const float* moving_var) {
   return guarded("nk_switchnorm_forward_inference", [&] {
     const SnArgs a = sn_args(desc, opt);
-    need(x, "x");
-    need(y, "y");
-    need(mean_weight, "mean_weight");
-    need(var_weight, "var_weight");
+    require(x, "x");
+    require(y, "y");
+    require(mean_weight, "mean_weight");
+    require(var_weight, "var_weight");
     if (a.K == 3) {
-      need(moving_mean, "moving_mean");
-      need(moving_var, "moving_var");
+      require(moving_mean, "moving_mean");
+      require(moving_var, "moving_var");
     }
     const auto& k = kernels_for_call();
     Stats st(k, a.sh, a.K, static_cast<const float*>(x));
@@ -227,11 +227,11 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
                                         float* dmean_weight, float* dvar_weight) {
   return guarded("nk_switchnorm_backward", [&] {
     const SnArgs a = sn_args(desc, opt);
-    need(xv, "x");
-    need(dyv, "dy");
-    need(dxv, "dx");
-    need(mean_weight, "mean_weight");
-    need(var_weight, "var_weight");
+    require(xv, "x");
+    require(dyv, "dy");
+    require(dxv, "dx");
+    require(mean_weight, "mean_weight");
+    require(var_weight, "var_weight");
     const auto* x = static_cast<const float*>(xv);
     const auto* dy = static_cast<const float*>(dyv);
     auto* dx = static_cast<float*>(dxv);
