@@ -23,5 +23,15 @@ int main(void) {
   F(nk_bn_state, moving_stddev); F(nk_bn_state, renorm_mean); F(nk_bn_state, renorm_stddev);
   F(nk_bn_state, adjustment_scale); F(nk_bn_state, adjustment_bias); F(nk_bn_state, saved_mean);
   F(nk_bn_state, saved_invstd); F(nk_bn_state, saved_r); F(nk_bn_state, saved_d);
+  S(nk_gn_options);
+  F(nk_gn_options, struct_size); F(nk_gn_options, epsilon); F(nk_gn_options, groups);
+  S(nk_in_options);
+  F(nk_in_options, struct_size); F(nk_in_options, epsilon); F(nk_in_options, momentum);
+  F(nk_in_options, momentum_convention); F(nk_in_options, moving_variance);
+  S(nk_ln_options);
+  F(nk_ln_options, struct_size); F(nk_ln_options, epsilon);
+  S(nk_sn_options);
+  F(nk_sn_options, struct_size); F(nk_sn_options, epsilon); F(nk_sn_options, momentum);
+  F(nk_sn_options, use_bn);
   return 0;
 }

@@ -12,7 +12,8 @@ import numpy as np
 
 from . import _lib
 from ._lib import (DTYPE_F32, GHOST_CONTIGUOUS, GHOST_STRIDED, MOMENTUM_TF, MOMENTUM_TORCH,
-                   VARIANCE_BIASED, VARIANCE_UNBIASED, BnOptions, BnState, TensorDesc)
+                   VARIANCE_BIASED, VARIANCE_UNBIASED, BnOptions, BnState, GnOptions, InOptions,
+                   LnOptions, SnOptions, TensorDesc)
 
 __all__ = [
     "NormkitError", "version", "version_string", "library_path", "has_function",
@@ -481,3 +482,431 @@ class BatchNorm:
         dx, self.dgamma, self.dbeta = bn_backward(x, dy, sm, si, self.gamma, axis=self.axis,
                                                   options=self.options)
         return dx
+
+
+# ---- option structs of the other layers -----------------------------------------
+def _make_options(cls, init, kw, what):
+    o = cls()
+    init(ctypes.byref(o))
+    names = {f[0] for f in cls._fields_} - {"struct_size"}
+    for k, v in kw.items():
+        if k not in names:
+            raise TypeError("unknown %s option %r" % (what, k))
+        if k in _ENUMS and isinstance(v, str):
+            if v not in _ENUMS[k]:
+                raise ValueError("%s must be one of %s" % (k, sorted(_ENUMS[k])))
+            v = _ENUMS[k][v]
+        setattr(o, k, v)
+    return o
+
+
+def gn_options(**kw):
+    """nk_gn_options: epsilon (1e-5), groups (32)."""
+    return _make_options(GnOptions, _L.nk_gn_options_init, kw, "Group Norm")
+
+
+def in_options(**kw):
+    """nk_in_options: epsilon (1e-5), momentum (0.1), momentum_convention
+    ("torch"), moving_variance ("unbiased")."""
+    return _make_options(InOptions, _L.nk_in_options_init, kw, "Instance Norm")
+
+
+def ln_options(**kw):
+    """nk_ln_options: epsilon (1e-5)."""
+    return _make_options(LnOptions, _L.nk_ln_options_init, kw, "Layer/RMS Norm")
+
+
+def sn_options(**kw):
+    """nk_sn_options: epsilon (1e-5), momentum (0.997), use_bn (1)."""
+    return _make_options(SnOptions, _L.nk_sn_options_init, kw, "Switchable Norm")
+
+
+def _o(opts, maker):
+    return opts.pop("options", None) or maker(**opts)
+
+
+def _batch_tensor(x, axis):
+    """A tensor whose memory axis 0 is the batch (Group/Instance/Switchable Norm, PReLU)."""
+    t = _Tensor(x, axis)
+    if len(t.axes) != 1 or t.axes[0] == 0:
+        raise ValueError("the channel axis must be one axis other than 0 (the batch)")
+    if t.perm[0] != 0:
+        t = _Tensor(np.ascontiguousarray(x), axis)
+    return t
+
+
+def _row_tensor(x, axis):
+    """A tensor whose feature axes are trailing in memory (Layer Norm, RMSNorm)."""
+    t = _Tensor(x, axis)
+    k = len(t.axes)
+    if t.axes != list(range(x.ndim - k, x.ndim)):
+        raise ValueError("Layer Norm / RMSNorm axes must be the trailing axes, got %r" % (axis,))
+    if list(t.perm[x.ndim - k:]) != t.axes:
+        t = _Tensor(np.ascontiguousarray(x), axis)
+    return t
+
+
+def _outs(n, cond=True):
+    return np.empty(n, np.float32) if cond else None
+
+
+# ---- Group Norm --------------------------------------------------------------------
+def group_norm_forward(x, gamma=None, beta=None, axis=1, out=None, **opts):
+    """Returns (y, saved_mean, saved_invstd) (the saved arrays [N*G]).
+    opts: groups, epsilon (see gn_options) or options=."""
+    t = _batch_tensor(x, axis)
+    o = _o(opts, gn_options)
+    C, N = t.channels, x.shape[0]
+    if o.groups < 1 or C % o.groups:
+        raise ValueError("groups (%d) must divide the channels (%d)" % (o.groups, C))
+    gamma, beta = _vec_in(gamma, C, "gamma"), _vec_in(beta, C, "beta")
+    y = t.out(out)
+    sm, si = _outs(N * o.groups), _outs(N * o.groups)
+    _check(_L.nk_groupnorm_forward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(y),
+                                   _pf(gamma), _pf(beta), _pf(sm), _pf(si)))
+    return y, sm, si
+
+
+def group_norm_backward(x, dy, saved_mean, saved_invstd, gamma=None, axis=1, trainable=True,
+                        out=None, **opts):
+    """Returns (dx, dgamma, dbeta); dgamma, dbeta None when not trainable."""
+    t = _batch_tensor(x, axis)
+    o = _o(opts, gn_options)
+    C, N = t.channels, x.shape[0]
+    if o.groups < 1 or C % o.groups:
+        raise ValueError("groups (%d) must divide the channels (%d)" % (o.groups, C))
+    dy = t.like(dy, "dy")
+    gamma = _vec_in(gamma, C, "gamma")
+    sm = _vec_in(saved_mean, N * o.groups, "saved_mean")
+    si = _vec_in(saved_invstd, N * o.groups, "saved_invstd")
+    dx = t.out(out)
+    dg, db = _outs(C, trainable), _outs(C, trainable)
+    _check(_L.nk_groupnorm_backward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(dy),
+                                    _pf(gamma), _pf(sm), _pf(si), _pv(dx), _pf(dg), _pf(db)))
+    return dx, dg, db
+
+
+# ---- Instance Norm --------------------------------------------------------------------
+def instance_norm_forward_training(x, gamma=None, beta=None, moving_mean=None, moving_var=None,
+                                   axis=1, out=None, **opts):
+    """Returns (y, saved_mean, saved_invstd) (saved [N*C]); moving_* updated in place."""
+    t = _batch_tensor(x, axis)
+    o = _o(opts, in_options)
+    C, N = t.channels, x.shape[0]
+    gamma, beta = _vec_in(gamma, C, "gamma"), _vec_in(beta, C, "beta")
+    _both_or_neither(moving_mean, moving_var, "moving_mean, moving_var")
+    mm, mv = _vec_inout(moving_mean, C, "moving_mean"), _vec_inout(moving_var, C, "moving_var")
+    y = t.out(out)
+    sm, si = _outs(N * C), _outs(N * C)
+    _check(_L.nk_instancenorm_forward_training(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array),
+                                               _pv(y), _pf(gamma), _pf(beta), _pf(sm), _pf(si),
+                                               _pf(mm), _pf(mv)))
+    return y, sm, si
+
+
+def instance_norm_forward_inference(x, moving_mean, moving_var, gamma=None, beta=None, axis=1,
+                                    out=None, **opts):
+    t = _batch_tensor(x, axis)
+    o = _o(opts, in_options)
+    C = t.channels
+    args = [_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (beta, "beta"),
+                                          (moving_mean, "moving_mean"), (moving_var, "moving_var"))]
+    y = t.out(out)
+    _check(_L.nk_instancenorm_forward_inference(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array),
+                                                _pv(y), *[_pf(a) for a in args]))
+    return y
+
+
+def instance_norm_backward(x, dy, saved_mean, saved_invstd, gamma=None, axis=1, trainable=True,
+                           out=None, **opts):
+    t = _batch_tensor(x, axis)
+    o = _o(opts, in_options)
+    C, N = t.channels, x.shape[0]
+    dy = t.like(dy, "dy")
+    gamma = _vec_in(gamma, C, "gamma")
+    sm, si = _vec_in(saved_mean, N * C, "saved_mean"), _vec_in(saved_invstd, N * C, "saved_invstd")
+    dx = t.out(out)
+    dg, db = _outs(C, trainable), _outs(C, trainable)
+    _check(_L.nk_instancenorm_backward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(dy),
+                                       _pf(gamma), _pf(sm), _pf(si), _pv(dx), _pf(dg), _pf(db)))
+    return dx, dg, db
+
+
+# ---- Layer Norm and RMSNorm -----------------------------------------------------------
+def layer_norm_forward(x, gamma=None, beta=None, axis=-1, out=None, **opts):
+    """axis: the trailing axis or axes normalized (D their product).
+    Returns (y, saved_mean, saved_invstd) (saved [R], R = x.size / D)."""
+    t = _row_tensor(x, axis)
+    o = _o(opts, ln_options)
+    D = t.channels
+    R = x.size // D
+    gamma, beta = _vec_in(gamma, D, "gamma"), _vec_in(beta, D, "beta")
+    y = t.out(out)
+    sm, si = _outs(R), _outs(R)
+    _check(_L.nk_layernorm_forward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(y),
+                                   _pf(gamma), _pf(beta), _pf(sm), _pf(si)))
+    return y, sm, si
+
+
+def layer_norm_backward(x, dy, saved_mean, saved_invstd, gamma=None, axis=-1, trainable=True,
+                        out=None, **opts):
+    t = _row_tensor(x, axis)
+    o = _o(opts, ln_options)
+    D = t.channels
+    R = x.size // D
+    dy = t.like(dy, "dy")
+    gamma = _vec_in(gamma, D, "gamma")
+    sm, si = _vec_in(saved_mean, R, "saved_mean"), _vec_in(saved_invstd, R, "saved_invstd")
+    dx = t.out(out)
+    dg, db = _outs(D, trainable), _outs(D, trainable)
+    _check(_L.nk_layernorm_backward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(dy),
+                                    _pf(gamma), _pf(sm), _pf(si), _pv(dx), _pf(dg), _pf(db)))
+    return dx, dg, db
+
+
+def rms_norm_forward(x, gamma=None, axis=-1, out=None, **opts):
+    """Returns (y, saved_rstd) (saved [R])."""
+    t = _row_tensor(x, axis)
+    o = _o(opts, ln_options)
+    D = t.channels
+    gamma = _vec_in(gamma, D, "gamma")
+    y = t.out(out)
+    rs = _outs(x.size // D)
+    _check(_L.nk_rmsnorm_forward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(y),
+                                 _pf(gamma), _pf(rs)))
+    return y, rs
+
+
+def rms_norm_backward(x, dy, saved_rstd, gamma=None, axis=-1, trainable=True, out=None, **opts):
+    """Returns (dx, dgamma); dgamma None when not trainable."""
+    t = _row_tensor(x, axis)
+    o = _o(opts, ln_options)
+    D = t.channels
+    dy = t.like(dy, "dy")
+    gamma = _vec_in(gamma, D, "gamma")
+    rs = _vec_in(saved_rstd, x.size // D, "saved_rstd")
+    dx = t.out(out)
+    dg = _outs(D, trainable)
+    _check(_L.nk_rmsnorm_backward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(dy),
+                                  _pf(gamma), _pf(rs), _pv(dx), _pf(dg)))
+    return dx, dg
+
+
+# ---- Switchable Norm ---------------------------------------------------------------------
+def _sn_weights(o, mean_weight, var_weight):
+    k = 3 if o.use_bn else 2
+    return _vec_in(mean_weight, k, "mean_weight"), _vec_in(var_weight, k, "var_weight"), k
+
+
+def switch_norm_forward_training(x, mean_weight, var_weight, gamma=None, beta=None,
+                                 moving_mean=None, moving_var=None, axis=1, out=None, **opts):
+    """mean_weight, var_weight: the raw weights ([3], or [2] with use_bn=0).
+    Returns y; moving_* updated in place."""
+    t = _batch_tensor(x, axis)
+    o = _o(opts, sn_options)
+    C = t.channels
+    mw, vw, _ = _sn_weights(o, mean_weight, var_weight)
+    gamma, beta = _vec_in(gamma, C, "gamma"), _vec_in(beta, C, "beta")
+    _both_or_neither(moving_mean, moving_var, "moving_mean, moving_var")
+    mm, mv = _vec_inout(moving_mean, C, "moving_mean"), _vec_inout(moving_var, C, "moving_var")
+    y = t.out(out)
+    _check(_L.nk_switchnorm_forward_training(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array),
+                                             _pv(y), _pf(gamma), _pf(beta), _pf(mw), _pf(vw),
+                                             _pf(mm), _pf(mv)))
+    return y
+
+
+def switch_norm_forward_inference(x, mean_weight, var_weight, moving_mean=None, moving_var=None,
+                                  gamma=None, beta=None, axis=1, out=None, **opts):
+    t = _batch_tensor(x, axis)
+    o = _o(opts, sn_options)
+    C = t.channels
+    mw, vw, _ = _sn_weights(o, mean_weight, var_weight)
+    args = [_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (beta, "beta"),
+                                          (moving_mean, "moving_mean"), (moving_var, "moving_var"))]
+    y = t.out(out)
+    _check(_L.nk_switchnorm_forward_inference(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array),
+                                              _pv(y), _pf(args[0]), _pf(args[1]), _pf(mw), _pf(vw),
+                                              _pf(args[2]), _pf(args[3])))
+    return y
+
+
+def switch_norm_backward(x, dy, mean_weight, var_weight, gamma=None, axis=1, trainable=True,
+                         out=None, **opts):
+    """Returns (dx, dgamma, dbeta, dmean_weight, dvar_weight) (None when not trainable)."""
+    t = _batch_tensor(x, axis)
+    o = _o(opts, sn_options)
+    C = t.channels
+    mw, vw, k = _sn_weights(o, mean_weight, var_weight)
+    dy = t.like(dy, "dy")
+    gamma = _vec_in(gamma, C, "gamma")
+    dx = t.out(out)
+    dg, db, dmw, dvw = _outs(C, trainable), _outs(C, trainable), _outs(k, trainable), _outs(k, trainable)
+    _check(_L.nk_switchnorm_backward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(dy),
+                                     _pf(gamma), _pf(mw), _pf(vw), _pv(dx), _pf(dg), _pf(db),
+                                     _pf(dmw), _pf(dvw)))
+    return dx, dg, db, dmw, dvw
+
+
+# ---- activations (element-wise) -----------------------------------------------------------
+def _ew_in(a, name, shape=None):
+    if not isinstance(a, np.ndarray):
+        raise TypeError("%s must be a numpy.ndarray, not %s" % (name, type(a).__name__))
+    if a.dtype != np.float32:
+        raise TypeError("%s must be float32, not %s" % (name, a.dtype))
+    if shape is not None and a.shape != shape:
+        raise ValueError("%s must have shape %s, has %s" % (name, shape, a.shape))
+    return np.ascontiguousarray(a)
+
+
+def _ew_out(out, shape, name="out"):
+    if out is None:
+        return np.empty(shape, np.float32)
+    if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape
+            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError("%s must be a writable C-contiguous float32 array of shape %s" % (name, shape))
+    return out
+
+
+def _ew_fwd(fn, x, out, *params):
+    x = _ew_in(x, "x")
+    y = _ew_out(out, x.shape)
+    _check(fn(x.size, *params, _pf(x), _pf(y)))
+    return y
+
+
+def _ew_bwd(fn, x, dy, out, *params):
+    x = _ew_in(x, "x")
+    dy = _ew_in(dy, "dy", x.shape)
+    dx = _ew_out(out, x.shape)
+    _check(fn(x.size, *params, _pf(x), _pf(dy), _pf(dx)))
+    return dx
+
+
+def relu_forward(x, out=None):
+    return _ew_fwd(_L.nk_relu_forward, x, out)
+
+
+def relu_backward(x, dy, out=None):
+    return _ew_bwd(_L.nk_relu_backward, x, dy, out)
+
+
+def leaky_relu_forward(x, slope=0.01, out=None):
+    return _ew_fwd(_L.nk_leaky_relu_forward, x, out, float(slope))
+
+
+def leaky_relu_backward(x, dy, slope=0.01, out=None):
+    return _ew_bwd(_L.nk_leaky_relu_backward, x, dy, out, float(slope))
+
+
+def elu_forward(x, alpha=1.0, out=None):
+    return _ew_fwd(_L.nk_elu_forward, x, out, float(alpha))
+
+
+def elu_backward(x, dy, alpha=1.0, out=None):
+    return _ew_bwd(_L.nk_elu_backward, x, dy, out, float(alpha))
+
+
+def selu_forward(x, out=None):
+    return _ew_fwd(_L.nk_selu_forward, x, out)
+
+
+def selu_backward(x, dy, out=None):
+    return _ew_bwd(_L.nk_selu_backward, x, dy, out)
+
+
+def selu_alpha():
+    return _L.nk_selu_alpha()
+
+
+def selu_lambda():
+    return _L.nk_selu_lambda()
+
+
+def prelu_forward(x, slope, axis=1, out=None):
+    """slope: C values (one per feature of `axis`) or 1 (shared)."""
+    t = _Tensor(x, axis)
+    s = np.ascontiguousarray(slope, dtype=np.float32).reshape(-1)
+    if s.size not in (1, t.channels):
+        raise ValueError("slope must have 1 or %d elements, has %d" % (t.channels, s.size))
+    y = t.out(out)
+    _check(_L.nk_prelu_forward(ctypes.byref(t.desc), _pv(t.array), _pv(y), _pf(s), s.size))
+    return y
+
+
+def prelu_backward(x, dy, slope, axis=1, trainable=True, out=None):
+    """Returns (dx, dslope); dslope None when not trainable."""
+    t = _Tensor(x, axis)
+    s = np.ascontiguousarray(slope, dtype=np.float32).reshape(-1)
+    if s.size not in (1, t.channels):
+        raise ValueError("slope must have 1 or %d elements, has %d" % (t.channels, s.size))
+    dy = t.like(dy, "dy")
+    dx = t.out(out)
+    ds = _outs(s.size, trainable)
+    _check(_L.nk_prelu_backward(ctypes.byref(t.desc), _pv(t.array), _pv(dy), _pf(s), s.size, _pv(dx),
+                                _pf(ds)))
+    return dx, ds
+
+
+def _crelu_tensor(x, axis):
+    if not np.isscalar(axis):
+        raise ValueError("CReLU takes one axis")
+    x = _ew_in(x, "x")
+    t = _Tensor(x, axis)
+    yshape = list(x.shape)
+    yshape[t.axes[0]] *= 2
+    return t, tuple(yshape)
+
+
+def crelu_forward(x, axis=1):
+    """concat(relu(x), relu(-x)) along axis: the result has that axis doubled."""
+    t, yshape = _crelu_tensor(x, axis)
+    y = np.empty(yshape, np.float32)
+    _check(_L.nk_crelu_forward(ctypes.byref(t.desc), _pv(t.array), _pv(y)))
+    return y
+
+
+def crelu_backward(x, dy, axis=1):
+    t, yshape = _crelu_tensor(x, axis)
+    dy = _ew_in(dy, "dy", yshape)
+    dx = np.empty(x.shape, np.float32)
+    _check(_L.nk_crelu_backward(ctypes.byref(t.desc), _pv(t.array), _pv(dy), _pv(dx)))
+    return dx
+
+
+# ---- AlphaDropout and LeCun-normal init -----------------------------------------------------
+def alpha_dropout_forward(x, rate, seed, offset=0, out=None):
+    """Same (seed, offset) gives the same mask; pass them again to the backward."""
+    x = _ew_in(x, "x")
+    y = _ew_out(out, x.shape)
+    _check(_L.nk_alpha_dropout_forward(x.size, float(rate), int(seed), int(offset), _pf(x), _pf(y)))
+    return y
+
+
+def alpha_dropout_backward(dy, rate, seed, offset=0, out=None):
+    dy = _ew_in(dy, "dy")
+    dx = _ew_out(out, dy.shape)
+    _check(_L.nk_alpha_dropout_backward(dy.size, float(rate), int(seed), int(offset), _pf(dy), _pf(dx)))
+    return dx
+
+
+def lecun_normal_init(shape, fan_in, truncated=False, seed=0, offset=0):
+    """A new float32 array of `shape` drawn from LeCun normal (N(0, 1/fan_in)),
+    or Keras' truncated variant."""
+    w = np.empty(shape, np.float32)
+    _check(_L.nk_lecun_normal_init(w.size, int(fan_in), 1 if truncated else 0, int(seed), int(offset),
+                                   _pf(w)))
+    return w
+
+
+__all__ += [
+    "gn_options", "in_options", "ln_options", "sn_options",
+    "group_norm_forward", "group_norm_backward",
+    "instance_norm_forward_training", "instance_norm_forward_inference", "instance_norm_backward",
+    "layer_norm_forward", "layer_norm_backward", "rms_norm_forward", "rms_norm_backward",
+    "switch_norm_forward_training", "switch_norm_forward_inference", "switch_norm_backward",
+    "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
+    "elu_forward", "elu_backward", "selu_forward", "selu_backward", "selu_alpha", "selu_lambda",
+    "prelu_forward", "prelu_backward", "crelu_forward", "crelu_backward",
+    "alpha_dropout_forward", "alpha_dropout_backward", "lecun_normal_init",
+]

@@ -72,12 +72,46 @@ class BnState(ctypes.Structure):
     ]
 
 
-STRUCTS = {"nk_tensor_desc": TensorDesc, "nk_bn_options": BnOptions, "nk_bn_state": BnState}
+class GnOptions(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint64), ("epsilon", c_float), ("groups", c_int32)]
+
+
+class InOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint64),
+        ("epsilon", c_float),
+        ("momentum", c_float),
+        ("momentum_convention", c_int32),
+        ("moving_variance", c_int32),
+    ]
+
+
+class LnOptions(ctypes.Structure):
+    _fields_ = [("struct_size", c_uint64), ("epsilon", c_float)]
+
+
+class SnOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint64),
+        ("epsilon", c_float),
+        ("momentum", c_float),
+        ("use_bn", c_int32),
+    ]
+
+
+STRUCTS = {"nk_tensor_desc": TensorDesc, "nk_bn_options": BnOptions, "nk_bn_state": BnState,
+           "nk_gn_options": GnOptions, "nk_in_options": InOptions, "nk_ln_options": LnOptions,
+           "nk_sn_options": SnOptions}
+LECUN_NORMAL, LECUN_TRUNCATED = 0, 1
 
 _st = c_int32  # nk_status
 _desc = POINTER(TensorDesc)
 _opt = POINTER(BnOptions)
 _state = POINTER(BnState)
+_gn = POINTER(GnOptions)
+_in = POINTER(InOptions)
+_ln = POINTER(LnOptions)
+_sn = POINTER(SnOptions)
 _pd = POINTER(c_double)
 _pi64 = POINTER(c_int64)
 _v = c_void_p
@@ -112,6 +146,43 @@ FUNCTIONS = {
     "nk_bn_apply": (_st, [_desc, _v, _v, PF, PF, PF, PF]),
     "nk_bn_backward_reduce": (_st, [_desc, _v, _v, PF, PF, _pd, _pd]),
     "nk_bn_backward_apply": (_st, [_desc, c_int64, _v, _v, PF, PF, PF, _pd, _pd, _v]),
+    # activations
+    "nk_relu_forward": (_st, [c_int64, PF, PF]),
+    "nk_relu_backward": (_st, [c_int64, PF, PF, PF]),
+    "nk_leaky_relu_forward": (_st, [c_int64, c_float, PF, PF]),
+    "nk_leaky_relu_backward": (_st, [c_int64, c_float, PF, PF, PF]),
+    "nk_elu_forward": (_st, [c_int64, c_float, PF, PF]),
+    "nk_elu_backward": (_st, [c_int64, c_float, PF, PF, PF]),
+    "nk_selu_forward": (_st, [c_int64, PF, PF]),
+    "nk_selu_backward": (_st, [c_int64, PF, PF, PF]),
+    "nk_selu_alpha": (c_double, []),
+    "nk_selu_lambda": (c_double, []),
+    "nk_prelu_forward": (_st, [_desc, _v, _v, PF, c_int64]),
+    "nk_prelu_backward": (_st, [_desc, _v, _v, PF, c_int64, _v, PF]),
+    "nk_crelu_forward": (_st, [_desc, _v, _v]),
+    "nk_crelu_backward": (_st, [_desc, _v, _v, _v]),
+    # random
+    "nk_alpha_dropout_forward": (_st, [c_int64, c_float, c_uint64, c_uint64, PF, PF]),
+    "nk_alpha_dropout_backward": (_st, [c_int64, c_float, c_uint64, c_uint64, PF, PF]),
+    "nk_lecun_normal_init": (_st, [c_int64, c_int64, c_int32, c_uint64, c_uint64, PF]),
+    # Group, Instance, Layer, RMS Norm
+    "nk_gn_options_init": (None, [_gn]),
+    "nk_groupnorm_forward": (_st, [_desc, _gn, _v, _v, PF, PF, PF, PF]),
+    "nk_groupnorm_backward": (_st, [_desc, _gn, _v, _v, PF, PF, PF, _v, PF, PF]),
+    "nk_in_options_init": (None, [_in]),
+    "nk_instancenorm_forward_training": (_st, [_desc, _in, _v, _v, PF, PF, PF, PF, PF, PF]),
+    "nk_instancenorm_forward_inference": (_st, [_desc, _in, _v, _v, PF, PF, PF, PF]),
+    "nk_instancenorm_backward": (_st, [_desc, _in, _v, _v, PF, PF, PF, _v, PF, PF]),
+    "nk_ln_options_init": (None, [_ln]),
+    "nk_layernorm_forward": (_st, [_desc, _ln, _v, _v, PF, PF, PF, PF]),
+    "nk_layernorm_backward": (_st, [_desc, _ln, _v, _v, PF, PF, PF, _v, PF, PF]),
+    "nk_rmsnorm_forward": (_st, [_desc, _ln, _v, _v, PF, PF]),
+    "nk_rmsnorm_backward": (_st, [_desc, _ln, _v, _v, PF, PF, _v, PF]),
+    # Switchable Norm
+    "nk_sn_options_init": (None, [_sn]),
+    "nk_switchnorm_forward_training": (_st, [_desc, _sn, _v, _v, PF, PF, PF, PF, PF, PF]),
+    "nk_switchnorm_forward_inference": (_st, [_desc, _sn, _v, _v, PF, PF, PF, PF, PF, PF]),
+    "nk_switchnorm_backward": (_st, [_desc, _sn, _v, _v, PF, PF, PF, _v, PF, PF, PF, PF]),
 }
 
 
