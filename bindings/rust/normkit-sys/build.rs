@@ -20,7 +20,6 @@ fn main() {
     println!("cargo:rerun-if-env-changed=NORMKIT_LIB_DIR");
     println!("cargo:rerun-if-env-changed=NORMKIT_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
-    println!("cargo:rustc-check-cfg=cfg(normkit_has_bn_ex)");
     let repo = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../..");
     let lib_dir = env::var("NORMKIT_LIB_DIR")
         .ok()
@@ -41,23 +40,9 @@ fn main() {
     println!("cargo:rustc-link-lib=dylib=normkit");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     println!("cargo:rustc-env=NORMKIT_INCLUDE_DIR={include_dir}");
-    // For dependent crates: DEP_NORMKIT_LIB_DIR, DEP_NORMKIT_INCLUDE_DIR, DEP_NORMKIT_HAS_BN_EX.
+    // For dependent crates: DEP_NORMKIT_LIB_DIR, DEP_NORMKIT_INCLUDE_DIR.
     println!("cargo:lib_dir={lib_dir}");
     println!("cargo:include_dir={include_dir}");
     let so = Path::new(&lib_dir).join("libnormkit.so");
     println!("cargo:rerun-if-changed={}", so.display());
-
-    // Functions declared in normkit.h whose implementation may not be in the
-    // library yet: the safe wrappers that call them are compiled only when the
-    // library exports them (nm unavailable: assume it does).
-    let has_ex = match Command::new("nm").args(["-D", "--defined-only"]).arg(&so).output() {
-        Ok(o) if o.status.success() => {
-            String::from_utf8_lossy(&o.stdout).split_whitespace().any(|w| w == "nk_bn_forward_training_ex")
-        }
-        _ => true,
-    };
-    if has_ex {
-        println!("cargo:rustc-cfg=normkit_has_bn_ex");
-        println!("cargo:has_bn_ex=1");
-    }
 }

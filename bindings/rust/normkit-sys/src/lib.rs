@@ -117,6 +117,68 @@ impl nk_bn_state {
     }
 }
 
+pub const NK_LECUN_NORMAL: i32 = 0;
+pub const NK_LECUN_TRUNCATED: i32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct nk_gn_options {
+    pub struct_size: u64,
+    pub epsilon: f32,
+    pub groups: i32,
+}
+
+/// The C macro NK_GN_OPTIONS_INIT.
+pub const NK_GN_OPTIONS_INIT: nk_gn_options =
+    nk_gn_options { struct_size: std::mem::size_of::<nk_gn_options>() as u64, epsilon: 1e-5, groups: 32 };
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct nk_in_options {
+    pub struct_size: u64,
+    pub epsilon: f32,
+    pub momentum: f32,
+    pub momentum_convention: i32,
+    pub moving_variance: i32,
+}
+
+/// The C macro NK_IN_OPTIONS_INIT.
+pub const NK_IN_OPTIONS_INIT: nk_in_options = nk_in_options {
+    struct_size: std::mem::size_of::<nk_in_options>() as u64,
+    epsilon: 1e-5,
+    momentum: 0.1,
+    momentum_convention: NK_MOMENTUM_TORCH,
+    moving_variance: NK_VARIANCE_UNBIASED,
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct nk_ln_options {
+    pub struct_size: u64,
+    pub epsilon: f32,
+}
+
+/// The C macro NK_LN_OPTIONS_INIT.
+pub const NK_LN_OPTIONS_INIT: nk_ln_options =
+    nk_ln_options { struct_size: std::mem::size_of::<nk_ln_options>() as u64, epsilon: 1e-5 };
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct nk_sn_options {
+    pub struct_size: u64,
+    pub epsilon: f32,
+    pub momentum: f32,
+    pub use_bn: i32,
+}
+
+/// The C macro NK_SN_OPTIONS_INIT.
+pub const NK_SN_OPTIONS_INIT: nk_sn_options = nk_sn_options {
+    struct_size: std::mem::size_of::<nk_sn_options>() as u64,
+    epsilon: 1e-5,
+    momentum: 0.997,
+    use_bn: 1,
+};
+
 extern "C" {
     pub fn nk_status_string(status: nk_status) -> *const c_char;
     pub fn nk_last_error() -> *const c_char;
@@ -253,5 +315,187 @@ extern "C" {
         sum_dy: *const f64,
         sum_dy_xhat: *const f64,
         dx: *mut std::ffi::c_void,
+    ) -> nk_status;
+
+    // ---- activations
+    pub fn nk_relu_forward(n: i64, x: *const f32, y: *mut f32) -> nk_status;
+    pub fn nk_relu_backward(n: i64, x: *const f32, dy: *const f32, dx: *mut f32) -> nk_status;
+    pub fn nk_leaky_relu_forward(n: i64, slope: f32, x: *const f32, y: *mut f32) -> nk_status;
+    pub fn nk_leaky_relu_backward(n: i64, slope: f32, x: *const f32, dy: *const f32, dx: *mut f32) -> nk_status;
+    pub fn nk_elu_forward(n: i64, alpha: f32, x: *const f32, y: *mut f32) -> nk_status;
+    pub fn nk_elu_backward(n: i64, alpha: f32, x: *const f32, dy: *const f32, dx: *mut f32) -> nk_status;
+    pub fn nk_selu_forward(n: i64, x: *const f32, y: *mut f32) -> nk_status;
+    pub fn nk_selu_backward(n: i64, x: *const f32, dy: *const f32, dx: *mut f32) -> nk_status;
+    pub fn nk_selu_alpha() -> f64;
+    pub fn nk_selu_lambda() -> f64;
+    pub fn nk_prelu_forward(
+        desc: *const nk_tensor_desc,
+        x: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        slope: *const f32,
+        num_slopes: i64,
+    ) -> nk_status;
+    pub fn nk_prelu_backward(
+        desc: *const nk_tensor_desc,
+        x: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        slope: *const f32,
+        num_slopes: i64,
+        dx: *mut std::ffi::c_void,
+        dslope: *mut f32,
+    ) -> nk_status;
+    pub fn nk_crelu_forward(desc: *const nk_tensor_desc, x: *const std::ffi::c_void, y: *mut std::ffi::c_void) -> nk_status;
+    pub fn nk_crelu_backward(
+        desc: *const nk_tensor_desc,
+        x: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        dx: *mut std::ffi::c_void,
+    ) -> nk_status;
+
+    // ---- random
+    pub fn nk_alpha_dropout_forward(n: i64, rate: f32, seed: u64, offset: u64, x: *const f32, y: *mut f32) -> nk_status;
+    pub fn nk_alpha_dropout_backward(n: i64, rate: f32, seed: u64, offset: u64, dy: *const f32, dx: *mut f32) -> nk_status;
+    pub fn nk_lecun_normal_init(n: i64, fan_in: i64, truncated: i32, seed: u64, offset: u64, w: *mut f32) -> nk_status;
+
+    // ---- Group, Instance, Layer, RMS Norm
+    pub fn nk_gn_options_init(opt: *mut nk_gn_options);
+    pub fn nk_groupnorm_forward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_gn_options,
+        x: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        saved_mean: *mut f32,
+        saved_invstd: *mut f32,
+    ) -> nk_status;
+    pub fn nk_groupnorm_backward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_gn_options,
+        x: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        gamma: *const f32,
+        saved_mean: *const f32,
+        saved_invstd: *const f32,
+        dx: *mut std::ffi::c_void,
+        dgamma: *mut f32,
+        dbeta: *mut f32,
+    ) -> nk_status;
+    pub fn nk_in_options_init(opt: *mut nk_in_options);
+    pub fn nk_instancenorm_forward_training(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_in_options,
+        x: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        saved_mean: *mut f32,
+        saved_invstd: *mut f32,
+        moving_mean: *mut f32,
+        moving_var: *mut f32,
+    ) -> nk_status;
+    pub fn nk_instancenorm_forward_inference(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_in_options,
+        x: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        moving_mean: *const f32,
+        moving_var: *const f32,
+    ) -> nk_status;
+    pub fn nk_instancenorm_backward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_in_options,
+        x: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        gamma: *const f32,
+        saved_mean: *const f32,
+        saved_invstd: *const f32,
+        dx: *mut std::ffi::c_void,
+        dgamma: *mut f32,
+        dbeta: *mut f32,
+    ) -> nk_status;
+    pub fn nk_ln_options_init(opt: *mut nk_ln_options);
+    pub fn nk_layernorm_forward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_ln_options,
+        x: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        saved_mean: *mut f32,
+        saved_invstd: *mut f32,
+    ) -> nk_status;
+    pub fn nk_layernorm_backward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_ln_options,
+        x: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        gamma: *const f32,
+        saved_mean: *const f32,
+        saved_invstd: *const f32,
+        dx: *mut std::ffi::c_void,
+        dgamma: *mut f32,
+        dbeta: *mut f32,
+    ) -> nk_status;
+    pub fn nk_rmsnorm_forward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_ln_options,
+        x: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        saved_rstd: *mut f32,
+    ) -> nk_status;
+    pub fn nk_rmsnorm_backward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_ln_options,
+        x: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        gamma: *const f32,
+        saved_rstd: *const f32,
+        dx: *mut std::ffi::c_void,
+        dgamma: *mut f32,
+    ) -> nk_status;
+
+    // ---- Switchable Norm
+    pub fn nk_sn_options_init(opt: *mut nk_sn_options);
+    pub fn nk_switchnorm_forward_training(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_sn_options,
+        x: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        mean_weight: *const f32,
+        var_weight: *const f32,
+        moving_mean: *mut f32,
+        moving_var: *mut f32,
+    ) -> nk_status;
+    pub fn nk_switchnorm_forward_inference(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_sn_options,
+        x: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        mean_weight: *const f32,
+        var_weight: *const f32,
+        moving_mean: *const f32,
+        moving_var: *const f32,
+    ) -> nk_status;
+    pub fn nk_switchnorm_backward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_sn_options,
+        x: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        gamma: *const f32,
+        mean_weight: *const f32,
+        var_weight: *const f32,
+        dx: *mut std::ffi::c_void,
+        dgamma: *mut f32,
+        dbeta: *mut f32,
+        dmean_weight: *mut f32,
+        dvar_weight: *mut f32,
     ) -> nk_status;
 }

@@ -64,6 +64,11 @@ fn struct_layouts_match_c() {
     check_struct!(c, nk_bn_state { struct_size, moving_mean, moving_var, moving_stddev,
         renorm_mean, renorm_stddev, adjustment_scale, adjustment_bias, saved_mean, saved_invstd,
         saved_r, saved_d });
+    check_struct!(c, nk_gn_options { struct_size, epsilon, groups });
+    check_struct!(c, nk_in_options { struct_size, epsilon, momentum, momentum_convention,
+        moving_variance });
+    check_struct!(c, nk_ln_options { struct_size, epsilon });
+    check_struct!(c, nk_sn_options { struct_size, epsilon, momentum, use_bn });
 }
 
 #[test]
@@ -72,5 +77,21 @@ fn options_init_matches_the_macro_and_version_matches() {
     o.epsilon = 0.0;
     unsafe { nk_bn_options_init(&mut o) };
     assert_eq!(o, NK_BN_OPTIONS_INIT);
+    let mut g = NK_GN_OPTIONS_INIT;
+    g.groups = 0;
+    unsafe { nk_gn_options_init(&mut g) };
+    assert_eq!(g, NK_GN_OPTIONS_INIT);
+    let mut i = NK_IN_OPTIONS_INIT;
+    i.momentum = 0.0;
+    unsafe { nk_in_options_init(&mut i) };
+    assert_eq!(i, NK_IN_OPTIONS_INIT);
+    let mut l = NK_LN_OPTIONS_INIT;
+    l.epsilon = 0.0;
+    unsafe { nk_ln_options_init(&mut l) };
+    assert_eq!(l, NK_LN_OPTIONS_INIT);
+    let mut s = NK_SN_OPTIONS_INIT;
+    s.use_bn = 0;
+    unsafe { nk_sn_options_init(&mut s) };
+    assert_eq!(s, NK_SN_OPTIONS_INIT);
     assert_eq!(unsafe { nk_version_major() }, NK_VERSION_MAJOR);
 }

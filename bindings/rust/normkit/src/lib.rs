@@ -485,8 +485,6 @@ impl BnState<'_> {
 }
 
 /// Training forward with every option (renorm, virtual batches, adjustment).
-/// Compiled when the linked libnormkit exports nk_bn_forward_training_ex.
-#[cfg(normkit_has_bn_ex)]
 pub fn bn_forward_training_ex(
     layout: &Layout,
     opt: &BnOptions,
@@ -505,7 +503,6 @@ pub fn bn_forward_training_ex(
 }
 
 /// Backward of [`bn_forward_training_ex`] from the state's saved arrays.
-#[cfg(normkit_has_bn_ex)]
 #[allow(clippy::too_many_arguments)]
 pub fn bn_backward_ex(
     layout: &Layout,
@@ -715,4 +712,517 @@ impl BatchNorm {
         )?;
         Ok(g)
     }
+}
+
+// ---- Group, Instance, Layer, RMS and Switchable Norm -----------------------------
+
+fn pair_mut<'a>(names: (&str, &str), p: Option<(&'a mut [f32], &'a mut [f32])>, n: usize) -> Result<(*mut f32, *mut f32)> {
+    match p {
+        Some((a, b)) => Ok((opt_mut(names.0, Some(a), n)?, opt_mut(names.1, Some(b), n)?)),
+        None => Ok((null_mut(), null_mut())),
+    }
+}
+
+fn saved_mut(s: Option<Saved>, n: usize) -> Result<(*mut f32, *mut f32)> {
+    pair_mut(("saved mean", "saved invstd"), s.map(|s| (s.mean, s.invstd)), n)
+}
+
+fn rows(layout: &Layout) -> usize {
+    layout.len() / layout.channels().max(1)
+}
+
+/// Group Norm options: epsilon 1e-5, groups 32.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GnOptions(pub sys::nk_gn_options);
+impl Default for GnOptions {
+    fn default() -> Self {
+        let mut o = sys::NK_GN_OPTIONS_INIT;
+        unsafe { sys::nk_gn_options_init(&mut o) };
+        GnOptions(o)
+    }
+}
+impl GnOptions {
+    pub fn epsilon(mut self, e: f32) -> Self {
+        self.0.epsilon = e;
+        self
+    }
+    pub fn groups(mut self, g: i32) -> Self {
+        self.0.groups = g;
+        self
+    }
+}
+
+/// Instance Norm options: PyTorch's (epsilon 1e-5, momentum 0.1, unbiased moving variance).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InOptions(pub sys::nk_in_options);
+impl Default for InOptions {
+    fn default() -> Self {
+        let mut o = sys::NK_IN_OPTIONS_INIT;
+        unsafe { sys::nk_in_options_init(&mut o) };
+        InOptions(o)
+    }
+}
+impl InOptions {
+    pub fn epsilon(mut self, e: f32) -> Self {
+        self.0.epsilon = e;
+        self
+    }
+    pub fn momentum(mut self, m: f32) -> Self {
+        self.0.momentum = m;
+        self
+    }
+    pub fn convention(mut self, c: Momentum) -> Self {
+        self.0.momentum_convention = match c {
+            Momentum::Tf => sys::NK_MOMENTUM_TF,
+            Momentum::Torch => sys::NK_MOMENTUM_TORCH,
+        };
+        self
+    }
+    pub fn unbiased_moving_variance(mut self, yes: bool) -> Self {
+        self.0.moving_variance = if yes { sys::NK_VARIANCE_UNBIASED } else { sys::NK_VARIANCE_BIASED };
+        self
+    }
+}
+
+/// Layer Norm / RMSNorm options: epsilon 1e-5.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LnOptions(pub sys::nk_ln_options);
+impl Default for LnOptions {
+    fn default() -> Self {
+        let mut o = sys::NK_LN_OPTIONS_INIT;
+        unsafe { sys::nk_ln_options_init(&mut o) };
+        LnOptions(o)
+    }
+}
+impl LnOptions {
+    pub fn epsilon(mut self, e: f32) -> Self {
+        self.0.epsilon = e;
+        self
+    }
+}
+
+/// Switchable Norm options: epsilon 1e-5, momentum 0.997, with BN.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SnOptions(pub sys::nk_sn_options);
+impl Default for SnOptions {
+    fn default() -> Self {
+        let mut o = sys::NK_SN_OPTIONS_INIT;
+        unsafe { sys::nk_sn_options_init(&mut o) };
+        SnOptions(o)
+    }
+}
+impl SnOptions {
+    pub fn epsilon(mut self, e: f32) -> Self {
+        self.0.epsilon = e;
+        self
+    }
+    pub fn momentum(mut self, m: f32) -> Self {
+        self.0.momentum = m;
+        self
+    }
+    pub fn use_bn(mut self, yes: bool) -> Self {
+        self.0.use_bn = yes as i32;
+        self
+    }
+    /// The number of mixing weights: 3 (IN, LN, BN) or 2 (IN, LN).
+    pub fn num_weights(&self) -> usize {
+        if self.0.use_bn != 0 { 3 } else { 2 }
+    }
+}
+
+/// Group Norm forward; `saved` receives mean and invstd (N*G floats each).
+/// Axis 0 of the layout is the batch, its one feature axis the channels.
+pub fn group_norm_forward(
+    layout: &Layout,
+    opt: &GnOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    saved: Option<Saved>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let c = layout.channels();
+    let ng = layout.batch() as usize * opt.0.groups.max(0) as usize;
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (sm, si) = saved_mut(saved, ng)?;
+    check(unsafe { sys::nk_groupnorm_forward(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si) })
+}
+
+/// Group Norm backward: dx, and (dgamma, dbeta) when `grads` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward(
+    layout: &Layout,
+    opt: &GnOptions,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    saved_mean: &[f32],
+    saved_invstd: &[f32],
+    dx: &mut [f32],
+    grads: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let c = layout.channels();
+    let ng = layout.batch() as usize * opt.0.groups.max(0) as usize;
+    let g = opt_ptr("gamma", gamma, c)?;
+    let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), ng)?, opt_ptr("saved invstd", Some(saved_invstd), ng)?);
+    let (dg, db) = pair_mut(("dgamma", "dbeta"), grads, c)?;
+    check(unsafe {
+        sys::nk_groupnorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
+    })
+}
+
+/// Instance Norm training forward; `saved` N*C floats each; `moving` updated.
+#[allow(clippy::too_many_arguments)]
+pub fn instance_norm_forward_training(
+    layout: &Layout,
+    opt: &InOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    saved: Option<Saved>,
+    moving: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let c = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (sm, si) = saved_mut(saved, layout.batch() as usize * c)?;
+    let (mm, mv) = pair_mut(("moving mean", "moving var"), moving, c)?;
+    check(unsafe {
+        sys::nk_instancenorm_forward_training(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si, mm, mv)
+    })
+}
+
+/// Instance Norm inference forward with the moving statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn instance_norm_forward_inference(
+    layout: &Layout,
+    opt: &InOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    moving_mean: &[f32],
+    moving_var: &[f32],
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let c = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (mm, mv) = (opt_ptr("moving mean", Some(moving_mean), c)?, opt_ptr("moving var", Some(moving_var), c)?);
+    check(unsafe { sys::nk_instancenorm_forward_inference(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mm, mv) })
+}
+
+/// Instance Norm backward.
+#[allow(clippy::too_many_arguments)]
+pub fn instance_norm_backward(
+    layout: &Layout,
+    opt: &InOptions,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    saved_mean: &[f32],
+    saved_invstd: &[f32],
+    dx: &mut [f32],
+    grads: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let c = layout.channels();
+    let nc = layout.batch() as usize * c;
+    let g = opt_ptr("gamma", gamma, c)?;
+    let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), nc)?, opt_ptr("saved invstd", Some(saved_invstd), nc)?);
+    let (dg, db) = pair_mut(("dgamma", "dbeta"), grads, c)?;
+    check(unsafe {
+        sys::nk_instancenorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
+    })
+}
+
+/// Layer Norm forward over rows of D elements (D the product of the layout's
+/// trailing feature axes); `saved` R = len / D floats each.
+pub fn layer_norm_forward(
+    layout: &Layout,
+    opt: &LnOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    saved: Option<Saved>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let d = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, d)?, opt_ptr("beta", beta, d)?);
+    let (sm, si) = saved_mut(saved, rows(layout))?;
+    check(unsafe { sys::nk_layernorm_forward(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si) })
+}
+
+/// Layer Norm backward.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    layout: &Layout,
+    opt: &LnOptions,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    saved_mean: &[f32],
+    saved_invstd: &[f32],
+    dx: &mut [f32],
+    grads: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let (d, r) = (layout.channels(), rows(layout));
+    let g = opt_ptr("gamma", gamma, d)?;
+    let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), r)?, opt_ptr("saved invstd", Some(saved_invstd), r)?);
+    let (dg, db) = pair_mut(("dgamma", "dbeta"), grads, d)?;
+    check(unsafe {
+        sys::nk_layernorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
+    })
+}
+
+/// RMSNorm forward; `saved_rstd` R floats.
+pub fn rms_norm_forward(
+    layout: &Layout,
+    opt: &LnOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    saved_rstd: Option<&mut [f32]>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let g = opt_ptr("gamma", gamma, layout.channels())?;
+    let rs = opt_mut("saved rstd", saved_rstd, rows(layout))?;
+    check(unsafe { sys::nk_rmsnorm_forward(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, rs) })
+}
+
+/// RMSNorm backward: dx, and dgamma when given.
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm_backward(
+    layout: &Layout,
+    opt: &LnOptions,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    saved_rstd: &[f32],
+    dx: &mut [f32],
+    dgamma: Option<&mut [f32]>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let d = layout.channels();
+    let g = opt_ptr("gamma", gamma, d)?;
+    let rs = opt_ptr("saved rstd", Some(saved_rstd), rows(layout))?;
+    let dg = opt_mut("dgamma", dgamma, d)?;
+    check(unsafe { sys::nk_rmsnorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, rs, dx.as_mut_ptr().cast(), dg) })
+}
+
+/// Switchable Norm training forward. `mean_weight`, `var_weight`: the raw
+/// mixing weights (opt.num_weights() each); `moving` updated with the BN part.
+#[allow(clippy::too_many_arguments)]
+pub fn switch_norm_forward_training(
+    layout: &Layout,
+    opt: &SnOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    mean_weight: &[f32],
+    var_weight: &[f32],
+    moving: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let (c, k) = (layout.channels(), opt.num_weights());
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (mw, vw) = (opt_ptr("mean_weight", Some(mean_weight), k)?, opt_ptr("var_weight", Some(var_weight), k)?);
+    let (mm, mv) = pair_mut(("moving mean", "moving var"), moving, c)?;
+    check(unsafe {
+        sys::nk_switchnorm_forward_training(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mw, vw, mm, mv)
+    })
+}
+
+/// Switchable Norm inference forward (`moving` required with BN).
+#[allow(clippy::too_many_arguments)]
+pub fn switch_norm_forward_inference(
+    layout: &Layout,
+    opt: &SnOptions,
+    x: &[f32],
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    mean_weight: &[f32],
+    var_weight: &[f32],
+    moving: Option<(&[f32], &[f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let (c, k) = (layout.channels(), opt.num_weights());
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (mw, vw) = (opt_ptr("mean_weight", Some(mean_weight), k)?, opt_ptr("var_weight", Some(var_weight), k)?);
+    let (mm, mv) = match moving {
+        Some((m, v)) => (opt_ptr("moving mean", Some(m), c)?, opt_ptr("moving var", Some(v), c)?),
+        None => (null(), null()),
+    };
+    check(unsafe {
+        sys::nk_switchnorm_forward_inference(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mw, vw, mm, mv)
+    })
+}
+
+/// Gradients of Switchable Norm's parameters: dgamma, dbeta ([C]),
+/// dmean_weight, dvar_weight (opt.num_weights()).
+pub struct SnGrads<'a> {
+    pub dgamma: &'a mut [f32],
+    pub dbeta: &'a mut [f32],
+    pub dmean_weight: &'a mut [f32],
+    pub dvar_weight: &'a mut [f32],
+}
+
+/// Switchable Norm backward (statistics recomputed from x).
+#[allow(clippy::too_many_arguments)]
+pub fn switch_norm_backward(
+    layout: &Layout,
+    opt: &SnOptions,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    mean_weight: &[f32],
+    var_weight: &[f32],
+    dx: &mut [f32],
+    grads: Option<SnGrads>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let (c, k) = (layout.channels(), opt.num_weights());
+    let g = opt_ptr("gamma", gamma, c)?;
+    let (mw, vw) = (opt_ptr("mean_weight", Some(mean_weight), k)?, opt_ptr("var_weight", Some(var_weight), k)?);
+    let (dg, db, dmw, dvw) = match grads {
+        Some(s) => (
+            opt_mut("dgamma", Some(s.dgamma), c)?,
+            opt_mut("dbeta", Some(s.dbeta), c)?,
+            opt_mut("dmean_weight", Some(s.dmean_weight), k)?,
+            opt_mut("dvar_weight", Some(s.dvar_weight), k)?,
+        ),
+        None => (null_mut(), null_mut(), null_mut(), null_mut()),
+    };
+    check(unsafe {
+        sys::nk_switchnorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, mw, vw, dx.as_mut_ptr().cast(), dg, db, dmw, dvw)
+    })
+}
+
+// ---- activations (element-wise over slices of equal length) ---------------------
+
+fn same_len(names: &[&str], lens: &[usize]) -> Result<i64> {
+    for (n, &l) in names.iter().zip(lens).skip(1) {
+        check_len(n, l, lens[0])?;
+    }
+    Ok(lens[0] as i64)
+}
+
+pub fn relu_forward(x: &[f32], y: &mut [f32]) -> Result<()> {
+    let n = same_len(&["x", "y"], &[x.len(), y.len()])?;
+    check(unsafe { sys::nk_relu_forward(n, x.as_ptr(), y.as_mut_ptr()) })
+}
+pub fn relu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    let n = same_len(&["x", "dy", "dx"], &[x.len(), dy.len(), dx.len()])?;
+    check(unsafe { sys::nk_relu_backward(n, x.as_ptr(), dy.as_ptr(), dx.as_mut_ptr()) })
+}
+pub fn leaky_relu_forward(slope: f32, x: &[f32], y: &mut [f32]) -> Result<()> {
+    let n = same_len(&["x", "y"], &[x.len(), y.len()])?;
+    check(unsafe { sys::nk_leaky_relu_forward(n, slope, x.as_ptr(), y.as_mut_ptr()) })
+}
+pub fn leaky_relu_backward(slope: f32, x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    let n = same_len(&["x", "dy", "dx"], &[x.len(), dy.len(), dx.len()])?;
+    check(unsafe { sys::nk_leaky_relu_backward(n, slope, x.as_ptr(), dy.as_ptr(), dx.as_mut_ptr()) })
+}
+pub fn elu_forward(alpha: f32, x: &[f32], y: &mut [f32]) -> Result<()> {
+    let n = same_len(&["x", "y"], &[x.len(), y.len()])?;
+    check(unsafe { sys::nk_elu_forward(n, alpha, x.as_ptr(), y.as_mut_ptr()) })
+}
+pub fn elu_backward(alpha: f32, x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    let n = same_len(&["x", "dy", "dx"], &[x.len(), dy.len(), dx.len()])?;
+    check(unsafe { sys::nk_elu_backward(n, alpha, x.as_ptr(), dy.as_ptr(), dx.as_mut_ptr()) })
+}
+pub fn selu_forward(x: &[f32], y: &mut [f32]) -> Result<()> {
+    let n = same_len(&["x", "y"], &[x.len(), y.len()])?;
+    check(unsafe { sys::nk_selu_forward(n, x.as_ptr(), y.as_mut_ptr()) })
+}
+pub fn selu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    let n = same_len(&["x", "dy", "dx"], &[x.len(), dy.len(), dx.len()])?;
+    check(unsafe { sys::nk_selu_backward(n, x.as_ptr(), dy.as_ptr(), dx.as_mut_ptr()) })
+}
+/// SELU's alpha, 1.6732632423543772...
+pub fn selu_alpha() -> f64 {
+    unsafe { sys::nk_selu_alpha() }
+}
+/// SELU's lambda, 1.0507009873554804...
+pub fn selu_lambda() -> f64 {
+    unsafe { sys::nk_selu_lambda() }
+}
+
+fn check_slopes(layout: &Layout, slope: &[f32]) -> Result<()> {
+    if slope.len() != 1 && slope.len() != layout.channels() {
+        return Err(Error::rust(sys::NK_ERR_BAD_SHAPE, format!("slope has {} elements, needs 1 or {}", slope.len(), layout.channels())));
+    }
+    Ok(())
+}
+
+/// PReLU over the layout's feature axes: `slope` C values or 1 (shared).
+pub fn prelu_forward(layout: &Layout, x: &[f32], y: &mut [f32], slope: &[f32]) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    check_slopes(layout, slope)?;
+    check(unsafe { sys::nk_prelu_forward(layout.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), slope.as_ptr(), slope.len() as i64) })
+}
+/// PReLU backward: dx, and dslope (slope.len() floats) when given.
+pub fn prelu_backward(layout: &Layout, x: &[f32], dy: &[f32], slope: &[f32], dx: &mut [f32], dslope: Option<&mut [f32]>) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    check_slopes(layout, slope)?;
+    let ds = opt_mut("dslope", dslope, slope.len())?;
+    check(unsafe {
+        sys::nk_prelu_backward(layout.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), slope.as_ptr(), slope.len() as i64, dx.as_mut_ptr().cast(), ds)
+    })
+}
+/// CReLU: y (2 * len floats: the feature axis doubled) = concat(relu(x), relu(-x)).
+pub fn crelu_forward(layout: &Layout, x: &[f32], y: &mut [f32]) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    check_len("y", y.len(), 2 * layout.len())?;
+    check(unsafe { sys::nk_crelu_forward(layout.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast()) })
+}
+/// CReLU backward: dy has y's shape (2 * len floats).
+pub fn crelu_backward(layout: &Layout, x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    check_len("dy", dy.len(), 2 * layout.len())?;
+    check(unsafe { sys::nk_crelu_backward(layout.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), dx.as_mut_ptr().cast()) })
+}
+
+// ---- AlphaDropout and LeCun-normal initialization --------------------------------
+
+/// AlphaDropout forward; the same (seed, offset) regenerates the mask in backward.
+pub fn alpha_dropout_forward(rate: f32, seed: u64, offset: u64, x: &[f32], y: &mut [f32]) -> Result<()> {
+    let n = same_len(&["x", "y"], &[x.len(), y.len()])?;
+    check(unsafe { sys::nk_alpha_dropout_forward(n, rate, seed, offset, x.as_ptr(), y.as_mut_ptr()) })
+}
+pub fn alpha_dropout_backward(rate: f32, seed: u64, offset: u64, dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    let n = same_len(&["dy", "dx"], &[dy.len(), dx.len()])?;
+    check(unsafe { sys::nk_alpha_dropout_backward(n, rate, seed, offset, dy.as_ptr(), dx.as_mut_ptr()) })
+}
+/// Fills `w` from LeCun normal N(0, 1/fan_in), or Keras' truncated variant.
+pub fn lecun_normal_init(fan_in: i64, truncated: bool, seed: u64, offset: u64, w: &mut [f32]) -> Result<()> {
+    let t = if truncated { sys::NK_LECUN_TRUNCATED } else { sys::NK_LECUN_NORMAL };
+    check(unsafe { sys::nk_lecun_normal_init(w.len() as i64, fan_in, t, seed, offset, w.as_mut_ptr()) })
 }

@@ -308,8 +308,6 @@ fn layer_starts_like_keras() {
     assert_close("dbeta", &g.dbeta, &r.dbeta, 1e-5);
 }
 
-/// Enabled by build.rs once libnormkit exports nk_bn_forward_training_ex.
-#[cfg(normkit_has_bn_ex)]
 #[test]
 fn ex_without_extras_equals_forward_training() {
     let layout = Layout::nchw(4, 3, 2, 5);
