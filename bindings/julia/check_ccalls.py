@@ -20,7 +20,9 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 
 C_TYPEDEFS = {"nk_status": "int32_t", "nk_dtype": "int32_t"}
 # Julia struct name -> C struct name.
-STRUCTS = {"TensorDesc": "nk_tensor_desc", "BnOptions": "nk_bn_options", "BnState": "nk_bn_state"}
+STRUCTS = {"TensorDesc": "nk_tensor_desc", "BnOptions": "nk_bn_options", "BnState": "nk_bn_state",
+           "GnOptions": "nk_gn_options", "InOptions": "nk_in_options", "LnOptions": "nk_ln_options",
+           "SnOptions": "nk_sn_options"}
 JL_SCALARS = {
     "Int32": "int32_t", "Cint": "int32_t", "Int64": "int64_t", "Clonglong": "int64_t",
     "UInt64": "uint64_t", "Culonglong": "uint64_t", "Cfloat": "float", "Float32": "float",

@@ -94,7 +94,16 @@ const FUNCTION_NAMES = [
     :nk_tensor_desc_init, :nk_bn_options_init, :nk_bn_forward_training, :nk_bn_forward_inference,
     :nk_bn_backward, :nk_bn_state_init, :nk_bn_forward_training_ex, :nk_bn_backward_ex,
     :nk_bn_partial_stats, :nk_bn_merge_stats, :nk_bn_finalize_stats, :nk_bn_apply,
-    :nk_bn_backward_reduce, :nk_bn_backward_apply]
+    :nk_bn_backward_reduce, :nk_bn_backward_apply,
+    :nk_relu_forward, :nk_relu_backward, :nk_leaky_relu_forward, :nk_leaky_relu_backward,
+    :nk_elu_forward, :nk_elu_backward, :nk_selu_forward, :nk_selu_backward, :nk_selu_alpha,
+    :nk_selu_lambda, :nk_prelu_forward, :nk_prelu_backward, :nk_crelu_forward, :nk_crelu_backward,
+    :nk_alpha_dropout_forward, :nk_alpha_dropout_backward, :nk_lecun_normal_init,
+    :nk_gn_options_init, :nk_groupnorm_forward, :nk_groupnorm_backward, :nk_in_options_init,
+    :nk_instancenorm_forward_training, :nk_instancenorm_forward_inference, :nk_instancenorm_backward,
+    :nk_ln_options_init, :nk_layernorm_forward, :nk_layernorm_backward, :nk_rmsnorm_forward,
+    :nk_rmsnorm_backward, :nk_sn_options_init, :nk_switchnorm_forward_training,
+    :nk_switchnorm_forward_inference, :nk_switchnorm_backward]
 const SYMS = Dict{Symbol,Ptr{Cvoid}}()
 const LIB = Ref{Ptr{Cvoid}}(C_NULL)
 const LIBPATH = Ref{String}("")
@@ -487,6 +496,545 @@ function bn_backward_apply!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy:
                     pointer(sum_dy), pointer(sum_dy_xhat), pointer(dx)))
     end
     return dx
+end
+
+# ---- Group, Instance, Layer, RMS and Switchable Norm ------------------------------------
+#
+# Memory order as for Batch Norm: C axis 0 (the batch) is Julia's last dim, so an array of
+# size (W, H, C, N) is NCHW and the channel dim is `dims = ndims(x) - 1` (the default);
+# (C, W, H, N) is NHWC with `dims = 1`. Layer Norm and RMSNorm normalize over Julia's
+# leading dims (C's trailing axes): `dims = 1` (default) or `dims = 1:2`.
+
+export GnOptions, InOptions, LnOptions, SnOptions, gn_options, in_options, ln_options, sn_options,
+       groupnorm!, groupnorm, groupnorm_backward!, groupnorm_backward,
+       instancenorm_training!, instancenorm_training, instancenorm_inference!, instancenorm_inference,
+       instancenorm_backward!, instancenorm_backward,
+       layernorm!, layernorm, layernorm_backward!, layernorm_backward,
+       rmsnorm!, rmsnorm, rmsnorm_backward!, rmsnorm_backward,
+       switchnorm_training!, switchnorm_inference!, switchnorm_backward!, switchnorm_backward,
+       relu!, relu_backward!, leaky_relu!, leaky_relu_backward!, elu!, elu_backward!,
+       selu!, selu_backward!, selu_alpha, selu_lambda, prelu!, prelu_backward!,
+       crelu, crelu_backward!, alpha_dropout!, alpha_dropout_backward!, lecun_normal_init!,
+       LECUN_NORMAL, LECUN_TRUNCATED
+
+const LECUN_NORMAL, LECUN_TRUNCATED = Int32(0), Int32(1)
+
+struct GnOptions
+    struct_size::UInt64
+    epsilon::Cfloat
+    groups::Int32
+end
+
+struct InOptions
+    struct_size::UInt64
+    epsilon::Cfloat
+    momentum::Cfloat
+    momentum_convention::Int32
+    moving_variance::Int32
+end
+
+struct LnOptions
+    struct_size::UInt64
+    epsilon::Cfloat
+end
+
+struct SnOptions
+    struct_size::UInt64
+    epsilon::Cfloat
+    momentum::Cfloat
+    use_bn::Int32
+end
+
+function with_fields(::Type{T}, o::T, kw) where {T}
+    for k in keys(kw)
+        k in fieldnames(T) && k !== :struct_size || throw(ArgumentError("unknown option $k"))
+    end
+    vals = map(fieldnames(T)) do f
+        v = get(kw, f, getfield(o, f))
+        v isa Symbol && (v = ENUMS[f][v])
+        v isa Bool && (v = Int32(v))
+        convert(fieldtype(T, f), v)
+    end
+    return T(vals...)
+end
+
+"""`gn_options(; epsilon=1f-5, groups=32)`"""
+function gn_options(; kw...)
+    r = Ref{GnOptions}()
+    ccall(sym(:nk_gn_options_init), Cvoid, (Ref{GnOptions},), r)
+    return with_fields(GnOptions, r[], kw)
+end
+"""`in_options(; epsilon=1f-5, momentum=0.1, momentum_convention=:torch, moving_variance=:unbiased)`"""
+function in_options(; kw...)
+    r = Ref{InOptions}()
+    ccall(sym(:nk_in_options_init), Cvoid, (Ref{InOptions},), r)
+    return with_fields(InOptions, r[], kw)
+end
+"""`ln_options(; epsilon=1f-5)` (Layer Norm and RMSNorm)"""
+function ln_options(; kw...)
+    r = Ref{LnOptions}()
+    ccall(sym(:nk_ln_options_init), Cvoid, (Ref{LnOptions},), r)
+    return with_fields(LnOptions, r[], kw)
+end
+"""`sn_options(; epsilon=1f-5, momentum=0.997, use_bn=true)`"""
+function sn_options(; kw...)
+    r = Ref{SnOptions}()
+    ccall(sym(:nk_sn_options_init), Cvoid, (Ref{SnOptions},), r)
+    return with_fields(SnOptions, r[], kw)
+end
+
+batchsize(x) = size(x, ndims(x))
+rowcount(x, D) = length(x) ÷ D
+
+"""
+    groupnorm!(y, x; gamma, beta, dims, options=gn_options()) -> (saved_mean, saved_invstd)
+
+Group Norm into `y` (may be `x`); saved arrays N*G (sample n, group g at n*G + g, 0-based).
+"""
+function groupnorm!(y::DenseArray{Float32}, x::DenseArray{Float32}; gamma::F32=nothing,
+                    beta::F32=nothing, dims=default_dims(x), options::GnOptions=gn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    checklen(gamma, C, "gamma"); checklen(beta, C, "beta")
+    NG = batchsize(x) * max(Int(options.groups), 0)
+    sm, si = Vector{Float32}(undef, NG), Vector{Float32}(undef, NG)
+    GC.@preserve x y gamma beta sm si begin
+        check(ccall(sym(:nk_groupnorm_forward), Int32,
+                    (Ref{TensorDesc}, Ref{GnOptions},
+                     Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm), pointer(si)))
+    end
+    return sm, si
+end
+groupnorm(x::DenseArray{Float32}; kw...) = (y = similar(x); (y, groupnorm!(y, x; kw...)...))
+
+"""
+    groupnorm_backward!(dx, x, dy, saved_mean, saved_invstd; gamma, dgamma, dbeta, dims, options)
+"""
+function groupnorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                             saved_mean::DenseArray{Float32}, saved_invstd::DenseArray{Float32};
+                             gamma::F32=nothing, dgamma::F32=nothing, dbeta::F32=nothing,
+                             dims=default_dims(x), options::GnOptions=gn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    NG = batchsize(x) * max(Int(options.groups), 0)
+    foreach(((a, n, l),) -> checklen(a, l, n),
+            ((gamma, "gamma", C), (dgamma, "dgamma", C), (dbeta, "dbeta", C),
+             (saved_mean, "saved_mean", NG), (saved_invstd, "saved_invstd", NG)))
+    GC.@preserve x dy dx gamma dgamma dbeta saved_mean saved_invstd begin
+        check(ccall(sym(:nk_groupnorm_backward), Int32,
+                    (Ref{TensorDesc}, Ref{GnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
+                    pointer(saved_invstd), pointer(dx), ptr(dgamma), ptr(dbeta)))
+    end
+    return dx
+end
+"""`groupnorm_backward(x, dy, saved_mean, saved_invstd; gamma, dims, options) -> (dx, dgamma, dbeta)`"""
+function groupnorm_backward(x, dy, saved_mean, saved_invstd; dims=default_dims(x), kw...)
+    _, C = tensor_desc(x, dims)
+    dg, db = Vector{Float32}(undef, C), Vector{Float32}(undef, C)
+    dx = groupnorm_backward!(similar(x), x, dy, saved_mean, saved_invstd; dgamma=dg, dbeta=db, dims=dims, kw...)
+    return dx, dg, db
+end
+
+"""
+    instancenorm_training!(y, x; gamma, beta, moving_mean, moving_var, dims, options=in_options())
+        -> (saved_mean, saved_invstd)
+
+Saved arrays N*C (n*C + c, 0-based); moving statistics updated in place (PyTorch's rules).
+"""
+function instancenorm_training!(y::DenseArray{Float32}, x::DenseArray{Float32}; gamma::F32=nothing,
+                                beta::F32=nothing, moving_mean::F32=nothing, moving_var::F32=nothing,
+                                dims=default_dims(x), options::InOptions=in_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    (moving_mean === nothing) == (moving_var === nothing) ||
+        throw(ArgumentError("moving_mean and moving_var: both or neither"))
+    foreach(((a, n),) -> checklen(a, C, n),
+            ((gamma, "gamma"), (beta, "beta"), (moving_mean, "moving_mean"), (moving_var, "moving_var")))
+    NC = batchsize(x) * C
+    sm, si = Vector{Float32}(undef, NC), Vector{Float32}(undef, NC)
+    GC.@preserve x y gamma beta moving_mean moving_var sm si begin
+        check(ccall(sym(:nk_instancenorm_forward_training), Int32,
+                    (Ref{TensorDesc}, Ref{InOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm),
+                    pointer(si), ptr(moving_mean), ptr(moving_var)))
+    end
+    return sm, si
+end
+instancenorm_training(x::DenseArray{Float32}; kw...) = (y = similar(x); (y, instancenorm_training!(y, x; kw...)...))
+
+function instancenorm_inference!(y::DenseArray{Float32}, x::DenseArray{Float32},
+                                 moving_mean::DenseArray{Float32}, moving_var::DenseArray{Float32};
+                                 gamma::F32=nothing, beta::F32=nothing, dims=default_dims(x),
+                                 options::InOptions=in_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    foreach(((a, n),) -> checklen(a, C, n),
+            ((gamma, "gamma"), (beta, "beta"), (moving_mean, "moving_mean"), (moving_var, "moving_var")))
+    GC.@preserve x y gamma beta moving_mean moving_var begin
+        check(ccall(sym(:nk_instancenorm_forward_inference), Int32,
+                    (Ref{TensorDesc}, Ref{InOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(moving_mean),
+                    pointer(moving_var)))
+    end
+    return y
+end
+instancenorm_inference(x, moving_mean, moving_var; kw...) =
+    instancenorm_inference!(similar(x), x, moving_mean, moving_var; kw...)
+
+function instancenorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                                saved_mean::DenseArray{Float32}, saved_invstd::DenseArray{Float32};
+                                gamma::F32=nothing, dgamma::F32=nothing, dbeta::F32=nothing,
+                                dims=default_dims(x), options::InOptions=in_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    NC = batchsize(x) * C
+    foreach(((a, n, l),) -> checklen(a, l, n),
+            ((gamma, "gamma", C), (dgamma, "dgamma", C), (dbeta, "dbeta", C),
+             (saved_mean, "saved_mean", NC), (saved_invstd, "saved_invstd", NC)))
+    GC.@preserve x dy dx gamma dgamma dbeta saved_mean saved_invstd begin
+        check(ccall(sym(:nk_instancenorm_backward), Int32,
+                    (Ref{TensorDesc}, Ref{InOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
+                    pointer(saved_invstd), pointer(dx), ptr(dgamma), ptr(dbeta)))
+    end
+    return dx
+end
+function instancenorm_backward(x, dy, saved_mean, saved_invstd; dims=default_dims(x), kw...)
+    _, C = tensor_desc(x, dims)
+    dg, db = Vector{Float32}(undef, C), Vector{Float32}(undef, C)
+    dx = instancenorm_backward!(similar(x), x, dy, saved_mean, saved_invstd; dgamma=dg, dbeta=db, dims=dims, kw...)
+    return dx, dg, db
+end
+
+"""
+    layernorm!(y, x; gamma, beta, dims=1, options=ln_options()) -> (saved_mean, saved_invstd)
+
+Normalizes over Julia's leading `dims` (C's trailing axes), D = their product;
+gamma, beta have D elements; saved arrays one per row (length(x) / D).
+"""
+function layernorm!(y::DenseArray{Float32}, x::DenseArray{Float32}; gamma::F32=nothing,
+                    beta::F32=nothing, dims=1, options::LnOptions=ln_options())
+    desc, D = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    checklen(gamma, D, "gamma"); checklen(beta, D, "beta")
+    R = rowcount(x, D)
+    sm, si = Vector{Float32}(undef, R), Vector{Float32}(undef, R)
+    GC.@preserve x y gamma beta sm si begin
+        check(ccall(sym(:nk_layernorm_forward), Int32,
+                    (Ref{TensorDesc}, Ref{LnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm), pointer(si)))
+    end
+    return sm, si
+end
+layernorm(x::DenseArray{Float32}; kw...) = (y = similar(x); (y, layernorm!(y, x; kw...)...))
+
+function layernorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                             saved_mean::DenseArray{Float32}, saved_invstd::DenseArray{Float32};
+                             gamma::F32=nothing, dgamma::F32=nothing, dbeta::F32=nothing, dims=1,
+                             options::LnOptions=ln_options())
+    desc, D = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    R = rowcount(x, D)
+    foreach(((a, n, l),) -> checklen(a, l, n),
+            ((gamma, "gamma", D), (dgamma, "dgamma", D), (dbeta, "dbeta", D),
+             (saved_mean, "saved_mean", R), (saved_invstd, "saved_invstd", R)))
+    GC.@preserve x dy dx gamma dgamma dbeta saved_mean saved_invstd begin
+        check(ccall(sym(:nk_layernorm_backward), Int32,
+                    (Ref{TensorDesc}, Ref{LnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
+                    pointer(saved_invstd), pointer(dx), ptr(dgamma), ptr(dbeta)))
+    end
+    return dx
+end
+function layernorm_backward(x, dy, saved_mean, saved_invstd; dims=1, kw...)
+    _, D = tensor_desc(x, dims)
+    dg, db = Vector{Float32}(undef, D), Vector{Float32}(undef, D)
+    dx = layernorm_backward!(similar(x), x, dy, saved_mean, saved_invstd; dgamma=dg, dbeta=db, dims=dims, kw...)
+    return dx, dg, db
+end
+
+"""`rmsnorm!(y, x; gamma, dims=1, options=ln_options()) -> saved_rstd` (one per row)."""
+function rmsnorm!(y::DenseArray{Float32}, x::DenseArray{Float32}; gamma::F32=nothing, dims=1,
+                  options::LnOptions=ln_options())
+    desc, D = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    checklen(gamma, D, "gamma")
+    rs = Vector{Float32}(undef, rowcount(x, D))
+    GC.@preserve x y gamma rs begin
+        check(ccall(sym(:nk_rmsnorm_forward), Int32,
+                    (Ref{TensorDesc}, Ref{LnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), pointer(rs)))
+    end
+    return rs
+end
+rmsnorm(x::DenseArray{Float32}; kw...) = (y = similar(x); (y, rmsnorm!(y, x; kw...)))
+
+function rmsnorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                           saved_rstd::DenseArray{Float32}; gamma::F32=nothing, dgamma::F32=nothing,
+                           dims=1, options::LnOptions=ln_options())
+    desc, D = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    checklen(gamma, D, "gamma"); checklen(dgamma, D, "dgamma")
+    checklen(saved_rstd, rowcount(x, D), "saved_rstd")
+    GC.@preserve x dy dx gamma dgamma saved_rstd begin
+        check(ccall(sym(:nk_rmsnorm_backward), Int32,
+                    (Ref{TensorDesc}, Ref{LnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cvoid}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_rstd), pointer(dx),
+                    ptr(dgamma)))
+    end
+    return dx
+end
+function rmsnorm_backward(x, dy, saved_rstd; dims=1, kw...)
+    _, D = tensor_desc(x, dims)
+    dg = Vector{Float32}(undef, D)
+    return rmsnorm_backward!(similar(x), x, dy, saved_rstd; dgamma=dg, dims=dims, kw...), dg
+end
+
+sn_k(o::SnOptions) = o.use_bn != 0 ? 3 : 2
+
+"""
+    switchnorm_training!(y, x, mean_weight, var_weight; gamma, beta, moving_mean, moving_var,
+                         dims, options=sn_options())
+
+Switchable Norm; weights are the raw (pre-softmax) IN, LN[, BN] weights.
+"""
+function switchnorm_training!(y::DenseArray{Float32}, x::DenseArray{Float32},
+                              mean_weight::DenseArray{Float32}, var_weight::DenseArray{Float32};
+                              gamma::F32=nothing, beta::F32=nothing, moving_mean::F32=nothing,
+                              moving_var::F32=nothing, dims=default_dims(x), options::SnOptions=sn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    (moving_mean === nothing) == (moving_var === nothing) ||
+        throw(ArgumentError("moving_mean and moving_var: both or neither"))
+    K = sn_k(options)
+    foreach(((a, n, l),) -> checklen(a, l, n),
+            ((gamma, "gamma", C), (beta, "beta", C), (moving_mean, "moving_mean", C),
+             (moving_var, "moving_var", C), (mean_weight, "mean_weight", K), (var_weight, "var_weight", K)))
+    GC.@preserve x y gamma beta mean_weight var_weight moving_mean moving_var begin
+        check(ccall(sym(:nk_switchnorm_forward_training), Int32,
+                    (Ref{TensorDesc}, Ref{SnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(mean_weight),
+                    pointer(var_weight), ptr(moving_mean), ptr(moving_var)))
+    end
+    return y
+end
+
+function switchnorm_inference!(y::DenseArray{Float32}, x::DenseArray{Float32},
+                               mean_weight::DenseArray{Float32}, var_weight::DenseArray{Float32};
+                               gamma::F32=nothing, beta::F32=nothing, moving_mean::F32=nothing,
+                               moving_var::F32=nothing, dims=default_dims(x), options::SnOptions=sn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    K = sn_k(options)
+    foreach(((a, n, l),) -> checklen(a, l, n),
+            ((gamma, "gamma", C), (beta, "beta", C), (moving_mean, "moving_mean", C),
+             (moving_var, "moving_var", C), (mean_weight, "mean_weight", K), (var_weight, "var_weight", K)))
+    GC.@preserve x y gamma beta mean_weight var_weight moving_mean moving_var begin
+        check(ccall(sym(:nk_switchnorm_forward_inference), Int32,
+                    (Ref{TensorDesc}, Ref{SnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(mean_weight),
+                    pointer(var_weight), ptr(moving_mean), ptr(moving_var)))
+    end
+    return y
+end
+
+function switchnorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                              mean_weight::DenseArray{Float32}, var_weight::DenseArray{Float32};
+                              gamma::F32=nothing, dgamma::F32=nothing, dbeta::F32=nothing,
+                              dmean_weight::F32=nothing, dvar_weight::F32=nothing,
+                              dims=default_dims(x), options::SnOptions=sn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    K = sn_k(options)
+    foreach(((a, n, l),) -> checklen(a, l, n),
+            ((gamma, "gamma", C), (dgamma, "dgamma", C), (dbeta, "dbeta", C),
+             (mean_weight, "mean_weight", K), (var_weight, "var_weight", K),
+             (dmean_weight, "dmean_weight", K), (dvar_weight, "dvar_weight", K)))
+    GC.@preserve x dy dx gamma mean_weight var_weight dgamma dbeta dmean_weight dvar_weight begin
+        check(ccall(sym(:nk_switchnorm_backward), Int32,
+                    (Ref{TensorDesc}, Ref{SnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(mean_weight),
+                    pointer(var_weight), pointer(dx), ptr(dgamma), ptr(dbeta), ptr(dmean_weight),
+                    ptr(dvar_weight)))
+    end
+    return dx
+end
+"""`switchnorm_backward(x, dy, mean_weight, var_weight; gamma, dims, options)
+-> (dx, dgamma, dbeta, dmean_weight, dvar_weight)`"""
+function switchnorm_backward(x, dy, mean_weight, var_weight; dims=default_dims(x),
+                             options::SnOptions=sn_options(), kw...)
+    _, C = tensor_desc(x, dims)
+    K = sn_k(options)
+    dg, db = Vector{Float32}(undef, C), Vector{Float32}(undef, C)
+    dmw, dvw = Vector{Float32}(undef, K), Vector{Float32}(undef, K)
+    dx = switchnorm_backward!(similar(x), x, dy, mean_weight, var_weight; dgamma=dg, dbeta=db,
+                              dmean_weight=dmw, dvar_weight=dvw, dims=dims, options=options, kw...)
+    return dx, dg, db, dmw, dvw
+end
+
+# ---- activations: element-wise, any shape (y may be x, dx may be dy) ------------------------
+
+function relu!(y::DenseArray{Float32}, x::DenseArray{Float32})
+    samesize(y, x, "y")
+    GC.@preserve x y begin
+        check(ccall(sym(:nk_relu_forward), Int32, (Int64, Ptr{Cfloat}, Ptr{Cfloat}), length(x), pointer(x), pointer(y)))
+    end
+    return y
+end
+function relu_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32})
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    GC.@preserve x dy dx begin
+        check(ccall(sym(:nk_relu_backward), Int32, (Int64, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    length(x), pointer(x), pointer(dy), pointer(dx)))
+    end
+    return dx
+end
+function leaky_relu!(y::DenseArray{Float32}, x::DenseArray{Float32}, slope::Real=0.01f0)
+    samesize(y, x, "y")
+    GC.@preserve x y begin
+        check(ccall(sym(:nk_leaky_relu_forward), Int32, (Int64, Cfloat, Ptr{Cfloat}, Ptr{Cfloat}),
+                    length(x), slope, pointer(x), pointer(y)))
+    end
+    return y
+end
+function leaky_relu_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                              slope::Real=0.01f0)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    GC.@preserve x dy dx begin
+        check(ccall(sym(:nk_leaky_relu_backward), Int32, (Int64, Cfloat, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    length(x), slope, pointer(x), pointer(dy), pointer(dx)))
+    end
+    return dx
+end
+function elu!(y::DenseArray{Float32}, x::DenseArray{Float32}, alpha::Real=1f0)
+    samesize(y, x, "y")
+    GC.@preserve x y begin
+        check(ccall(sym(:nk_elu_forward), Int32, (Int64, Cfloat, Ptr{Cfloat}, Ptr{Cfloat}),
+                    length(x), alpha, pointer(x), pointer(y)))
+    end
+    return y
+end
+function elu_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                       alpha::Real=1f0)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    GC.@preserve x dy dx begin
+        check(ccall(sym(:nk_elu_backward), Int32, (Int64, Cfloat, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    length(x), alpha, pointer(x), pointer(dy), pointer(dx)))
+    end
+    return dx
+end
+function selu!(y::DenseArray{Float32}, x::DenseArray{Float32})
+    samesize(y, x, "y")
+    GC.@preserve x y begin
+        check(ccall(sym(:nk_selu_forward), Int32, (Int64, Ptr{Cfloat}, Ptr{Cfloat}), length(x), pointer(x), pointer(y)))
+    end
+    return y
+end
+function selu_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32})
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    GC.@preserve x dy dx begin
+        check(ccall(sym(:nk_selu_backward), Int32, (Int64, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    length(x), pointer(x), pointer(dy), pointer(dx)))
+    end
+    return dx
+end
+selu_alpha() = ccall(sym(:nk_selu_alpha), Cdouble, ())
+selu_lambda() = ccall(sym(:nk_selu_lambda), Cdouble, ())
+
+"""`prelu!(y, x, slope; dims)`: slope has C (features of `dims`) or 1 element."""
+function prelu!(y::DenseArray{Float32}, x::DenseArray{Float32}, slope::DenseArray{Float32};
+                dims=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    length(slope) in (1, C) || throw(DimensionMismatch("slope has $(length(slope)) elements, needs 1 or $C"))
+    GC.@preserve x y slope begin
+        check(ccall(sym(:nk_prelu_forward), Int32,
+                    (Ref{TensorDesc}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Int64),
+                    desc, pointer(x), pointer(y), pointer(slope), length(slope)))
+    end
+    return y
+end
+"""`prelu_backward!(dx, x, dy, slope; dslope, dims)`: dslope (length(slope)) filled when given."""
+function prelu_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                         slope::DenseArray{Float32}; dslope::F32=nothing, dims=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    length(slope) in (1, C) || throw(DimensionMismatch("slope has $(length(slope)) elements, needs 1 or $C"))
+    checklen(dslope, length(slope), "dslope")
+    GC.@preserve x dy dx slope dslope begin
+        check(ccall(sym(:nk_prelu_backward), Int32,
+                    (Ref{TensorDesc}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Int64, Ptr{Cvoid}, Ptr{Cfloat}),
+                    desc, pointer(x), pointer(dy), pointer(slope), length(slope), pointer(dx), ptr(dslope)))
+    end
+    return dx
+end
+
+"""`crelu(x; dims) -> y`: concat(relu(x), relu(-x)) along the one feature dim, doubled in y."""
+function crelu(x::DenseArray{Float32}; dims::Integer=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    y = Array{Float32}(undef, ntuple(i -> i == dims ? 2 * size(x, i) : size(x, i), ndims(x)))
+    GC.@preserve x y begin
+        check(ccall(sym(:nk_crelu_forward), Int32, (Ref{TensorDesc}, Ptr{Cvoid}, Ptr{Cvoid}),
+                    desc, pointer(x), pointer(y)))
+    end
+    return y
+end
+function crelu_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32};
+                         dims::Integer=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    samesize(dx, x, "dx")
+    size(dy) == ntuple(i -> i == dims ? 2 * size(x, i) : size(x, i), ndims(x)) ||
+        throw(DimensionMismatch("dy has size $(size(dy)); needs x's with dim $dims doubled"))
+    GC.@preserve x dy dx begin
+        check(ccall(sym(:nk_crelu_backward), Int32, (Ref{TensorDesc}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}),
+                    desc, pointer(x), pointer(dy), pointer(dx)))
+    end
+    return dx
+end
+
+# ---- AlphaDropout and LeCun-normal init -----------------------------------------------------
+
+"""`alpha_dropout!(y, x, rate, seed, offset=0)`; the backward takes the same seed and offset."""
+function alpha_dropout!(y::DenseArray{Float32}, x::DenseArray{Float32}, rate::Real, seed::Integer,
+                        offset::Integer=0)
+    samesize(y, x, "y")
+    GC.@preserve x y begin
+        check(ccall(sym(:nk_alpha_dropout_forward), Int32,
+                    (Int64, Cfloat, UInt64, UInt64, Ptr{Cfloat}, Ptr{Cfloat}),
+                    length(x), rate, seed, offset, pointer(x), pointer(y)))
+    end
+    return y
+end
+function alpha_dropout_backward!(dx::DenseArray{Float32}, dy::DenseArray{Float32}, rate::Real,
+                                 seed::Integer, offset::Integer=0)
+    samesize(dx, dy, "dx")
+    GC.@preserve dy dx begin
+        check(ccall(sym(:nk_alpha_dropout_backward), Int32,
+                    (Int64, Cfloat, UInt64, UInt64, Ptr{Cfloat}, Ptr{Cfloat}),
+                    length(dy), rate, seed, offset, pointer(dy), pointer(dx)))
+    end
+    return dx
+end
+"""`lecun_normal_init!(w, fan_in; truncated=false, seed=0, offset=0)`: N(0, 1/fan_in)."""
+function lecun_normal_init!(w::DenseArray{Float32}, fan_in::Integer; truncated::Bool=false,
+                            seed::Integer=0, offset::Integer=0)
+    GC.@preserve w begin
+        check(ccall(sym(:nk_lecun_normal_init), Int32, (Int64, Int64, Int32, UInt64, UInt64, Ptr{Cfloat}),
+                    length(w), fan_in, truncated ? LECUN_TRUNCATED : LECUN_NORMAL, seed, offset, pointer(w)))
+    end
+    return w
 end
 
 # ---- layer -----------------------------------------------------------------------------------
