@@ -158,4 +158,136 @@ end
     else
         @info "nk_bn_forward_training_ex not in this libnormkit: its tests are skipped"
     end
+
+    # ---- the other norms, activations, random (float64 references) ----
+
+    """Normalizes `xr` over dims `red`, then g .* xhat .+ b; with dy also dx (through xr's shape)."""
+    function ref_norm(xr, red; eps=1e-5, dyr=nothing, g=1.0)
+        xd = Float64.(xr)
+        m = prod(size(xr, i) for i in red)
+        mean = sum(xd; dims=red) ./ m
+        var = sum((xd .- mean) .^ 2; dims=red) ./ m
+        inv = 1 ./ sqrt.(var .+ eps)
+        xhat = (xd .- mean) .* inv
+        dyr === nothing && return (; xhat, mean, inv)
+        gdy = g .* Float64.(dyr)
+        dx = inv .* (gdy .- sum(gdy; dims=red) ./ m .- xhat .* sum(gdy .* xhat; dims=red) ./ m)
+        return (; xhat, mean, inv, dx)
+    end
+
+    @testset "group norm (W, H, C, N)" begin
+        W, H, C, N, G = 3, 4, 8, 2, 4
+        x = randn(Float32, W, H, C, N) .* 2 .+ 1
+        dy = randn(Float32, size(x))
+        gamma, beta = randn(Float32, C), randn(Float32, C)
+        y, sm, si = groupnorm(x; gamma=gamma, beta=beta, options=gn_options(groups=G))
+        @test length(sm) == N * G
+        gs = reshape(Float64.(gamma), 1, 1, C, 1)
+        bs = reshape(Float64.(beta), 1, 1, C, 1)
+        gr = reshape(repeat(reshape(Float64.(gamma), 1, 1, C, 1), W, H, 1, N), W * H * (C ÷ G), G, N)
+        r = ref_norm(reshape(x, W * H * (C ÷ G), G, N), (1,); dyr=reshape(dy, W * H * (C ÷ G), G, N), g=gr)
+        xhat = reshape(r.xhat, size(x))
+        @test relerr(y, gs .* xhat .+ bs) < 1e-5
+        @test relerr(sm, vec(r.mean)) < 1e-5      # n*G + g: (G, N) column-major
+        dx, dg, db = groupnorm_backward(x, dy, sm, si; gamma=gamma, options=gn_options(groups=G))
+        @test relerr(dx, reshape(r.dx, size(x))) < 1e-4
+        @test relerr(dg, vec(sum(Float64.(dy) .* xhat; dims=(1, 2, 4)))) < 1e-4
+        @test relerr(db, vec(sum(Float64.(dy); dims=(1, 2, 4)))) < 1e-4
+        @test_throws NormKitError groupnorm(x; options=gn_options(groups=3))
+    end
+
+    @testset "instance norm" begin
+        x = randn(Float32, 5, 4, 3, 2)
+        dy = randn(Float32, size(x))
+        mm, mv = zeros(Float32, 3), ones(Float32, 3)
+        y, sm, si = instancenorm_training(x; moving_mean=mm, moving_var=mv)
+        r = ref_norm(x, (1, 2); dyr=dy)
+        @test relerr(y, r.xhat) < 1e-5
+        @test relerr(mm, 0.1 .* vec(sum(r.mean; dims=4)) ./ 2) < 1e-5
+        dx, dg, db = instancenorm_backward(x, dy, sm, si)
+        @test relerr(dx, r.dx) < 1e-4
+        @test relerr(db, vec(sum(Float64.(dy); dims=(1, 2, 4)))) < 1e-4
+        yi = instancenorm_inference(x, mm, mv)
+        @test relerr(yi, (Float64.(x) .- reshape(mm, 1, 1, 3, 1)) ./ sqrt.(reshape(Float64.(mv), 1, 1, 3, 1) .+ 1e-5)) < 1e-5
+    end
+
+    @testset "layer norm and RMSNorm over the leading dim" begin
+        x = randn(Float32, 16, 5, 3) .* 3 .- 1   # rows of D = 16
+        dy = randn(Float32, size(x))
+        gamma, beta = randn(Float32, 16), randn(Float32, 16)
+        y, sm, si = layernorm(x; gamma=gamma, beta=beta)
+        r = ref_norm(x, (1,); dyr=dy, g=Float64.(gamma))
+        @test relerr(y, Float64.(gamma) .* r.xhat .+ Float64.(beta)) < 1e-5
+        dx, dg, db = layernorm_backward(x, dy, sm, si; gamma=gamma)
+        @test relerr(dx, r.dx) < 1e-4
+        @test relerr(dg, vec(sum(Float64.(dy) .* r.xhat; dims=(2, 3)))) < 1e-4
+        y2, _, _ = layernorm(x; dims=1:2)
+        @test relerr(y2, ref_norm(x, (1, 2)).xhat) < 1e-5
+        xd = Float64.(x)
+        rstd = 1 ./ sqrt.(sum(xd .^ 2; dims=1) ./ 16 .+ 1e-5)
+        yr, rs = rmsnorm(x; gamma=gamma)
+        @test relerr(yr, xd .* rstd .* Float64.(gamma)) < 1e-5
+        @test relerr(rs, vec(rstd)) < 1e-5
+        gdy = Float64.(gamma) .* Float64.(dy)
+        dxr, dgr = rmsnorm_backward(x, dy, rs; gamma=gamma)
+        @test relerr(dxr, rstd .* (gdy .- xd .* rstd .^ 2 .* sum(gdy .* xd; dims=1) ./ 16)) < 1e-4
+        @test relerr(dgr, vec(sum(Float64.(dy) .* xd .* rstd; dims=(2, 3)))) < 1e-4
+    end
+
+    @testset "switchable norm forward" begin
+        x = randn(Float32, 4, 3, 5, 2)           # L = 12, C = 5, N = 2
+        mw, vw = randn(Float32, 3), randn(Float32, 3)
+        y = switchnorm_training!(similar(x), x, mw, vw)
+        xd = reshape(Float64.(x), 12, 5, 2)
+        mi = sum(xd; dims=1) ./ 12
+        vi = sum((xd .- mi) .^ 2; dims=1) ./ 11  # unbiased (the authors')
+        t = vi .+ mi .^ 2
+        ml = sum(mi; dims=2) ./ 5; vl = sum(t; dims=2) ./ 5 .- ml .^ 2
+        mb = sum(mi; dims=3) ./ 2; vb = sum(t; dims=3) ./ 2 .- mb .^ 2
+        sm_ = exp.(mw) ./ sum(exp.(mw)); sv = exp.(vw) ./ sum(exp.(vw))
+        mean = sm_[1] .* mi .+ sm_[2] .* ml .+ sm_[3] .* mb
+        var = sv[1] .* vi .+ sv[2] .* vl .+ sv[3] .* vb
+        @test relerr(y, reshape((xd .- mean) ./ sqrt.(var .+ 1e-5), size(x))) < 5e-4
+        dx, dg, db, dmw, dvw = switchnorm_backward(x, randn(Float32, size(x)), mw, vw)
+        @test length(dmw) == 3 && all(isfinite, dx)
+    end
+
+    @testset "activations" begin
+        x = randn(Float32, 7, 11) .* 3
+        dy = randn(Float32, size(x))
+        xd, dyd = Float64.(x), Float64.(dy)
+        a, l = selu_alpha(), selu_lambda()
+        @test abs(a - 1.6732632423543772) < 1e-15 && abs(l - 1.0507009873554805) < 1e-15
+        @test relerr(selu!(similar(x), x), l .* ifelse.(xd .< 0, a .* expm1.(xd), xd)) < 1e-6
+        @test relerr(selu_backward!(similar(x), x, dy), l .* dyd .* ifelse.(xd .< 0, a .* exp.(xd), 1.0)) < 1e-6
+        @test relerr(elu!(similar(x), x, 0.5), ifelse.(xd .< 0, 0.5 .* expm1.(xd), xd)) < 1e-6
+        @test relerr(elu_backward!(similar(x), x, dy, 0.5), ifelse.(xd .< 0, 0.5 .* exp.(xd) .* dyd, dyd)) < 1e-6
+        @test leaky_relu!(similar(x), x, 0.2f0) == ifelse.(x .< 0, 0.2f0 .* x, x)
+        @test leaky_relu_backward!(similar(x), x, dy, 0.2f0) == ifelse.(x .< 0, 0.2f0 .* dy, dy)
+        @test relu!(similar(x), x) == max.(x, 0f0)
+        @test relu_backward!(similar(x), x, dy) == ifelse.(x .> 0, dy, 0f0)
+        xp = randn(Float32, 3, 4, 2)             # (L, C, N): C = 4 on dims 2
+        s = Float32[0.1, 0.2, 0.3, 0.4]
+        @test prelu!(similar(xp), xp, s) ≈ ifelse.(xp .< 0, reshape(s, 1, 4, 1) .* xp, xp)
+        ds = zeros(Float32, 4)
+        prelu_backward!(similar(xp), xp, ones(Float32, size(xp)), s; dslope=ds)
+        @test ds ≈ vec(sum(min.(xp, 0f0); dims=(1, 3)))
+        yc = crelu(xp)
+        @test size(yc) == (3, 8, 2) && yc[:, 1:4, :] == max.(xp, 0f0) && yc[:, 5:8, :] == max.(-xp, 0f0)
+        @test crelu_backward!(similar(xp), xp, yc) ≈ xp
+    end
+
+    @testset "AlphaDropout and LeCun init" begin
+        z = selu!(Vector{Float32}(undef, 1 << 20), randn(Float32, 1 << 20))
+        y = alpha_dropout!(similar(z), z, 0.2, 42, 3)
+        m = sum(Float64.(y)) / length(y)
+        @test abs(m) < 0.01 && abs(sum((Float64.(y) .- m) .^ 2) / length(y) - 1) < 0.02
+        @test y == alpha_dropout!(similar(z), z, 0.2, 42, 3)
+        dx = alpha_dropout_backward!(similar(z), ones(Float32, length(z)), 0.2, 42, 3)
+        @test abs(count(!iszero, dx) / length(dx) - 0.8) < 0.005
+        w = lecun_normal_init!(Matrix{Float32}(undef, 1000, 400), 50; seed=5)
+        @test abs(sum(Float64.(w) .^ 2) / length(w) * 50 - 1) < 0.02
+        wt = lecun_normal_init!(similar(w), 50; truncated=true, seed=5)
+        @test maximum(abs, wt) <= 2 * sqrt(1 / 50) / 0.87962566103423978 * 1.0001
+    end
 end
