@@ -363,3 +363,58 @@ fn bn_ex_renorm_vs_float64() {
     assert_close("renorm mean", &rm, &(0..c).map(|k| 0.1 * r.mean[k]).collect::<Vec<_>>(), 1e-5);
     assert_close("renorm stddev", &rs, &(0..c).map(|k| 0.9 + 0.1 / r.invstd[k]).collect::<Vec<_>>(), 1e-5);
 }
+
+#[test]
+fn switch_norm_forward_vs_float64() {
+    let (n, c, l) = (3usize, 4usize, 6usize);
+    let layout = Layout::new(&[n as i64, c as i64, l as i64], &[1]).unwrap();
+    let x = normal(layout.len(), 29, 1.0, 2.0);
+    let gamma = normal(c, 30, 1.0, 0.3);
+    let beta = normal(c, 31, 0.0, 0.3);
+    let (mw, vw) = ([0.3f32, -0.2, 0.5], [-0.1f32, 0.4, 0.2]);
+    let sm = |w: &[f32]| {
+        let e: Vec<f64> = w.iter().map(|&v| (v as f64).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect::<Vec<_>>()
+    };
+    let (wm, wv) = (sm(&mw), sm(&vw));
+    let at = |s: usize, k: usize, p: usize| x[(s * c + k) * l + p] as f64;
+    let mut mi = vec![0.0f64; n * c];
+    let mut vi = vec![0.0f64; n * c];
+    for s in 0..n {
+        for k in 0..c {
+            let m = (0..l).map(|p| at(s, k, p)).sum::<f64>() / l as f64;
+            mi[s * c + k] = m;
+            vi[s * c + k] = (0..l).map(|p| (at(s, k, p) - m).powi(2)).sum::<f64>() / (l - 1) as f64;
+        }
+    }
+    let t: Vec<f64> = (0..n * c).map(|i| vi[i] + mi[i] * mi[i]).collect();
+    let ml: Vec<f64> = (0..n).map(|s| (0..c).map(|k| mi[s * c + k]).sum::<f64>() / c as f64).collect();
+    let vl: Vec<f64> = (0..n).map(|s| (0..c).map(|k| t[s * c + k]).sum::<f64>() / c as f64 - ml[s] * ml[s]).collect();
+    let mb: Vec<f64> = (0..c).map(|k| (0..n).map(|s| mi[s * c + k]).sum::<f64>() / n as f64).collect();
+    let vb: Vec<f64> = (0..c).map(|k| (0..n).map(|s| t[s * c + k]).sum::<f64>() / n as f64 - mb[k] * mb[k]).collect();
+    let mut want = vec![0.0f64; x.len()];
+    for s in 0..n {
+        for k in 0..c {
+            let mean = wm[0] * mi[s * c + k] + wm[1] * ml[s] + wm[2] * mb[k];
+            let var = wv[0] * vi[s * c + k] + wv[1] * vl[s] + wv[2] * vb[k];
+            for p in 0..l {
+                want[(s * c + k) * l + p] = gamma[k] as f64 * (at(s, k, p) - mean) / (var + 1e-5).sqrt() + beta[k] as f64;
+            }
+        }
+    }
+    let opt = SnOptions::default();
+    let (mut mm, mut mv) = (vec![0.0; c], vec![1.0; c]);
+    let mut y = vec![0.0; x.len()];
+    switch_norm_forward_training(&layout, &opt, &x, &mut y, Some(&gamma), Some(&beta), &mw, &vw, Some((&mut mm, &mut mv))).unwrap();
+    assert_close("sn y", &y, &want, 5e-5);
+    assert_close("sn moving mean", &mm, &mb.iter().map(|m| 0.003 * m).collect::<Vec<_>>(), 1e-5);
+    let (mut dx, mut dg, mut db, mut dmw, mut dvw) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c], vec![0.0; 3], vec![0.0; 3]);
+    let dy = normal(x.len(), 32, 0.0, 1.0);
+    switch_norm_backward(&layout, &opt, &x, &dy, Some(&gamma), &mw, &vw, &mut dx,
+        Some(SnGrads { dgamma: &mut dg, dbeta: &mut db, dmean_weight: &mut dmw, dvar_weight: &mut dvw })).unwrap();
+    let want_db: Vec<f64> = (0..c).map(|k| (0..n).flat_map(|s| (0..l).map(move |p| (s, p))).map(|(s, p)| dy[(s * c + k) * l + p] as f64).sum()).collect();
+    assert_close("sn dbeta", &db, &want_db, 1e-5);
+    assert!(dx.iter().chain(&dmw).chain(&dvw).all(|v| v.is_finite()));
+    assert_eq!(switch_norm_forward_training(&layout, &opt, &x, &mut y, None, None, &mw[..2], &vw, None).unwrap_err().status, 2);
+}
