@@ -34,8 +34,7 @@ void parallel_flat(int64_t n, const F& f) {
   const int64_t lines = (n + kLine - 1) / kLine;
   const int64_t units = std::clamp<int64_t>((n + kGrain - 1) / kGrain, 1, 4 * static_cast<int64_t>(threads));
   auto bound = [&](int64_t u) { return std::min(n, lines * u / units * kLine); };
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int64_t u = 0; u < units; ++u) f(bound(u), bound(u + 1));
+  parallel_for(threads, units, Schedule::Dynamic, [&](int64_t u) { f(bound(u), bound(u + 1)); });
 }
 
 bool stream_for(int64_t bytes) { return bytes >= stream_threshold(); }
@@ -95,8 +94,7 @@ template <class F>
 void parallel_rows(int64_t rows, const F& f) {
   const int threads = num_threads();
   const int64_t units = std::min<int64_t>(rows, 8 * static_cast<int64_t>(threads));
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int64_t u = 0; u < units; ++u) f(rows * u / units, rows * (u + 1) / units);
+  parallel_for(threads, units, Schedule::Dynamic, [&](int64_t u) { f(rows * u / units, rows * (u + 1) / units); });
 }
 
 // AlphaDropout's affine constants for keep probability q.

@@ -4,11 +4,10 @@
 // a block is one sample, and the blocks of a virtual batch merge together.
 #pragma once
 
-#include <omp.h>
-
 #include <algorithm>
 #include <vector>
 
+#include "parallel.hpp"
 #include "runtime.hpp"
 #include "shape.hpp"
 
@@ -82,12 +81,11 @@ struct BnExec {
     const int64_t C = v.channels, O = v.outer;
     const bool by_rows = v.inner == 1 || O >= 4 * threads || C < threads;
     const int64_t units = std::min<int64_t>(by_rows ? O : C, 8 * threads);
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t i = 0; i < units; ++i) {
+    parallel_for(threads, units, Schedule::Dynamic, [&](int64_t i) {
       const int64_t u = units - 1 - i;
       if (by_rows) f(int64_t{0}, C, O * u / units, O * (u + 1) / units);
       else f(C * u / units, C * (u + 1) / units, int64_t{0}, O);
-    }
+    });
   }
 
   // Like parallel_elementwise, for coefficients per virtual batch:
@@ -99,11 +97,10 @@ struct BnExec {
       return;
     }
     const int64_t samples = blocks;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t i = 0; i < samples; ++i) {
+    parallel_for(threads, samples, Schedule::Dynamic, [&](int64_t i) {
       const int64_t n = samples - 1 - i;
       f(int64_t{0}, v.channels, n * rows_per_sample, (n + 1) * rows_per_sample, sample_group(n));
-    }
+    });
   }
 
   // Channel c alone, all rows: f(c0, c1, o0, o1, g).
@@ -123,12 +120,11 @@ struct BnExec {
   template <class Reduce, class Step, class Apply>
   void run_passes(const Reduce& reduce, const Step& step, const Apply& apply) const {
     if (channel_resident()) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t c = 0; c < v.channels; ++c) {
+      parallel_for(threads, v.channels, Schedule::Static, [&](int64_t c) {
         for (int64_t b = 0; b < blocks; ++b) reduce(b, c, c + 1);
         step(c);
         apply_channel(c, apply);
-      }
+      });
       return;
     }
     parallel_blocks(reduce);
@@ -142,12 +138,11 @@ struct BnExec {
     const int64_t C = v.channels;
     const int64_t per_block = v.inner == 1 ? 1 : C;  // channels last: a block is one unit
     const int64_t units = blocks * per_block;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t u = 0; u < units; ++u) {
+    parallel_for(threads, units, Schedule::Dynamic, [&](int64_t u) {
       const int64_t b = u / per_block;
       if (v.inner == 1) f(b, int64_t{0}, C);
       else f(b, u % per_block, u % per_block + 1);
-    }
+    });
   }
 };
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "checks.hpp"
+#include "parallel.hpp"
 #include "runtime.hpp"
 #include "shape.hpp"
 
@@ -26,12 +27,7 @@ using nk::require_pair;
 template <class F>
 void parallel_units(int64_t units, const F& f) {
   const int threads = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(units, 1)));
-  if (threads <= 1) {
-    for (int64_t u = 0; u < units; ++u) f(u);
-    return;
-  }
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int64_t u = 0; u < units; ++u) f(u);
+  parallel_for(threads, units, Schedule::Dynamic, f);
 }
 
 inline bool stream_for(int64_t bytes) { return bytes >= stream_threshold(); }

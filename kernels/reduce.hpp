@@ -93,9 +93,12 @@ inline void chan_merge(double& mean, double& m2, double mt, double m2t, const Me
 // Corrected two-pass moments of a tile: pass 1 gave the estimate m, pass 2
 // sd = sum(x - m) and sd2 = sum((x - m)^2). Exact to float rounding of the
 // deviations, however large the mean is against the spread.
-inline void tile_moments(double nt, float m, float sd, float sd2, double& mt, double& m2t) {
-  mt = static_cast<double>(m) + static_cast<double>(sd) / nt;
-  m2t = static_cast<double>(sd2) - static_cast<double>(sd) * static_cast<double>(sd) / nt;
+// inv_nt = 1 / nt, computed once per tile: channels-last tiles apply this to
+// every channel of the tile.
+inline void tile_moments(double inv_nt, float m, float sd, float sd2, double& mt, double& m2t) {
+  const double d = static_cast<double>(sd) * inv_nt;
+  mt = static_cast<double>(m) + d;
+  m2t = static_cast<double>(sd2) - static_cast<double>(sd) * d;
 }
 
 // Channels last: acc[j] op= row[j] for j < n over a channel block, whose
@@ -156,7 +159,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
               });
         }
         double mt, m2t;
-        tile_moments(nt, m, a2.total(0), a2.total(1), mt, m2t);
+        tile_moments(1.0 / nt, m, a2.total(0), a2.total(1), mt, m2t);
         chan_merge(mu, q, mt, m2t, MergeWeights(n, nt));
         n += nt;
       });
@@ -192,9 +195,10 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
           S::store(sd2 + j, S::fma(d, d, S::load(sd2 + j)));
         });
       }
+      const double inv_nt = 1.0 / nt;
       for (int64_t j = 0; j < nb; ++j) {
         double mt, m2t;
-        tile_moments(nt, m[j], sd[j], sd2[j], mt, m2t);
+        tile_moments(inv_nt, m[j], sd[j], sd2[j], mt, m2t);
         chan_merge(mean[cb - r.c0 + j], m2[cb - r.c0 + j], mt, m2t, w);
       }
     }
