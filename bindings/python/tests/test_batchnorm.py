@@ -328,6 +328,32 @@ def test_ex_renorm_vs_float64():
     close(s.renorm_stddev, 0.99 * 1.5 + 0.01 * sig, 1e-6)
 
 
+def test_ex_adjustment_vs_float64():
+    """TF's adjustment: y = gamma * (xhat * a + b) + beta in training; the
+    gradient flows through a to dx, with a and b constants."""
+    N, C, L = 6, 3, 5
+    eps = 1e-3
+    x = (rng(65).standard_normal((N, C, L)) * 1.5 + 0.5).astype(np.float32)
+    dy = rng(66).standard_normal(x.shape).astype(np.float32)
+    gamma = (1 + 0.2 * rng(67).standard_normal(C)).astype(np.float32)
+    beta = rng(68).standard_normal(C).astype(np.float32)
+    a = rng(69).uniform(0.93, 1.07, C).astype(np.float32)
+    b = rng(70).uniform(-0.1, 0.1, C).astype(np.float32)
+    s = nk.BnStateArrays.tf_initial(C)
+    s.adjustment_scale, s.adjustment_bias = a, b
+    y = nk.bn_forward_training_ex(x, s, gamma=gamma, beta=beta)
+    _, mean, var, xhat, red, _ = ref_bn(x, (1,), None, None, eps)
+    sh = (1, C, 1)
+    close(y, gamma.reshape(sh) * (xhat * a.reshape(sh) + b.reshape(sh)) + beta.reshape(sh), 1e-5)
+    dx, dg, db = nk.bn_backward_ex(x, dy, s, gamma=gamma)
+    # BN's gradient with gamma * a as the scale; dgamma of the adjusted output.
+    want_dx, _, _ = ref_bn_backward(x, dy, (1,), gamma * a, eps)
+    close(dx, want_dx, 1e-4)
+    d64 = dy.astype(np.float64)
+    close(dg, (d64 * (xhat * a.reshape(sh) + b.reshape(sh))).sum(axis=red), 1e-4)
+    close(db, d64.sum(axis=red), 1e-4)
+
+
 def test_version_check_at_load(monkeypatch):
     monkeypatch.setattr(nk._lib, "BINDING_MAJOR", nk.version()[0] + 1)
     with pytest.raises(ImportError, match="major version"):
