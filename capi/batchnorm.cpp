@@ -110,10 +110,10 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
       if (st.saved_invstd) st.saved_invstd[g * C + c] = static_cast<float>(invstd);
     }
   };
-  auto apply = [&](int64_t c0, int64_t c1, int64_t o0, int64_t o1, int64_t g) {
+  auto apply = [&](const kernels::Range& r, int64_t g) {
     const int64_t off = g * C;
-    e.k.bn_apply(x, y, e.v, {c0, c1, o0, o1}, p.a.data() + off, p.b.data() + off, p.c.data() + off,
-                 p.d.data() + off, stream);
+    e.k.bn_apply(x, y, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off, p.d.data() + off,
+                 stream);
   };
   e.run_passes(stats, channel_step, apply);
 }
@@ -165,10 +165,10 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     if (dgamma) dgamma[c] = static_cast<float>(dg);
     if (dbeta) dbeta[c] = static_cast<float>(db);
   };
-  auto apply = [&](int64_t c0, int64_t c1, int64_t o0, int64_t o1, int64_t g) {
+  auto apply = [&](const kernels::Range& r, int64_t g) {
     const int64_t off = g * C;
-    e.k.bn_backward_apply(x, dy, dx, e.v, {c0, c1, o0, o1}, p.a.data() + off, p.b.data() + off,
-                          p.c.data() + off, p.d.data() + off, stream);
+    e.k.bn_backward_apply(x, dy, dx, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off,
+                          p.d.data() + off, stream);
   };
   e.run_passes(sums, coefficients, apply);
 }

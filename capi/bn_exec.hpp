@@ -22,7 +22,7 @@ struct BnExec {
   int64_t blocks;         // groups * per_group
   bool ghost = false;
   bool strided = true;    // TF's grouping: sample n is in virtual batch n mod groups
-  int64_t rows_per_sample = 0;
+  int64_t samples = 0, members = 0, rows_per_sample = 0;
 
   BnExec(const kernels::KernelTable& table, const kernels::View& view)
       : k(table), v(view), threads(num_threads()) {
@@ -36,30 +36,33 @@ struct BnExec {
   }
 
   // N samples (axis 0, the leading factor of the outer rows) in virtual
-  // batches of V; G = N / V > 1.
-  void set_virtual_batches(int64_t samples, int64_t virtual_batch, bool strided_grouping) {
+  // batches of V; G = N / V > 1. Where a sample is one row (NCHW), a block is
+  // a whole virtual batch, its rows taken with a stride under TF's grouping;
+  // else a block is one sample.
+  void set_virtual_batches(int64_t n, int64_t virtual_batch, bool strided_grouping) {
     ghost = true;
     strided = strided_grouping;
-    groups = samples / virtual_batch;
-    per_group = virtual_batch;
-    blocks = samples;
-    rows_per_sample = v.outer / samples;
+    samples = n;
+    groups = n / virtual_batch;
+    members = virtual_batch;
+    rows_per_sample = v.outer / n;
+    per_group = rows_per_sample == 1 ? 1 : virtual_batch;
+    blocks = groups * per_group;
   }
 
   int64_t block_group(int64_t b) const { return ghost ? b / per_group : 0; }
-  int64_t sample_group(int64_t n) const { return strided ? n % groups : n / per_group; }
-  // Rows of block b: a share of all rows, or the rows of one sample.
-  int64_t block_row0(int64_t b) const {
-    if (!ghost) return v.outer * b / blocks;
-    const int64_t g = b / per_group, m = b % per_group;
-    return (strided ? m * groups + g : g * per_group + m) * rows_per_sample;
-  }
-  int64_t block_row1(int64_t b) const {
-    return ghost ? block_row0(b) + rows_per_sample : v.outer * (b + 1) / blocks;
-  }
-  double block_count(int64_t b) const { return static_cast<double>((block_row1(b) - block_row0(b)) * v.inner); }
   kernels::Range block_range(int64_t c0, int64_t c1, int64_t b) const {
-    return {c0, c1, block_row0(b), block_row1(b)};
+    if (!ghost) return {c0, c1, v.outer * b / blocks, v.outer * (b + 1) / blocks};
+    const int64_t g = b / per_group;
+    if (rows_per_sample == 1)
+      return strided ? kernels::Range{c0, c1, g, samples, groups} : kernels::Range{c0, c1, g * members, (g + 1) * members};
+    const int64_t m = b % per_group;
+    const int64_t n = strided ? m * groups + g : g * members + m;
+    return {c0, c1, n * rows_per_sample, (n + 1) * rows_per_sample};
+  }
+  double block_count(int64_t b) const {
+    const kernels::Range r = block_range(0, 0, b);
+    return static_cast<double>(kernels::rows_between(r.o0, r.o1, r.step) * v.inner);
   }
   // Elements per channel in one virtual batch.
   double group_count() const { return static_cast<double>(v.outer / groups * v.inner); }
@@ -89,28 +92,29 @@ struct BnExec {
   }
 
   // Like parallel_elementwise, for coefficients per virtual batch:
-  // f(c0, c1, o0, o1, g), each piece within one virtual batch.
+  // f(range, g), each range within virtual batch g.
   template <class F>
   void parallel_apply(const F& f) const {
     if (!ghost) {
-      parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) { f(c0, c1, o0, o1, int64_t{0}); });
+      parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
+        f(kernels::Range{c0, c1, o0, o1}, int64_t{0});
+      });
       return;
     }
-    const int64_t samples = blocks;
-    parallel_for(threads, samples, Schedule::Dynamic, [&](int64_t i) {
-      const int64_t n = samples - 1 - i;
-      f(int64_t{0}, v.channels, n * rows_per_sample, (n + 1) * rows_per_sample, sample_group(n));
+    parallel_for(threads, blocks, Schedule::Dynamic, [&](int64_t i) {
+      const int64_t b = blocks - 1 - i;
+      f(block_range(0, v.channels, b), block_group(b));
     });
   }
 
-  // Channel c alone, all rows: f(c0, c1, o0, o1, g).
+  // Channel c alone, all rows: f(range, g).
   template <class F>
   void apply_channel(int64_t c, const F& f) const {
     if (!ghost) {
-      f(c, c + 1, int64_t{0}, v.outer, int64_t{0});
+      f(kernels::Range{c, c + 1, 0, v.outer}, int64_t{0});
       return;
     }
-    for (int64_t b = 0; b < blocks; ++b) f(c, c + 1, block_row0(b), block_row1(b), block_group(b));
+    for (int64_t b = 0; b < blocks; ++b) f(block_range(c, c + 1, b), block_group(b));
   }
 
   // The passes of a training step: reduce(b, c0, c1) per block, step(c) per

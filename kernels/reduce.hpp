@@ -66,14 +66,14 @@ inline void acc_run(int64_t n, const float* const* in, RunAcc<Arch, K>& acc, con
   }
 }
 
-// Tiles of one channel when inner > 1, over rows [o0, o1): f(o, oe, i0, len)
-// covers elements [i0, i0 + len) of rows [o, oe).
+// Tiles of one channel when inner > 1, over the rows of r: f(o, oe, i0, len)
+// covers elements [i0, i0 + len) of r's rows in [o, oe).
 template <class F>
-inline void for_each_tile(const View& v, int64_t o0, int64_t o1, const F& f) {
+inline void for_each_tile(const View& v, const Range& r, const F& f) {
   const int64_t seg = std::min(v.inner, kTileInner);
   const int64_t rows = std::max<int64_t>(1, kTileInner / v.inner);
-  for (int64_t o = o0; o < o1; o += rows) {
-    const int64_t oe = std::min(o1, o + rows);
+  for (int64_t o = r.o0; o < r.o1; o += rows * r.step) {
+    const int64_t oe = std::min(r.o1, o + rows * r.step);
     for (int64_t i0 = 0; i0 < v.inner; i0 += seg) f(o, oe, i0, std::min(seg, v.inner - i0));
   }
 }
@@ -121,8 +121,8 @@ inline void acc_block_row(int64_t n, const float* const* row, const Body& body) 
   }
 }
 
-// Mean and M2 (sum of squared deviations) of each channel of r over its rows
-// [o0, o1): mean[c - c0], m2[c - c0].
+// Mean and M2 (sum of squared deviations) of each channel of r over its
+// rows: mean[c - c0], m2[c - c0].
 template <class Arch>
 void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
   using S = simd<Arch>;
@@ -131,10 +131,10 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
   if (v.inner > 1) {
     for (int64_t c = r.c0; c < r.c1; ++c) {
       double n = 0, mu = 0, q = 0;
-      for_each_tile(v, r.o0, r.o1, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
-        const double nt = static_cast<double>((oe - o) * len);
+      for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
+        const double nt = static_cast<double>(rows_between(o, oe, r.step) * len);
         RunAcc<Arch, 1> a1;
-        for (int64_t oo = o; oo < oe; ++oo) {
+        for (int64_t oo = o; oo < oe; oo += r.step) {
           const float* p = x + (oo * C + c) * v.inner + i0;
           acc_run<Arch, 1>(
               len, &p, a1, [](const B* xs, B (*a)[2], int j) { a[0][j] = a[0][j] + xs[0]; },
@@ -143,7 +143,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
         const float m = a1.total(0) / static_cast<float>(nt);
         const B mb = S::set1(m);
         RunAcc<Arch, 2> a2;
-        for (int64_t oo = o; oo < oe; ++oo) {
+        for (int64_t oo = o; oo < oe; oo += r.step) {
           const float* p = x + (oo * C + c) * v.inner + i0;
           acc_run<Arch, 1>(
               len, &p, a2,
@@ -173,21 +173,21 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
   for (int64_t c = r.c0; c < r.c1; ++c) mean[c - r.c0] = m2[c - r.c0] = 0.0;
   alignas(64) float s[kChannelBlock], m[kChannelBlock], sd[kChannelBlock], sd2[kChannelBlock];
   double n = 0;
-  for (int64_t o = r.o0; o < r.o1; o += R) {
-    const int64_t oe = std::min(r.o1, o + R);
-    const double nt = static_cast<double>(oe - o);
+  for (int64_t o = r.o0; o < r.o1; o += R * r.step) {
+    const int64_t oe = std::min(r.o1, o + R * r.step);
+    const double nt = static_cast<double>(rows_between(o, oe, r.step));
     const MergeWeights w(n, nt);
     for (int64_t cb = r.c0; cb < r.c1; cb += kChannelBlock) {
       const int64_t nb = std::min(kChannelBlock, r.c1 - cb);
       std::fill(s, s + kChannelBlock, 0.0f);
-      for (int64_t oo = o; oo < oe; ++oo) {
+      for (int64_t oo = o; oo < oe; oo += r.step) {
         const float* row = x + oo * C + cb;
         acc_block_row<Arch, 1>(nb, &row, [&](int64_t j, const B* xs) { S::store(s + j, S::load(s + j) + xs[0]); });
       }
       for (int64_t j = 0; j < kChannelBlock; ++j) m[j] = s[j] / static_cast<float>(nt);
       std::fill(sd, sd + kChannelBlock, 0.0f);
       std::fill(sd2, sd2 + kChannelBlock, 0.0f);
-      for (int64_t oo = o; oo < oe; ++oo) {
+      for (int64_t oo = o; oo < oe; oo += r.step) {
         const float* row = x + oo * C + cb;
         acc_block_row<Arch, 1>(nb, &row, [&](int64_t j, const B* xs) {
           const B d = xs[0] - S::load(m + j);
@@ -220,9 +220,9 @@ void bn_backward_sums(const float* x, const float* dy, View v, Range r, const fl
     for (int64_t c = r.c0; c < r.c1; ++c) {
       const float m = mean[c];
       const B mb = S::set1(m);
-      for_each_tile(v, r.o0, r.o1, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
+      for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
         RunAcc<Arch, 3> a;
-        for (int64_t oo = o; oo < oe; ++oo) {
+        for (int64_t oo = o; oo < oe; oo += r.step) {
           const int64_t off = (oo * C + c) * v.inner + i0;
           const float* in[2] = {x + off, dy + off};
           acc_run<Arch, 2>(
@@ -247,14 +247,14 @@ void bn_backward_sums(const float* x, const float* dy, View v, Range r, const fl
   }
   const int64_t R = tile_rows_channels_last(C);
   alignas(64) float m[kChannelBlock], t[3][kChannelBlock];
-  for (int64_t o = r.o0; o < r.o1; o += R) {
-    const int64_t oe = std::min(r.o1, o + R);
+  for (int64_t o = r.o0; o < r.o1; o += R * r.step) {
+    const int64_t oe = std::min(r.o1, o + R * r.step);
     for (int64_t cb = r.c0; cb < r.c1; cb += kChannelBlock) {
       const int64_t nb = std::min(kChannelBlock, r.c1 - cb);
       std::fill(m, m + kChannelBlock, 0.0f);
       std::copy(mean + cb, mean + cb + nb, m);
       for (auto& tk : t) std::fill(tk, tk + kChannelBlock, 0.0f);
-      for (int64_t oo = o; oo < oe; ++oo) {
+      for (int64_t oo = o; oo < oe; oo += r.step) {
         const float* rows[2] = {x + oo * C + cb, dy + oo * C + cb};
         acc_block_row<Arch, 2>(nb, rows, [&](int64_t j, const B* xs) {
           const B xc = xs[0] - S::load(m + j);

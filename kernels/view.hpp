@@ -95,7 +95,7 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
   if (v.inner == 1) {
     LaneParams<Arch, NPar> lp;
     for (int k = 0; k < NPar; ++k) lp.p[k] = par[k] + r.c0;
-    for (int64_t o = r.o0; o < r.o1; ++o) {
+    for (int64_t o = r.o0; o < r.o1; o += r.step) {
       const int64_t off = o * C + r.c0;
       for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
       map_run<Arch, NIn, NPar>(op, r.c1 - r.c0, ins, out + off, lp, stream);
@@ -104,7 +104,7 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
     BroadcastParams<Arch, NPar> bp;
     for (int64_t c = r.c0; c < r.c1; ++c) {
       for (int k = 0; k < NPar; ++k) bp.p[k] = S::set1(par[k][c]);
-      for (int64_t o = r.o0; o < r.o1; ++o) {
+      for (int64_t o = r.o0; o < r.o1; o += r.step) {
         const int64_t off = (o * C + c) * v.inner;
         for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
         map_run<Arch, NIn, NPar>(op, v.inner, ins, out + off, bp, stream);

@@ -10,8 +10,12 @@ struct View {
 };
 
 struct Range {
-  int64_t c0, c1;  // channels [c0, c1)
-  int64_t o0, o1;  // outer rows [o0, o1)
+  int64_t c0, c1;     // channels [c0, c1)
+  int64_t o0, o1;     // outer rows o0, o0 + step, ... below o1
+  int64_t step = 1;
 };
+
+// Rows of r in [o, oe) (o one of r's rows).
+inline int64_t rows_between(int64_t o, int64_t oe, int64_t step) { return (oe - o + step - 1) / step; }
 
 }  // namespace nk::kernels
