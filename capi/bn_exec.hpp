@@ -1,7 +1,8 @@
 // How Batch Norm's passes are split over threads. Statistics are reduced per
 // block of outer rows (fixed by the shape alone) and merged in order, so every
 // partition of the work gives the same bits. With virtual batches (Ghost BN)
-// a block is one sample, and the blocks of a virtual batch merge together.
+// a block is a whole virtual batch (strided rows) where a sample is one row,
+// else one sample; the blocks of a virtual batch merge together.
 #pragma once
 
 #include <algorithm>
@@ -54,8 +55,10 @@ struct BnExec {
   kernels::Range block_range(int64_t c0, int64_t c1, int64_t b) const {
     if (!ghost) return {c0, c1, v.outer * b / blocks, v.outer * (b + 1) / blocks};
     const int64_t g = b / per_group;
-    if (rows_per_sample == 1)
-      return strided ? kernels::Range{c0, c1, g, samples, groups} : kernels::Range{c0, c1, g * members, (g + 1) * members};
+    if (rows_per_sample == 1) {
+      if (strided) return {c0, c1, g, samples, groups};
+      return {c0, c1, g * members, (g + 1) * members};
+    }
     const int64_t m = b % per_group;
     const int64_t n = strided ? m * groups + g : g * members + m;
     return {c0, c1, n * rows_per_sample, (n + 1) * rows_per_sample};
