@@ -25,6 +25,39 @@ bool group_resident(const SampleShape& sh) { return sh.inner > 1; }
 // Channel blocks for channels-last units.
 constexpr int64_t kChannelUnit = 256;
 
+// The passes of Group/Instance Norm: reduce(n, c0, c1) per sample and channel
+// range, step(n, g) per sample and group, apply(n, range). Where channels are
+// runs, one unit per (sample, group) takes it through all three while it is in
+// cache; where channels interleave, statistics go per (sample, channel block)
+// and apply per (sample, row block).
+template <class Reduce, class Step, class Apply>
+void run_group_passes(const SampleShape& sh, int64_t G, const Reduce& reduce, const Step& step,
+                      const Apply& apply) {
+  const int64_t N = sh.N, C = sh.C, Cg = C / G, P = sh.P;
+  if (group_resident(sh)) {
+    parallel_units(N * G, [&](int64_t u) {
+      const int64_t n = u / G, g = u % G;
+      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) reduce(n, c, c + 1);
+      step(n, g);
+      apply(n, kernels::Range{g * Cg, (g + 1) * Cg, 0, P});
+    });
+    return;
+  }
+  const int64_t cb = (C + kChannelUnit - 1) / kChannelUnit;
+  parallel_units(N * cb, [&](int64_t u) {
+    const int64_t n = u / cb, b = u % cb;
+    reduce(n, b * kChannelUnit, std::min(C, (b + 1) * kChannelUnit));
+  });
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t g = 0; g < G; ++g) step(n, g);
+  const int64_t rb = std::clamp<int64_t>(P * C / 65536, 1, P);
+  parallel_units(N * rb, [&](int64_t u) {
+    const int64_t n = u / rb, b = u % rb;
+    apply(n, kernels::Range{0, C, P * b / rb, P * (b + 1) / rb});
+  });
+}
+
+
 // Per-(sample, channel) partials, merged per group into the apply
 // parameters (N*C arrays) and the group's mean/invstd.
 struct GnForward {
@@ -78,31 +111,9 @@ struct GnForward {
   }
 
   void run() {
-    const int64_t N = a.sh.N, C = a.sh.C, G = a.G, Cg = C / G, P = a.sh.P;
-    if (group_resident(a.sh)) {
-      // One unit per (sample, group): statistics, then apply while in cache.
-      parallel_units(N * G, [&](int64_t u) {
-        const int64_t n = u / G, g = u % G;
-        for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) stats(n, c, c + 1);
-        finalize(n, g);
-        apply(n, {g * Cg, (g + 1) * Cg, 0, P});
-      });
-      return;
-    }
-    // Channels last: statistics per (sample, channel block), then apply per
-    // (sample, row block).
-    const int64_t cb = (C + kChannelUnit - 1) / kChannelUnit;
-    parallel_units(N * cb, [&](int64_t u) {
-      const int64_t n = u / cb, b = u % cb;
-      stats(n, b * kChannelUnit, std::min(C, (b + 1) * kChannelUnit));
-    });
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t g = 0; g < G; ++g) finalize(n, g);
-    const int64_t rb = std::clamp<int64_t>(P * C / 65536, 1, P);
-    parallel_units(N * rb, [&](int64_t u) {
-      const int64_t n = u / rb, b = u % rb;
-      apply(n, {0, C, P * b / rb, P * (b + 1) / rb});
-    });
+    run_group_passes(a.sh, a.G, [&](int64_t n, int64_t c0, int64_t c1) { stats(n, c0, c1); },
+                     [&](int64_t n, int64_t g) { finalize(n, g); },
+                     [&](int64_t n, const kernels::Range& r) { apply(n, r); });
   }
 };
 
@@ -148,27 +159,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
     a.k.bn_backward_apply(x + off, dy + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc], &pd[pc], stream);
   };
-  if (group_resident(a.sh)) {
-    parallel_units(N * G, [&](int64_t u) {
-      const int64_t n = u / G, g = u % G;
-      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) sums(n, c, c + 1);
-      coefficients(n, g);
-      apply(n, {g * Cg, (g + 1) * Cg, 0, P});
-    });
-  } else {
-    const int64_t cb = (C + kChannelUnit - 1) / kChannelUnit;
-    parallel_units(N * cb, [&](int64_t u) {
-      const int64_t n = u / cb, b = u % cb;
-      sums(n, b * kChannelUnit, std::min(C, (b + 1) * kChannelUnit));
-    });
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t g = 0; g < G; ++g) coefficients(n, g);
-    const int64_t rb = std::clamp<int64_t>(P * C / 65536, 1, P);
-    parallel_units(N * rb, [&](int64_t u) {
-      const int64_t n = u / rb, b = u % rb;
-      apply(n, {0, C, P * b / rb, P * (b + 1) / rb});
-    });
-  }
+  run_group_passes(a.sh, G, sums, coefficients, apply);
   for (int64_t c = 0; c < C; ++c) {
     double dg = 0, db = 0;
     for (int64_t n = 0; n < N; ++n) {

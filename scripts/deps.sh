@@ -15,7 +15,8 @@ for what in "$@"; do
   case "$what" in
     build) ;;
     test)
-      pkgs+=(libgtest-dev abigail-tools g++-aarch64-linux-gnu qemu-user
+      # libbenchmark-dev: the test build compiles the benchmarks too.
+      pkgs+=(libgtest-dev libbenchmark-dev abigail-tools g++-aarch64-linux-gnu qemu-user
              libgtest-dev:arm64 libxsimd-dev:arm64)
       need_arm64=1
       add_bindings ;;
