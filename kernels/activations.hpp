@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "act_ops.hpp"
 #include "kernel_table.hpp"
 #include "philox.hpp"
 #include "view.hpp"
@@ -12,32 +13,6 @@
 
 namespace nk::kernels {
 namespace {
-
-// SELU's constants (DESIGN.md), rounded once to float.
-constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
-constexpr double kSeluLambda = 1.0507009873554804934193349852946;
-
-// alpha * expm1(x) for x < 0, x * pos_scale otherwise (NaN passes through
-// the x branch, so it stays NaN; -0 stays -0).
-template <class Arch>
-inline typename vm<Arch>::B elu_core(const typename vm<Arch>::B& x, float neg_scale, float pos_scale) {
-  using V = vm<Arch>;
-  using B = typename V::B;
-  const auto neg = x < B(0.0f);
-  const B xc = V::select(x < B(-30.0f), B(-30.0f), V::select(neg, x, B(0.0f)));
-  return V::select(neg, B(neg_scale) * expm1_neg<Arch>(xc), x * B(pos_scale));
-}
-
-// d/dx of elu_core times dy: neg_scale * exp(x) * dy for x < 0, else pos_scale * dy.
-template <class Arch>
-inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typename vm<Arch>::B& dy,
-                                     float neg_scale, float pos_scale) {
-  using V = vm<Arch>;
-  using B = typename V::B;
-  const auto neg = x < B(0.0f);
-  const B xc = V::select(x < B(-150.0f), B(-150.0f), V::select(neg, x, B(0.0f)));
-  return V::select(neg, exp_neg_times<Arch>(xc, B(neg_scale) * dy), dy * B(pos_scale));
-}
 
 template <class Arch, class Op>
 inline void map_flat1(const Op& op, const float* x, float* y, int64_t n, bool stream) {
@@ -54,59 +29,19 @@ inline void map_flat2(const Op& op, const float* x, const float* dy, float* dx, 
 
 template <class Arch>
 void act_forward(int32_t kind, float p, const float* x, float* y, int64_t n, bool stream) {
-  using V = vm<Arch>;
-  using B = typename V::B;
-  switch (kind) {
-    case kActRelu:
-      // x > 0 ? x : 0, and NaN stays NaN.
-      map_flat1<Arch>([](const B* xs, const B*) { return V::select(xs[0] < B(0.0f), B(0.0f), xs[0]); },
-                      x, y, n, stream);
-      break;
-    case kActLeakyRelu:
-      map_flat1<Arch>([p](const B* xs, const B*) { return V::select(xs[0] < B(0.0f), xs[0] * B(p), xs[0]); },
-                      x, y, n, stream);
-      break;
-    case kActElu:
-      map_flat1<Arch>([p](const B* xs, const B*) { return elu_core<Arch>(xs[0], p, 1.0f); }, x, y, n, stream);
-      break;
-    case kActSelu: {
-      const float la = static_cast<float>(kSeluLambda * kSeluAlpha), l = static_cast<float>(kSeluLambda);
-      map_flat1<Arch>([la, l](const B* xs, const B*) { return elu_core<Arch>(xs[0], la, l); }, x, y, n, stream);
-      break;
-    }
-    default: break;
-  }
+  using B = typename vm<Arch>::B;
+  with_act<Arch>({kind, p}, [&](const auto& act) {
+    map_flat1<Arch>([&act](const B* xs, const B*) { return act.fwd(xs[0]); }, x, y, n, stream);
+  });
 }
 
-// Backward from x: the derivative at 0 is that of the x > 0 side for ReLU,
-// LeakyReLU, ELU and SELU alike (the x < 0 formula is used only for x < 0).
+// Backward from x (the activation's input).
 template <class Arch>
 void act_backward(int32_t kind, float p, const float* x, const float* dy, float* dx, int64_t n, bool stream) {
-  using V = vm<Arch>;
-  using B = typename V::B;
-  switch (kind) {
-    case kActRelu:
-      map_flat2<Arch>(
-          [](const B* xs, const B*) { return V::select(xs[0] > B(0.0f), xs[1], B(0.0f)); }, x, dy, dx, n,
-          stream);
-      break;
-    case kActLeakyRelu:
-      map_flat2<Arch>(
-          [p](const B* xs, const B*) { return V::select(xs[0] < B(0.0f), xs[1] * B(p), xs[1]); }, x, dy,
-          dx, n, stream);
-      break;
-    case kActElu:
-      map_flat2<Arch>([p](const B* xs, const B*) { return elu_grad<Arch>(xs[0], xs[1], p, 1.0f); }, x, dy,
-                      dx, n, stream);
-      break;
-    case kActSelu: {
-      const float la = static_cast<float>(kSeluLambda * kSeluAlpha), l = static_cast<float>(kSeluLambda);
-      map_flat2<Arch>([la, l](const B* xs, const B*) { return elu_grad<Arch>(xs[0], xs[1], la, l); }, x, dy,
-                      dx, n, stream);
-      break;
-    }
-    default: break;
-  }
+  using B = typename vm<Arch>::B;
+  with_act<Arch>({kind, p}, [&](const auto& act) {
+    map_flat2<Arch>([&act](const B* xs, const B*) { return act.grad(xs[0], xs[1]); }, x, dy, dx, n, stream);
+  });
 }
 
 // PReLU: y = x < 0 ? slope[c] * x : x.

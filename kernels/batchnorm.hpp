@@ -1,25 +1,126 @@
-// Batch Norm kernels, written once over the xsimd arch.
+// Batch Norm kernels, written once over the xsimd arch, plain and fused with
+// a residual add and an activation (act_ops.hpp). Group and Instance Norm use
+// the same kernels with per-(sample, channel) parameters.
 #pragma once
 
+#include <type_traits>
+
+#include "act_ops.hpp"
 #include "reduce.hpp"
 
 namespace nk::kernels {
 namespace {
 
-// y = ((x - mean_hi) - mean_lo) * scale + shift. The mean is split in two
-// floats so that a mean far from zero costs no precision.
-template <class Arch>
-void bn_apply(const float* x, float* y, View v, Range r, const float* mean_hi,
-              const float* mean_lo, const float* scale, const float* shift, bool stream) {
-  using S = simd<Arch>;
-  using B = typename S::batch;
-  const float* in[1] = {x};
-  const float* par[4] = {mean_hi, mean_lo, scale, shift};
-  map_view<Arch, 1, 4>([](const B* xs, const B* p) { return S::fma((xs[0] - p[0]) - p[1], p[2], p[3]); },
-                       v, r, in, y, par, stream);
+// f(std::integral_constant<bool, res != nullptr>): the residual as a template
+// flag, so the kernels without one read no third stream.
+template <class F>
+inline void with_residual(const float* res, const F& f) {
+  if (res) f(std::true_type{});
+  else f(std::false_type{});
 }
 
-// dx = a * dy + b * (x - mean) + d, per channel a, b, d.
+// y = act(((x - mean_hi) - mean_lo) * scale + shift + res). The mean is split
+// in two floats so that a mean far from zero costs no precision.
+template <class Arch, bool Res, class A>
+void apply_fused(const A& act, const float* x, const float* res, float* y, View v, Range r,
+                 const float* mean_hi, const float* mean_lo, const float* scale, const float* shift,
+                 bool stream) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  const float* in[2] = {x, res};
+  const float* par[4] = {mean_hi, mean_lo, scale, shift};
+  map_view<Arch, Res ? 2 : 1, 4>(
+      [&act](const B* xs, const B* p) {
+        B z = S::fma((xs[0] - p[0]) - p[1], p[2], p[3]);
+        if constexpr (Res) z = z + xs[1];
+        return act.fwd(z);
+      },
+      v, r, in, y, par, stream);
+}
+
+template <class Arch>
+void bn_apply(const float* x, float* y, View v, Range r, const float* mean_hi, const float* mean_lo,
+              const float* scale, const float* shift, bool stream) {
+  apply_fused<Arch, false>(ActIdentity<Arch>{}, x, nullptr, y, v, r, mean_hi, mean_lo, scale, shift, stream);
+}
+
+template <class Arch>
+void bn_act_apply(const float* x, const float* res, float* y, View v, Range r, const float* mean_hi,
+                  const float* mean_lo, const float* scale, const float* shift, Act act, bool stream) {
+  with_act<Arch>(act, [&](const auto& a) {
+    with_residual(res, [&](auto has_res) {
+      apply_fused<Arch, decltype(has_res)::value>(a, x, res, y, v, r, mean_hi, mean_lo, scale, shift, stream);
+    });
+  });
+}
+
+// The gradient at the activation's input, dz = act'(z) * dy with
+// z = (x - mean) * zscale + zshift (+ res): the forward's z, recomputed with
+// the same arithmetic (its mean_lo was 0). Inputs {x, dy, res}.
+template <class Arch, bool Res, class A>
+struct DzOp {
+  using B = typename simd<Arch>::batch;
+  const A& act;
+  B operator()(const B* xs, const B* p) const {
+    B z = simd<Arch>::fma(xs[0] - p[0], p[1], p[2]);
+    if constexpr (Res) z = z + xs[2];
+    return act.grad(z, xs[1]);
+  }
+};
+
+// backward_sums' dy source for the fused kernels: dz, computed run by run
+// into `out` where given (the caller wants dz), else into a buffer.
+template <class Arch, bool Res, class A>
+struct FusedDz {
+  DzOp<Arch, Res, A> op;
+  const float *x, *res, *dy;
+  float* out;
+  const float *mean, *zscale, *zshift;
+  alignas(64) mutable float buf[std::max(kTileInner, kChannelBlock)];  // left uninitialized
+
+  FusedDz(const A& a, const float* x_, const float* res_, const float* dy_, float* out_, const float* mean_,
+          const float* zscale_, const float* zshift_)
+      : op{a}, x(x_), res(res_), dy(dy_), out(out_), mean(mean_), zscale(zscale_), zshift(zshift_) {}
+
+  const float* run(int64_t off, int64_t n, int64_t c) const {
+    BroadcastParams<Arch, 3> p;
+    p.p[0] = simd<Arch>::set1(mean[c]);
+    p.p[1] = simd<Arch>::set1(zscale[c]);
+    p.p[2] = simd<Arch>::set1(zshift[c]);
+    return compute(off, n, p);
+  }
+  const float* row(int64_t off, int64_t cb, int64_t nb) const {
+    LaneParams<Arch, 3> p;
+    p.p[0] = mean + cb;
+    p.p[1] = zscale + cb;
+    p.p[2] = zshift + cb;
+    return compute(off, nb, p);
+  }
+  template <class Par>
+  const float* compute(int64_t off, int64_t n, const Par& p) const {
+    float* dst = out ? out + off : buf;
+    const float* in[3] = {x + off, dy + off, Res ? res + off : nullptr};
+    map_run<Arch, Res ? 3 : 2, 3>(op, n, in, dst, p, false);
+    return dst;
+  }
+};
+
+template <class Arch>
+void bn_act_backward_sums(const float* x, const float* res, const float* dy, float* dz_out, View v, Range r,
+                          const float* mean, const float* zscale, const float* zshift, Act act,
+                          double* const* sums) {
+  with_act<Arch>(act, [&](const auto& a) {
+    with_residual(res, [&](auto has_res) {
+      constexpr bool R = decltype(has_res)::value;
+      using A = std::decay_t<decltype(a)>;
+      const FusedDz<Arch, R, A> dz(a, x, res, dy, dz_out, mean, zscale, zshift);
+      backward_sums<Arch>(x, dz, v, r, mean, sums);
+    });
+  });
+}
+
+// dx = a * dz + b * (x - mean) + d, per channel a, b, d; dz = dy, or the
+// fused dz recomputed from x (and res).
 template <class Arch>
 void bn_backward_apply(const float* x, const float* dy, float* dx, View v, Range r,
                        const float* mean, const float* a, const float* b, const float* d,
@@ -31,6 +132,28 @@ void bn_backward_apply(const float* x, const float* dy, float* dx, View v, Range
   map_view<Arch, 2, 4>(
       [](const B* xs, const B* p) { return S::fma(p[1], xs[1], S::fma(p[2], xs[0] - p[0], p[3])); }, v, r,
       in, dx, par, stream);
+}
+
+template <class Arch>
+void bn_act_backward_apply(const float* x, const float* res, const float* dy, float* dx, View v, Range r,
+                           const float* mean, const float* a, const float* b, const float* d,
+                           const float* zscale, const float* zshift, Act act, bool stream) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  with_act<Arch>(act, [&](const auto& fn) {
+    with_residual(res, [&](auto has_res) {
+      constexpr bool R = decltype(has_res)::value;
+      const DzOp<Arch, R, std::decay_t<decltype(fn)>> dz{fn};
+      // Parameters: mean, a, b, d, then the dz op's mean, zscale, zshift.
+      const float* in[3] = {x, dy, res};
+      const float* par[7] = {mean, a, b, d, mean, zscale, zshift};
+      map_view<Arch, R ? 3 : 2, 7>(
+          [&dz](const B* xs, const B* p) {
+            return S::fma(p[1], dz(xs, p + 4), S::fma(p[2], xs[0] - p[0], p[3]));
+          },
+          v, r, in, dx, par, stream);
+    });
+  });
 }
 
 }  // namespace

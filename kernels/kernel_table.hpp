@@ -8,9 +8,13 @@
 
 namespace nk::kernels {
 
-// The element-wise activations of act_forward/act_backward (p: LeakyReLU's
-// slope, ELU's alpha; unused otherwise).
-enum ActKind : int32_t { kActRelu = 0, kActLeakyRelu = 1, kActElu = 2, kActSelu = 3 };
+// The element-wise activations (p: LeakyReLU's slope, ELU's alpha; unused
+// otherwise). Identity serves the fused kernels' "no activation".
+enum ActKind : int32_t { kActRelu = 0, kActLeakyRelu = 1, kActElu = 2, kActSelu = 3, kActIdentity = 4 };
+struct Act {
+  int32_t kind;
+  float p;
+};
 
 struct KernelTable {
   const char* isa;
@@ -23,6 +27,19 @@ struct KernelTable {
   void (*bn_backward_apply)(const float* x, const float* dy, float* dx, View v, Range r,
                             const float* mean, const float* a, const float* b, const float* d,
                             bool stream);
+  // Fused normalization + residual + activation (batchnorm.hpp); res may be
+  // NULL. Forward: y = act(bn_apply(x) + res). Backward, with
+  // dz = act'(z) * dy and z = (x - mean) * zscale + zshift (+ res) recomputed:
+  // the sums of bn_backward_sums over (x, dz), dz also written to dz_out
+  // unless NULL; and dx = a * dz + b * (x - mean) + d.
+  void (*bn_act_apply)(const float* x, const float* res, float* y, View v, Range r, const float* mean_hi,
+                       const float* mean_lo, const float* scale, const float* shift, Act act, bool stream);
+  void (*bn_act_backward_sums)(const float* x, const float* res, const float* dy, float* dz_out, View v,
+                               Range r, const float* mean, const float* zscale, const float* zshift, Act act,
+                               double* const* sums);
+  void (*bn_act_backward_apply)(const float* x, const float* res, const float* dy, float* dx, View v,
+                                Range r, const float* mean, const float* a, const float* b, const float* d,
+                                const float* zscale, const float* zshift, Act act, bool stream);
   // Activations (activations.hpp).
   void (*act_forward)(int32_t kind, float p, const float* x, float* y, int64_t n, bool stream);
   void (*act_backward)(int32_t kind, float p, const float* x, const float* dy, float* dx, int64_t n,

@@ -206,11 +206,20 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
   }
 }
 
+// Where the backward sums read dy from: the caller's dy as it is. (The fused
+// kernels compute dz = act'(z) * dy instead, run by run.) run(off, n, c): n
+// elements of channel c from offset off; row(off, cb, nb): channels
+// [cb, cb + nb) of one row.
+struct DyAsGiven {
+  const float* dy;
+  const float* run(int64_t off, int64_t, int64_t) const { return dy + off; }
+  const float* row(int64_t off, int64_t, int64_t) const { return dy + off; }
+};
+
 // Backward sums of each channel of r over rows [o0, o1), with xc = x - mean[c]:
 // sums[0][c - c0] = sum(dy), sums[1][...] = sum(dy * xc), sums[2][...] = sum(xc).
-template <class Arch>
-void bn_backward_sums(const float* x, const float* dy, View v, Range r, const float* mean,
-                      double* const* sums) {
+template <class Arch, class Dy>
+void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* mean, double* const* sums) {
   using S = simd<Arch>;
   using B = typename S::batch;
   const int64_t C = v.channels;
@@ -224,7 +233,7 @@ void bn_backward_sums(const float* x, const float* dy, View v, Range r, const fl
         RunAcc<Arch, 3> a;
         for (int64_t oo = o; oo < oe; oo += r.step) {
           const int64_t off = (oo * C + c) * v.inner + i0;
-          const float* in[2] = {x + off, dy + off};
+          const float* in[2] = {x + off, dys.run(off, len, c)};
           acc_run<Arch, 2>(
               len, in, a,
               [&](const B* xs, B (*acc)[2], int j) {
@@ -255,7 +264,7 @@ void bn_backward_sums(const float* x, const float* dy, View v, Range r, const fl
       std::copy(mean + cb, mean + cb + nb, m);
       for (auto& tk : t) std::fill(tk, tk + kChannelBlock, 0.0f);
       for (int64_t oo = o; oo < oe; oo += r.step) {
-        const float* rows[2] = {x + oo * C + cb, dy + oo * C + cb};
+        const float* rows[2] = {x + oo * C + cb, dys.row(oo * C + cb, cb, nb)};
         acc_block_row<Arch, 2>(nb, rows, [&](int64_t j, const B* xs) {
           const B xc = xs[0] - S::load(m + j);
           S::store(t[0] + j, S::load(t[0] + j) + xs[1]);
@@ -267,6 +276,12 @@ void bn_backward_sums(const float* x, const float* dy, View v, Range r, const fl
         for (int64_t j = 0; j < nb; ++j) sums[k][cb - r.c0 + j] += static_cast<double>(t[k][j]);
     }
   }
+}
+
+template <class Arch>
+void bn_backward_sums(const float* x, const float* dy, View v, Range r, const float* mean,
+                      double* const* sums) {
+  backward_sums<Arch>(x, DyAsGiven{dy}, v, r, mean, sums);
 }
 
 }  // namespace

@@ -1,0 +1,89 @@
+// The element-wise activations as small functors over one vector: fwd(z) and
+// grad(z, dy) = act'(z) * dy. The activation kernels and the fused
+// normalization + activation kernels use the same functors, so a fused op
+// computes exactly what the two ops in sequence compute.
+#pragma once
+
+#include "kernel_table.hpp"
+#include "vmath.hpp"
+
+namespace nk::kernels {
+namespace {
+
+// SELU's constants (DESIGN.md), rounded once to float.
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluLambda = 1.0507009873554804934193349852946;
+
+// alpha * expm1(x) for x < 0, x * pos_scale otherwise (NaN passes through
+// the x branch, so it stays NaN; -0 stays -0).
+template <class Arch>
+inline typename vm<Arch>::B elu_core(const typename vm<Arch>::B& x, float neg_scale, float pos_scale) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  const auto neg = x < B(0.0f);
+  const B xc = V::select(x < B(-30.0f), B(-30.0f), V::select(neg, x, B(0.0f)));
+  return V::select(neg, B(neg_scale) * expm1_neg<Arch>(xc), x * B(pos_scale));
+}
+
+// d/dx of elu_core times dy: neg_scale * exp(x) * dy for x < 0, else pos_scale * dy.
+template <class Arch>
+inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typename vm<Arch>::B& dy,
+                                     float neg_scale, float pos_scale) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  const auto neg = x < B(0.0f);
+  const B xc = V::select(x < B(-150.0f), B(-150.0f), V::select(neg, x, B(0.0f)));
+  return V::select(neg, exp_neg_times<Arch>(xc, B(neg_scale) * dy), dy * B(pos_scale));
+}
+
+// The derivative at 0 is that of the x > 0 side for every activation here.
+template <class Arch>
+struct ActIdentity {
+  using B = typename vm<Arch>::B;
+  B fwd(const B& z) const { return z; }
+  B grad(const B&, const B& dy) const { return dy; }
+};
+
+template <class Arch>
+struct ActRelu {  // z > 0 ? z : 0, and NaN stays NaN
+  using V = vm<Arch>;
+  using B = typename V::B;
+  B fwd(const B& z) const { return V::select(z < B(0.0f), B(0.0f), z); }
+  B grad(const B& z, const B& dy) const { return V::select(z > B(0.0f), dy, B(0.0f)); }
+};
+
+template <class Arch>
+struct ActLeakyRelu {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  float slope;
+  B fwd(const B& z) const { return V::select(z < B(0.0f), z * B(slope), z); }
+  B grad(const B& z, const B& dy) const { return V::select(z < B(0.0f), dy * B(slope), dy); }
+};
+
+// ELU (neg = alpha, pos = 1) and SELU (neg = lambda * alpha, pos = lambda).
+template <class Arch>
+struct ActElu {
+  using B = typename vm<Arch>::B;
+  float neg, pos;
+  B fwd(const B& z) const { return elu_core<Arch>(z, neg, pos); }
+  B grad(const B& z, const B& dy) const { return elu_grad<Arch>(z, dy, neg, pos); }
+};
+
+// f(functor) with the functor of act; false for an unknown kind.
+template <class Arch, class F>
+inline bool with_act(Act act, const F& f) {
+  switch (act.kind) {
+    case kActIdentity: f(ActIdentity<Arch>{}); return true;
+    case kActRelu: f(ActRelu<Arch>{}); return true;
+    case kActLeakyRelu: f(ActLeakyRelu<Arch>{act.p}); return true;
+    case kActElu: f(ActElu<Arch>{act.p, 1.0f}); return true;
+    case kActSelu:
+      f(ActElu<Arch>{static_cast<float>(kSeluLambda * kSeluAlpha), static_cast<float>(kSeluLambda)});
+      return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+}  // namespace nk::kernels
