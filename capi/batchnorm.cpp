@@ -3,6 +3,7 @@
 #include <cstddef>
 
 #include "bn_common.hpp"
+#include "fusion.hpp"
 
 using namespace nk;
 
@@ -61,12 +62,12 @@ BnExec make_exec(const Step& s) {
 // Training forward on the canonical view: statistics per virtual batch, the
 // per-channel step (renorm, moving statistics, coefficients), then apply.
 void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st, const float* x, float* y,
-                      const float* gamma, const float* beta) {
+                      const float* gamma, const float* beta, const Fusion& f) {
   const int64_t C = e.v.channels, G = e.groups;
   const double m = e.group_count();
   std::vector<double> bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size());
   ChannelArrays p(G * C);
-  const bool stream = e.stream(2 * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
+  const bool stream = e.stream((f.res ? 3 : 2) * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
 
   auto stats = [&](int64_t b, int64_t c0, int64_t c1) {
     e.k.bn_stats(x, e.v, e.block_range(c0, c1, b), &bmean[b * C + c0], &bm2[b * C + c0]);
@@ -89,6 +90,9 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
       const double keep = o.convention == NK_MOMENTUM_TF ? o.renorm_momentum : 1.0 - o.renorm_momentum;
       st.renorm_mean[c] = static_cast<float>(keep * st.renorm_mean[c] + (1.0 - keep) * mean_avg);
       st.renorm_stddev[c] = static_cast<float>(keep * st.renorm_stddev[c] + (1.0 - keep) * sigma);
+      // The float values backward gets (fused_z uses them).
+      r = static_cast<float>(r);
+      d = static_cast<float>(d);
       if (st.saved_r) st.saved_r[c] = static_cast<float>(r);
       if (st.saved_d) st.saved_d[c] = static_cast<float>(d);
     } else {
@@ -105,15 +109,24 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
       merge_blocks(e, bmean.data(), bm2.data(), c, g, mean, m2);
       const double var = std::isnan(m2) ? m2 : std::max(m2, 0.0) / m;
       const double invstd = 1.0 / std::sqrt(var + o.epsilon);
-      set_coefficients(p, g * C + c, mean, gm * a * r * invstd, gm * (b * r + d) + bt);
+      const int64_t i = g * C + c;
+      if (f.fused) {
+        const ZCoefficients z = fused_z(gm, bt, a, b, r, d, static_cast<float>(invstd));
+        p.a[i] = static_cast<float>(mean);
+        p.b[i] = 0.0f;
+        p.c[i] = z.scale;
+        p.d[i] = z.shift;
+      } else {
+        set_coefficients(p, i, mean, gm * a * r * invstd, gm * (b * r + d) + bt);
+      }
       if (st.saved_mean) st.saved_mean[g * C + c] = p.a[g * C + c];
       if (st.saved_invstd) st.saved_invstd[g * C + c] = static_cast<float>(invstd);
     }
   };
   auto apply = [&](const kernels::Range& r, int64_t g) {
     const int64_t off = g * C;
-    e.k.bn_apply(x, y, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off, p.d.data() + off,
-                 stream);
+    e.k.bn_act_apply(x, f.res, y, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off,
+                     p.d.data() + off, f.act, stream);
   };
   e.run_passes(stats, channel_step, apply);
 }
@@ -123,17 +136,45 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
 //   dx = gamma' * s * dy - gamma' * s^3 * P / m * (x - mu) - gamma' * s * sum(dy) / m,
 // P = sum(dy * (x - mu)). The saved mean is a float; delta = sum(x - mean) / m
 // is its offset from the exact mean, which the coefficients absorb.
+//
+// Fused (f.fused): dy is the gradient at y = act(z), z recomputed from x
+// (and the residual) with fused_z's coefficients; the passes work on
+// dz = act'(z) * dy. With dres, the sums pass writes dz there and the apply
+// pass reads it back (one stream fewer than recomputing it with the residual).
 void backward(const BnExec& e, const nk_bn_state& st, const float* x, const float* dy, const float* gamma,
-              float* dx, float* dgamma, float* dbeta) {
+              float* dx, float* dgamma, float* dbeta, const Fusion& f, const float* beta, float* dres) {
   const int64_t C = e.v.channels, G = e.groups;
   const double m = e.group_count();
   const size_t nb = static_cast<size_t>(e.blocks * C);
   std::vector<double> bsum(3 * nb);
   ChannelArrays p(G * C);
-  const bool stream = e.stream(3 * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
+  std::vector<float> zscale, zshift;
+  if (f.fused) {
+    zscale.resize(static_cast<size_t>(G * C));
+    zshift.resize(zscale.size());
+    for (int64_t c = 0; c < C; ++c) {
+      const double gm = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
+      const double a = st.adjustment_scale ? st.adjustment_scale[c] : 1.0;
+      const double b = st.adjustment_bias ? st.adjustment_bias[c] : 0.0;
+      const double r = st.saved_r ? st.saved_r[c] : 1.0, d = st.saved_d ? st.saved_d[c] : 0.0;
+      for (int64_t g = 0; g < G; ++g) {
+        const ZCoefficients z = fused_z(gm, bt, a, b, r, d, st.saved_invstd[g * C + c]);
+        zscale[g * C + c] = z.scale;
+        zshift[g * C + c] = z.shift;
+      }
+    }
+  }
+  const int streams = 3 + (f.res && !dres ? 1 : 0);
+  const bool stream = e.stream(streams * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
   auto sums = [&](int64_t b, int64_t c0, int64_t c1) {
     double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
-    e.k.bn_backward_sums(x, dy, e.v, e.block_range(c0, c1, b), st.saved_mean + e.block_group(b) * C, out);
+    const int64_t goff = e.block_group(b) * C;
+    const kernels::Range r = e.block_range(c0, c1, b);
+    if (f.fused)
+      e.k.bn_act_backward_sums(x, f.res, dy, dres, e.v, r, st.saved_mean + goff, zscale.data() + goff,
+                               zshift.data() + goff, f.act, out);
+    else
+      e.k.bn_backward_sums(x, dy, e.v, r, st.saved_mean + goff, out);
   };
   auto coefficients = [&](int64_t c) {
     const double gm = gamma ? gamma[c] : 1.0;
@@ -167,36 +208,60 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   };
   auto apply = [&](const kernels::Range& r, int64_t g) {
     const int64_t off = g * C;
-    e.k.bn_backward_apply(x, dy, dx, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off,
-                          p.d.data() + off, stream);
+    if (f.fused && !dres)
+      e.k.bn_act_backward_apply(x, f.res, dy, dx, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off,
+                                p.d.data() + off, zscale.data() + off, zshift.data() + off, f.act, stream);
+    else
+      e.k.bn_backward_apply(x, dres ? dres : dy, dx, e.v, r, p.a.data() + off, p.b.data() + off,
+                            p.c.data() + off, p.d.data() + off, stream);
   };
   e.run_passes(sums, coefficients, apply);
 }
 
-nk_status train(const char* where, const nk_tensor_desc* desc, const nk_bn_options* opt, const void* x, void* y,
-                const float* gamma, const float* beta, const nk_bn_state* state) {
+// What a fused entry point asks for; plain entry points leave it empty.
+struct FuseRequest {
+  bool fused = false;
+  int32_t act = NK_ACT_NONE;
+  float param = 0.0f;
+  Fusion read() const {
+    Fusion f;
+    f.fused = fused;
+    if (fused) f.act = read_activation(act, param);
+    return f;
+  }
+};
+
+nk_status train(const char* where, const nk_tensor_desc* desc, const nk_bn_options* opt, const void* x,
+                const void* res, void* y, const float* gamma, const float* beta, const nk_bn_state* state,
+                const FuseRequest& fr = {}) {
   return guarded(where, [&] {
     const Step s = check_step(desc, opt, read_bn_state(state), false);
+    Fusion f = fr.read();
     require(x, "x");
     require(y, "y");
     const BnExec e = make_exec(s);
-    const Canonical io(s.shape, {x}, y);
-    forward_training(e, s.o, s.st, io.in(0), io.out(), gamma, beta);
+    const Canonical io(s.shape, {x, res}, y);
+    f.res = io.in(1);
+    forward_training(e, s.o, s.st, io.in(0), io.out(), gamma, beta, f);
     io.finish();
   });
 }
 
 nk_status train_backward(const char* where, const nk_tensor_desc* desc, const nk_bn_options* opt,
-                         const void* x, const void* dy, const float* gamma, const nk_bn_state* state, void* dx,
-                         float* dgamma, float* dbeta) {
+                         const void* x, const void* res, const void* dy, const float* gamma, const float* beta,
+                         const nk_bn_state* state, void* dx, void* dres, float* dgamma, float* dbeta,
+                         const FuseRequest& fr = {}) {
   return guarded(where, [&] {
     const Step s = check_step(desc, opt, read_bn_state(state), true);
+    Fusion f = fr.read();
     require(x, "x");
     require(dy, "dy");
     require(dx, "dx");
+    check_fused_backward(x, res, dx, dres);
     const BnExec e = make_exec(s);
-    const Canonical io(s.shape, {x, dy}, dx);
-    backward(e, s.st, io.in(0), io.in(1), gamma, io.out(), dgamma, dbeta);
+    const Canonical io(s.shape, {x, dy, res}, dx, dres);
+    f.res = io.in(2);
+    backward(e, s.st, io.in(0), io.in(1), gamma, io.out(), dgamma, dbeta, f, beta, io.out2());
     io.finish();
   });
 }
@@ -246,13 +311,13 @@ NK_API nk_status nk_bn_forward_training(const nk_tensor_desc* desc, const nk_bn_
   st.saved_invstd = saved_invstd;
   st.moving_mean = moving_mean;
   st.moving_var = moving_var;
-  return train("nk_bn_forward_training", desc, opt, x, y, gamma, beta, &st);
+  return train("nk_bn_forward_training", desc, opt, x, nullptr, y, gamma, beta, &st);
 }
 
 NK_API nk_status nk_bn_forward_training_ex(const nk_tensor_desc* desc, const nk_bn_options* opt,
                                            const void* x, void* y, const float* gamma,
                                            const float* beta, nk_bn_state* state) {
-  return train("nk_bn_forward_training_ex", desc, opt, x, y, gamma, beta, state);
+  return train("nk_bn_forward_training_ex", desc, opt, x, nullptr, y, gamma, beta, state);
 }
 
 NK_API nk_status nk_bn_backward(const nk_tensor_desc* desc, const nk_bn_options* opt,
@@ -263,23 +328,41 @@ NK_API nk_status nk_bn_backward(const nk_tensor_desc* desc, const nk_bn_options*
   nk_bn_state_init(&st);
   st.saved_mean = const_cast<float*>(saved_mean);
   st.saved_invstd = const_cast<float*>(saved_invstd);
-  return train_backward("nk_bn_backward", desc, opt, x, dy, gamma, &st, dx, dgamma, dbeta);
+  return train_backward("nk_bn_backward", desc, opt, x, nullptr, dy, gamma, nullptr, &st, dx, nullptr, dgamma,
+                        dbeta);
 }
 
 NK_API nk_status nk_bn_backward_ex(const nk_tensor_desc* desc, const nk_bn_options* opt,
                                    const void* x, const void* dy, const float* gamma,
                                    const nk_bn_state* state, void* dx, float* dgamma,
                                    float* dbeta) {
-  return train_backward("nk_bn_backward_ex", desc, opt, x, dy, gamma, state, dx, dgamma, dbeta);
+  return train_backward("nk_bn_backward_ex", desc, opt, x, nullptr, dy, gamma, nullptr, state, dx, nullptr, dgamma,
+                        dbeta);
 }
 
-NK_API nk_status nk_bn_forward_inference(const nk_tensor_desc* desc, const nk_bn_options* opt,
-                                         const void* x, void* y, const float* gamma,
-                                         const float* beta, const float* moving_mean,
-                                         const float* moving_var) {
-  return guarded("nk_bn_forward_inference", [&] {
+NK_API nk_status nk_bn_act_forward_training(const nk_tensor_desc* desc, const nk_bn_options* opt, int32_t act,
+                                            float act_param, const void* x, const void* residual, void* y,
+                                            const float* gamma, const float* beta, nk_bn_state* state) {
+  return train("nk_bn_act_forward_training", desc, opt, x, residual, y, gamma, beta, state,
+               {true, act, act_param});
+}
+
+NK_API nk_status nk_bn_act_backward(const nk_tensor_desc* desc, const nk_bn_options* opt, int32_t act,
+                                    float act_param, const void* x, const void* residual, const void* dy,
+                                    const float* gamma, const float* beta, const nk_bn_state* state, void* dx,
+                                    void* dresidual, float* dgamma, float* dbeta) {
+  return train_backward("nk_bn_act_backward", desc, opt, x, residual, dy, gamma, beta, state, dx, dresidual,
+                        dgamma, dbeta, {true, act, act_param});
+}
+
+namespace {
+nk_status inference(const char* where, const nk_tensor_desc* desc, const nk_bn_options* opt, const void* x,
+                    const void* res, void* y, const float* gamma, const float* beta, const float* moving_mean,
+                    const float* moving_var, const FuseRequest& fr = {}) {
+  return guarded(where, [&] {
     const Shape s = canonicalize(desc);
     const BnOptions o = read_bn_options(opt);
+    const Fusion f = fr.read();
     require(x, "x");
     require(y, "y");
     require(moving_mean, "moving_mean");
@@ -287,8 +370,24 @@ NK_API nk_status nk_bn_forward_inference(const nk_tensor_desc* desc, const nk_bn
     std::vector<float> invstd(static_cast<size_t>(s.channels));
     for (int64_t c = 0; c < s.channels; ++c)
       invstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(moving_var[c]) + o.epsilon));
-    apply_given_stats(s, x, y, gamma, beta, moving_mean, invstd.data());
+    apply_given_stats(s, x, y, gamma, beta, moving_mean, invstd.data(), res, f.act);
   });
+}
+}  // namespace
+
+NK_API nk_status nk_bn_forward_inference(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                         const void* x, void* y, const float* gamma,
+                                         const float* beta, const float* moving_mean,
+                                         const float* moving_var) {
+  return inference("nk_bn_forward_inference", desc, opt, x, nullptr, y, gamma, beta, moving_mean, moving_var);
+}
+
+NK_API nk_status nk_bn_act_forward_inference(const nk_tensor_desc* desc, const nk_bn_options* opt, int32_t act,
+                                             float act_param, const void* x, const void* residual, void* y,
+                                             const float* gamma, const float* beta, const float* moving_mean,
+                                             const float* moving_var) {
+  return inference("nk_bn_act_forward_inference", desc, opt, x, residual, y, gamma, beta, moving_mean,
+                   moving_var, {true, act, act_param});
 }
 
 }  // extern "C"

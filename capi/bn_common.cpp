@@ -32,28 +32,36 @@ void check_channels(int64_t channels) {
   checked_mul(channels, 64, "channels");
 }
 
-Canonical::Canonical(const Shape& s, std::initializer_list<const void*> inputs, void* output)
-    : s_(s), user_out_(static_cast<float*>(output)) {
+Canonical::Canonical(const Shape& s, std::initializer_list<const void*> inputs, void* output, void* output2)
+    : s_(s), user_out_{static_cast<float*>(output), static_cast<float*>(output2)} {
   int k = 0;
   if (!s.general) {
     for (const void* p : inputs) in_[k++] = static_cast<const float*>(p);
-    out_ = user_out_;
+    out_[0] = user_out_[0];
+    out_[1] = user_out_[1];
     return;
   }
-  copies_.reserve(inputs.size() + 1);
+  copies_.reserve(inputs.size() + 2);
   for (const void* p : inputs) {
+    if (p == nullptr) {
+      in_[k++] = nullptr;
+      continue;
+    }
     copies_.emplace_back(static_cast<size_t>(s.total));
     gather(s, static_cast<const float*>(p), copies_.back().data());
     in_[k++] = copies_.back().data();
   }
-  if (output != nullptr) {
+  for (int j = 0; j < 2; ++j) {
+    if (user_out_[j] == nullptr) continue;
     copies_.emplace_back(static_cast<size_t>(s.total));
-    out_ = copies_.back().data();
+    out_[j] = copies_.back().data();
   }
 }
 
 void Canonical::finish() const {
-  if (s_.general && user_out_ != nullptr) scatter(s_, out_, user_out_);
+  if (!s_.general) return;
+  for (int j = 0; j < 2; ++j)
+    if (user_out_[j] != nullptr) scatter(s_, out_[j], user_out_[j]);
 }
 
 nk_bn_state read_bn_state(const nk_bn_state* state) {
@@ -89,16 +97,16 @@ void update_moving(const BnOptions& o, int64_t c, double count, double mean, dou
 }
 
 void apply_given_stats(const Shape& s, const void* x, void* y, const float* gamma, const float* beta,
-                       const float* mean, const float* invstd) {
+                       const float* mean, const float* invstd, const void* res, kernels::Act act) {
   const BnExec e(kernels_for_call(), s.view);
   ChannelArrays p(s.channels);
   for (int64_t c = 0; c < s.channels; ++c)
     set_coefficients(p, c, mean[c], (gamma ? gamma[c] : 1.0) * invstd[c], beta ? beta[c] : 0.0);
-  const Canonical io(s, {x}, y);
-  const bool stream = e.stream(2 * static_cast<int64_t>(sizeof(float)) * s.total);
+  const Canonical io(s, {x, res}, y);
+  const bool stream = e.stream((res ? 3 : 2) * static_cast<int64_t>(sizeof(float)) * s.total);
   e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
-    e.k.bn_apply(io.in(0), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(), p.d.data(),
-                 stream);
+    e.k.bn_act_apply(io.in(0), io.in(1), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(),
+                     p.d.data(), act, stream);
   });
   io.finish();
 }

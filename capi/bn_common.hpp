@@ -27,20 +27,22 @@ BnOptions read_bn_options(const nk_bn_options* opt);
 void check_channels(int64_t channels);
 
 // Canonical pointers for one call: on the general path, gathered copies of
-// the inputs and a buffer for the output, scattered back by finish().
+// the inputs and buffers for the outputs, scattered back by finish(). NULL
+// inputs and outputs (optional ones) stay NULL.
 class Canonical {
  public:
-  Canonical(const Shape& s, std::initializer_list<const void*> inputs, void* output);
+  Canonical(const Shape& s, std::initializer_list<const void*> inputs, void* output, void* output2 = nullptr);
   const float* in(int k) const { return in_[k]; }
-  float* out() const { return out_; }
+  float* out() const { return out_[0]; }
+  float* out2() const { return out_[1]; }
   void finish() const;
 
  private:
   const Shape& s_;
   std::vector<std::vector<float>> copies_;
   const float* in_[4] = {};
-  float* out_ = nullptr;
-  float* user_out_ = nullptr;
+  float* out_[2] = {};
+  float* user_out_[2] = {};
 };
 
 // Per-channel coefficients for the element-wise kernels.
@@ -64,7 +66,9 @@ void update_moving(const BnOptions& o, int64_t c, double count, double mean, dou
 
 // y = gamma * (x - mean) * invstd + beta with given per-channel statistics
 // (inference, and the apply step of split statistics).
+// With a residual and an activation (res may be NULL): y = act(... + res).
 void apply_given_stats(const Shape& s, const void* x, void* y, const float* gamma, const float* beta,
-                       const float* mean, const float* invstd);
+                       const float* mean, const float* invstd, const void* res = nullptr,
+                       kernels::Act act = {kernels::kActIdentity, 0.0f});
 
 }  // namespace nk

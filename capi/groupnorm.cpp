@@ -5,6 +5,7 @@
 // pass is Batch Norm's apply with per-(sample, channel) parameter arrays.
 #include <cstddef>
 
+#include "fusion.hpp"
 #include "norm_common.hpp"
 
 using namespace nk;
@@ -71,14 +72,17 @@ struct GnForward {
   std::vector<double> gmean, gvar;            // [N*G], for moving statistics
   float* saved_mean;
   float* saved_invstd;
+  Fusion f;
   bool stream;
 
-  GnForward(const GnArgs& args, const float* x_, float* y_, const float* g, const float* b, float* sm, float* si)
+  GnForward(const GnArgs& args, const float* x_, float* y_, const float* g, const float* b, float* sm, float* si,
+            const Fusion& fusion = {})
       : a(args), x(x_), y(y_), gamma(g), beta(b),
         cmean(static_cast<size_t>(args.sh.N * args.sh.C)), cm2(cmean.size()), hi(cmean.size()),
         lo(cmean.size()), scale(cmean.size()), shift(cmean.size()),
         gmean(static_cast<size_t>(args.sh.N * args.G)), gvar(gmean.size()), saved_mean(sm),
-        saved_invstd(si), stream(stream_for(2 * static_cast<int64_t>(sizeof(float)) * args.sh.s.total)) {}
+        saved_invstd(si), f(fusion),
+        stream(stream_for((f.res ? 3 : 2) * static_cast<int64_t>(sizeof(float)) * args.sh.s.total)) {}
 
   void stats(int64_t n, int64_t c0, int64_t c1) {
     const int64_t off = n * a.sh.sample_elems();
@@ -96,6 +100,14 @@ struct GnForward {
     const float l = static_cast<float>(mu - static_cast<double>(h));
     for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
       hi[n * C + c] = h;
+      if (f.fused) {
+        const ZCoefficients z = fused_z(gamma ? gamma[c] : 1.0, beta ? beta[c] : 0.0, 1.0, 0.0, 1.0, 0.0,
+                                        static_cast<float>(invstd));
+        lo[n * C + c] = 0.0f;
+        scale[n * C + c] = z.scale;
+        shift[n * C + c] = z.shift;
+        continue;
+      }
       lo[n * C + c] = l;
       scale[n * C + c] = static_cast<float>((gamma ? gamma[c] : 1.0) * invstd);
       shift[n * C + c] = beta ? beta[c] : 0.0f;
@@ -107,7 +119,8 @@ struct GnForward {
   }
   void apply(int64_t n, kernels::Range r) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * a.sh.C;
-    a.k.bn_apply(x + off, y + off, a.sh.sample_view(), r, &hi[pc], &lo[pc], &scale[pc], &shift[pc], stream);
+    a.k.bn_act_apply(x + off, f.res ? f.res + off : nullptr, y + off, a.sh.sample_view(), r, &hi[pc], &lo[pc],
+                     &scale[pc], &shift[pc], f.act, stream);
   }
 
   void run() {
@@ -117,21 +130,42 @@ struct GnForward {
   }
 };
 
+// Fused (f.fused): as Batch Norm's fused backward, on dz = act'(z) * dy with
+// z recomputed from x (and the residual); with dres, dz goes there in the
+// sums pass and the apply pass reads it back.
 void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* gamma, const float* smean,
-                 const float* sinvstd, float* dx, float* dgamma, float* dbeta) {
+                 const float* sinvstd, float* dx, float* dgamma, float* dbeta, const Fusion& f = {},
+                 const float* beta = nullptr, float* dres = nullptr) {
   const int64_t N = a.sh.N, C = a.sh.C, G = a.G, Cg = C / G, P = a.sh.P;
   const size_t NC = static_cast<size_t>(N * C);
   const double m = static_cast<double>(P * a.sh.inner * Cg);
-  std::vector<float> mexp(NC), pa(NC), pb(NC), pd(NC);
+  std::vector<float> mexp(NC), pa(NC), pb(NC), pd(NC), zscale, zshift;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) mexp[n * C + c] = smean[n * G + c / Cg];
+  if (f.fused) {
+    zscale.resize(NC);
+    zshift.resize(NC);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c) {
+        const ZCoefficients z = fused_z(gamma ? gamma[c] : 1.0, beta ? beta[c] : 0.0, 1.0, 0.0, 1.0, 0.0,
+                                        sinvstd[n * G + c / Cg]);
+        zscale[n * C + c] = z.scale;
+        zshift[n * C + c] = z.shift;
+      }
+  }
   std::vector<double> s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
-  const bool stream = stream_for(3 * static_cast<int64_t>(sizeof(float)) * a.sh.s.total);
+  const int streams = 3 + (f.res && !dres ? 1 : 0);
+  const bool stream = stream_for(streams * static_cast<int64_t>(sizeof(float)) * a.sh.s.total);
   const kernels::View sv = a.sh.sample_view();
+  auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };
   auto sums = [&](int64_t n, int64_t c0, int64_t c1) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
     double* out[3] = {&s0[pc + c0], &s1[pc + c0], &s2[pc + c0]};
-    a.k.bn_backward_sums(x + off, dy + off, sv, {c0, c1, 0, P}, &mexp[pc], out);
+    if (f.fused)
+      a.k.bn_act_backward_sums(x + off, at(f.res, off), dy + off, at(dres, off), sv, {c0, c1, 0, P}, &mexp[pc],
+                               &zscale[pc], &zshift[pc], f.act, out);
+    else
+      a.k.bn_backward_sums(x + off, dy + off, sv, {c0, c1, 0, P}, &mexp[pc], out);
   };
   // dx = g*s*dy + b*(x - mu_s) + d per channel, with the group's A = sum(g*dy),
   // Pb = sum(g*dy*(x - mean)), delta = mean - mu_s.
@@ -157,7 +191,12 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   };
   auto apply = [&](int64_t n, kernels::Range r) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
-    a.k.bn_backward_apply(x + off, dy + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc], &pd[pc], stream);
+    if (f.fused && !dres)
+      a.k.bn_act_backward_apply(x + off, at(f.res, off), dy + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
+                                &pd[pc], &zscale[pc], &zshift[pc], f.act, stream);
+    else
+      a.k.bn_backward_apply(x + off, (dres ? dres : dy) + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
+                            &pd[pc], stream);
   };
   run_group_passes(a.sh, G, sums, coefficients, apply);
   for (int64_t c = 0; c < C; ++c) {
@@ -247,6 +286,51 @@ NK_API nk_status nk_groupnorm_backward(const nk_tensor_desc* desc, const nk_gn_o
     const GnArgs a{kernels_for_call(), sh, o.groups, o.epsilon};
     gn_backward(a, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, saved_mean, saved_invstd,
                 static_cast<float*>(dx), dgamma, dbeta);
+  });
+}
+
+NK_API nk_status nk_groupnorm_act_forward(const nk_tensor_desc* desc, const nk_gn_options* opt, int32_t act,
+                                          float act_param, const void* x, const void* residual, void* y,
+                                          const float* gamma, const float* beta, float* saved_mean,
+                                          float* saved_invstd) {
+  return guarded("nk_groupnorm_act_forward", [&] {
+    const SampleShape sh = sample_shape(desc);
+    const nk_gn_options o = read_gn(opt);
+    check_groups(o.groups, sh.C);
+    Fusion f;
+    f.act = read_activation(act, act_param);
+    f.res = static_cast<const float*>(residual);
+    f.fused = true;
+    require(x, "x");
+    require(y, "y");
+    const GnArgs a{kernels_for_call(), sh, o.groups, o.epsilon};
+    GnForward fw(a, static_cast<const float*>(x), static_cast<float*>(y), gamma, beta, saved_mean, saved_invstd, f);
+    fw.run();
+  });
+}
+
+NK_API nk_status nk_groupnorm_act_backward(const nk_tensor_desc* desc, const nk_gn_options* opt, int32_t act,
+                                           float act_param, const void* x, const void* residual, const void* dy,
+                                           const float* gamma, const float* beta, const float* saved_mean,
+                                           const float* saved_invstd, void* dx, void* dresidual, float* dgamma,
+                                           float* dbeta) {
+  return guarded("nk_groupnorm_act_backward", [&] {
+    const SampleShape sh = sample_shape(desc);
+    const nk_gn_options o = read_gn(opt);
+    check_groups(o.groups, sh.C);
+    Fusion f;
+    f.act = read_activation(act, act_param);
+    f.res = static_cast<const float*>(residual);
+    f.fused = true;
+    require(x, "x");
+    require(dy, "dy");
+    require(dx, "dx");
+    require(saved_mean, "saved_mean");
+    require(saved_invstd, "saved_invstd");
+    check_fused_backward(x, residual, dx, dresidual);
+    const GnArgs a{kernels_for_call(), sh, o.groups, o.epsilon};
+    gn_backward(a, static_cast<const float*>(x), static_cast<const float*>(dy), gamma, saved_mean, saved_invstd,
+                static_cast<float*>(dx), dgamma, dbeta, f, beta, static_cast<float*>(dresidual));
   });
 }
 

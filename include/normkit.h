@@ -472,6 +472,60 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
                                         float* dgamma, float* dbeta, float* dmean_weight,
                                         float* dvar_weight);
 
+/* ---- Normalization fused with a residual add and an activation ---------- *
+ * y = act(norm(x) + residual) in one pass over memory, and its backward in
+ * two (the reductions, then dx), for Batch Norm (every option of
+ * nk_bn_forward_training_ex) and Group Norm. residual is optional (NULL: no
+ * add) and has x's shape. act is one of NK_ACT_*; act_param is LeakyReLU's
+ * slope or ELU's alpha (finite), unused otherwise. The activations are those
+ * of nk_relu_forward .. nk_selu_forward, bit for bit.
+ *
+ * The pre-activation z = norm(x) + residual is never stored: backward
+ * recomputes it from x (and residual) with the saved statistics, so the
+ * fused forward normalizes with the float mean and invstd it saves (plain BN
+ * also keeps the mean's rounding error; the two differ by rounding only).
+ * Backward takes the forward's x, residual, gamma, beta and saved
+ * statistics, and gives dz = act'(z) * dy: dx = the norm's backward of dz,
+ * dresidual = dz (optional; only with a residual; not dx's or x's buffer),
+ * and dgamma, dbeta (optional). y may equal x; dx and dresidual may equal dy. */
+#define NK_ACT_NONE 0       /* identity: norm (+ residual) alone */
+#define NK_ACT_RELU 1       /* as nk_relu_forward */
+#define NK_ACT_LEAKY_RELU 2 /* as nk_leaky_relu_forward, slope = act_param */
+#define NK_ACT_ELU 3        /* as nk_elu_forward, alpha = act_param */
+#define NK_ACT_SELU 4       /* as nk_selu_forward */
+
+/* Batch Norm: training forward with its state, as nk_bn_forward_training_ex. */
+NK_API nk_status nk_bn_act_forward_training(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                            int32_t act, float act_param, const void* x,
+                                            const void* residual, void* y, const float* gamma,
+                                            const float* beta, nk_bn_state* state);
+/* Inference forward from the moving statistics, as nk_bn_forward_inference. */
+NK_API nk_status nk_bn_act_forward_inference(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                             int32_t act, float act_param, const void* x,
+                                             const void* residual, void* y, const float* gamma,
+                                             const float* beta, const float* moving_mean,
+                                             const float* moving_var);
+/* Backward from the state the training forward filled (saved_mean and
+ * saved_invstd required; saved_r, saved_d under renorm; the adjustment). */
+NK_API nk_status nk_bn_act_backward(const nk_tensor_desc* desc, const nk_bn_options* opt,
+                                    int32_t act, float act_param, const void* x,
+                                    const void* residual, const void* dy, const float* gamma,
+                                    const float* beta, const nk_bn_state* state, void* dx,
+                                    void* dresidual, float* dgamma, float* dbeta);
+/* Group Norm, as nk_groupnorm_forward and nk_groupnorm_backward. */
+NK_API nk_status nk_groupnorm_act_forward(const nk_tensor_desc* desc, const nk_gn_options* opt,
+                                          int32_t act, float act_param, const void* x,
+                                          const void* residual, void* y, const float* gamma,
+                                          const float* beta, float* saved_mean,
+                                          float* saved_invstd);
+NK_API nk_status nk_groupnorm_act_backward(const nk_tensor_desc* desc, const nk_gn_options* opt,
+                                           int32_t act, float act_param, const void* x,
+                                           const void* residual, const void* dy,
+                                           const float* gamma, const float* beta,
+                                           const float* saved_mean, const float* saved_invstd,
+                                           void* dx, void* dresidual, float* dgamma,
+                                           float* dbeta);
+
 #ifdef __cplusplus
 }
 #endif

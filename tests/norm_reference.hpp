@@ -68,8 +68,10 @@ inline std::vector<double> group_normalize(const std::vector<float>& x, const Gr
   return y;
 }
 
-// dx = invstd * (gdy - mean(gdy) - xhat * mean(gdy * xhat)), gdy = dy * gamma.
-inline Grads group_backward(const std::vector<float>& x, const std::vector<float>& dy, const Grouping& g,
+// dx = invstd * (gdy - mean(gdy) - xhat * mean(gdy * xhat)), gdy = dy * gamma;
+// dy in float or double.
+template <class T>
+inline Grads group_backward(const std::vector<float>& x, const std::vector<T>& dy, const Grouping& g,
                             double eps, const std::vector<float>& gamma) {
   const GroupStats s = group_stats(x, g);
   Grads r{std::vector<double>(x.size()), std::vector<double>(g.params, 0.0), std::vector<double>(g.params, 0.0)};

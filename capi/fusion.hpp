@@ -1,0 +1,60 @@
+// Normalization fused with a residual add and an activation
+// (nk_bn_act_*, nk_groupnorm_act_*): the request, checked, and the
+// coefficients that let backward recompute the forward's pre-activation z.
+#pragma once
+
+#include <cmath>
+
+#include "../kernels/kernel_table.hpp"
+#include "checks.hpp"
+
+namespace nk {
+
+struct Fusion {
+  kernels::Act act{kernels::kActIdentity, 0.0f};
+  const float* res = nullptr;  // canonical residual, or NULL
+  // Fused ops normalize with coefficients computed from the saved float
+  // statistics (fused_z), so that backward recomputes z bit for bit; plain
+  // ops keep the mean's low part (set_coefficients).
+  bool fused = false;
+};
+
+inline kernels::Act read_activation(int32_t act, float param) {
+  switch (act) {
+    case NK_ACT_NONE: return {kernels::kActIdentity, 0.0f};
+    case NK_ACT_RELU: return {kernels::kActRelu, 0.0f};
+    case NK_ACT_SELU: return {kernels::kActSelu, 0.0f};
+    case NK_ACT_LEAKY_RELU:
+    case NK_ACT_ELU:
+      if (!std::isfinite(param))
+        fail(NK_ERR_BAD_ARGUMENT, "act_param = %g: must be finite", static_cast<double>(param));
+      return {act == NK_ACT_ELU ? kernels::kActElu : kernels::kActLeakyRelu, param};
+    default:
+      fail(NK_ERR_BAD_ARGUMENT, "act = %d: must be one of NK_ACT_NONE, NK_ACT_RELU, NK_ACT_LEAKY_RELU, "
+           "NK_ACT_ELU, NK_ACT_SELU", act);
+  }
+}
+
+// Backward's outputs: dresidual only with a residual, and distinct from dx
+// and x (it holds dz between the two passes).
+inline void check_fused_backward(const void* x, const void* res, const void* dx, const void* dres) {
+  if (dres == nullptr) return;
+  if (res == nullptr) fail(NK_ERR_BAD_ARGUMENT, "dresidual is given but the forward had no residual");
+  if (dres == dx) fail(NK_ERR_BAD_ARGUMENT, "dresidual and dx must be different buffers");
+  if (dres == x) fail(NK_ERR_BAD_ARGUMENT, "dresidual must not overwrite x");
+}
+
+// z = (x - saved_mean) * scale + shift, from the float statistics that
+// backward receives: gamma' = gamma * adjustment_scale * r, and
+// shift = gamma * (adjustment_bias * r + d) + beta (r, d: renorm's saved
+// values; 1, 0 without renorm).
+struct ZCoefficients {
+  float scale, shift;
+};
+inline ZCoefficients fused_z(double gamma, double beta, double adj_scale, double adj_bias, double r, double d,
+                             float invstd) {
+  return {static_cast<float>(gamma * adj_scale * r * static_cast<double>(invstd)),
+          static_cast<float>(gamma * (adj_bias * r + d) + beta)};
+}
+
+}  // namespace nk
