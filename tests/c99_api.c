@@ -32,6 +32,8 @@ int main(void) {
       FN(nk_rmsnorm_forward),    FN(nk_rmsnorm_backward),
       FN(nk_sn_options_init),    FN(nk_switchnorm_forward_training),
       FN(nk_switchnorm_forward_inference), FN(nk_switchnorm_backward),
+      FN(nk_bn_act_forward_training), FN(nk_bn_act_forward_inference), FN(nk_bn_act_backward),
+      FN(nk_groupnorm_act_forward), FN(nk_groupnorm_act_backward),
   };
   size_t i;
   for (i = 0; i < sizeof all / sizeof all[0]; ++i)
@@ -60,6 +62,17 @@ int main(void) {
     if (y[2] < 2.10f || y[2] > 2.11f || y[0] > -1.11f || y[0] < -1.12f) return 7;
     if (nk_lecun_normal_init(3, 4, NK_LECUN_TRUNCATED, 1, 0, y) != NK_OK) return 8;
     if (nk_alpha_dropout_forward(3, 0.5f, 1, 0, x, y) != NK_OK) return 9;
+  }
+  {
+    /* BN + residual + ReLU on [4, 1]: xhat = -1.34, -0.45, 0.45, 1.34. */
+    const int64_t dims[2] = {4, 1};
+    float x[4] = {1, 2, 3, 4}, r[4] = {1, 1, 1, 1}, y[4];
+    nk_tensor_desc d;
+    nk_bn_state st;
+    nk_bn_state_init(&st);
+    if (nk_tensor_desc_init(&d, 2, dims, 1) != NK_OK) return 10;
+    if (nk_bn_act_forward_training(&d, NULL, NK_ACT_RELU, 0.0f, x, r, y, NULL, NULL, &st) != NK_OK) return 11;
+    if (y[0] != 0.0f || y[1] < 0.55f || y[1] > 0.56f) return 12;
   }
   return 0;
 }
