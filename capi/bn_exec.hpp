@@ -110,14 +110,14 @@ struct BnExec {
     });
   }
 
-  // Channel c alone, all rows: f(range, g).
+  // Channels [c0, c1), all rows: f(range, g).
   template <class F>
-  void apply_channel(int64_t c, const F& f) const {
+  void apply_channels(int64_t c0, int64_t c1, const F& f) const {
     if (!ghost) {
-      f(kernels::Range{c, c + 1, 0, v.outer}, int64_t{0});
+      f(kernels::Range{c0, c1, 0, v.outer}, int64_t{0});
       return;
     }
-    for (int64_t b = 0; b < blocks; ++b) f(block_range(c, c + 1, b), block_group(b));
+    for (int64_t b = 0; b < blocks; ++b) f(block_range(c0, c1, b), block_group(b));
   }
 
   // The passes of a training step: reduce(b, c0, c1) per block, step(c) per
@@ -127,10 +127,15 @@ struct BnExec {
   template <class Reduce, class Step, class Apply>
   void run_passes(const Reduce& reduce, const Step& step, const Apply& apply) const {
     if (channel_resident()) {
-      parallel_for(threads, v.channels, Schedule::Static, [&](int64_t c) {
-        for (int64_t b = 0; b < blocks; ++b) reduce(b, c, c + 1);
-        step(c);
-        apply_channel(c, apply);
+      // Short runs: neighbouring channels together (kernels::channels_together),
+      // while there are enough units for the threads.
+      const int64_t C = v.channels;
+      const int64_t k = std::clamp<int64_t>(C / (4 * threads), 1, kernels::channels_together(v.inner));
+      parallel_for(threads, (C + k - 1) / k, Schedule::Static, [&](int64_t u) {
+        const int64_t c0 = u * k, c1 = std::min(C, c0 + k);
+        for (int64_t b = 0; b < blocks; ++b) reduce(b, c0, c1);
+        for (int64_t c = c0; c < c1; ++c) step(c);
+        apply_channels(c0, c1, apply);
       });
       return;
     }

@@ -22,28 +22,25 @@ inline int64_t tile_rows_channels_last(int64_t channels) {
   return std::clamp<int64_t>(kTileChannelsLast / channels, 1, kMaxTileRows);
 }
 
-// K float accumulators, two vectors each for instruction-level parallelism,
-// plus a scalar tail.
+// K float accumulators, two vectors each for instruction-level parallelism.
 template <class Arch, int K>
 struct RunAcc {
   using S = simd<Arch>;
   using B = typename S::batch;
   B a[K][2];
-  float t[K];
   RunAcc() {
-    for (int k = 0; k < K; ++k) {
-      a[k][0] = a[k][1] = S::zero();
-      t[k] = 0.0f;
-    }
+    for (int k = 0; k < K; ++k) a[k][0] = a[k][1] = S::zero();
   }
-  float total(int k) const { return S::sum(a[k][0] + a[k][1]) + t[k]; }
+  float total(int k) const { return S::sum(a[k][0] + a[k][1]); }
 };
 
 // Accumulates over one contiguous run of n elements of NIn inputs:
-// body(xs, a, slot) on full vectors, tail(scalars, t) on the rest.
-template <class Arch, int NIn, int K, class Body, class Tail>
+// body(xs, a, slot) on vectors. The last partial vector takes fill[k] in
+// input k's lanes past the run: values that add nothing (0 for a plain sum,
+// the mean for deviations from it).
+template <class Arch, int NIn, int K, class Body>
 inline void acc_run(int64_t n, const float* const* in, RunAcc<Arch, K>& acc, const Body& body,
-                    const Tail& tail) {
+                    const typename simd<Arch>::batch* fill) {
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
@@ -55,14 +52,14 @@ inline void acc_run(int64_t n, const float* const* in, RunAcc<Arch, K>& acc, con
     for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i + W);
     body(xs, acc.a, 1);
   }
-  for (; i + W <= n; i += W) {
+  if (i + W <= n) {
     for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i);
     body(xs, acc.a, 0);
+    i += W;
   }
-  float s[NIn];
-  for (; i < n; ++i) {
-    for (int k = 0; k < NIn; ++k) s[k] = in[k][i];
-    tail(s, acc.t);
+  if (i < n) {
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load_partial_fill(in[k] + i, n - i, fill[k]);
+    body(xs, acc.a, 1);
   }
 }
 
@@ -129,42 +126,48 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
   using B = typename S::batch;
   const int64_t C = v.channels;
   if (v.inner > 1) {
-    for (int64_t c = r.c0; c < r.c1; ++c) {
-      double n = 0, mu = 0, q = 0;
+    const B zero = S::zero();
+    const int64_t K = channels_together(v.inner);
+    for (int64_t cb = r.c0; cb < r.c1; cb += K) {
+      const int64_t nc = std::min(r.c1 - cb, K);
+      double n = 0, mu[kChannelsTogether] = {}, q[kChannelsTogether] = {};
       for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
         const double nt = static_cast<double>(rows_between(o, oe, r.step) * len);
-        RunAcc<Arch, 1> a1;
-        for (int64_t oo = o; oo < oe; oo += r.step) {
-          const float* p = x + (oo * C + c) * v.inner + i0;
-          acc_run<Arch, 1>(
-              len, &p, a1, [](const B* xs, B (*a)[2], int j) { a[0][j] = a[0][j] + xs[0]; },
-              [](const float* s, float* t) { t[0] += s[0]; });
+        RunAcc<Arch, 1> a1[kChannelsTogether];
+        for (int64_t oo = o; oo < oe; oo += r.step)
+          for (int64_t k = 0; k < nc; ++k) {
+            const float* p = x + (oo * C + cb + k) * v.inner + i0;
+            acc_run<Arch, 1>(
+                len, &p, a1[k], [](const B* xs, B (*a)[2], int j) { a[0][j] = a[0][j] + xs[0]; }, &zero);
+          }
+        float m[kChannelsTogether];
+        for (int64_t k = 0; k < nc; ++k) m[k] = a1[k].total(0) / static_cast<float>(nt);
+        RunAcc<Arch, 2> a2[kChannelsTogether];
+        for (int64_t oo = o; oo < oe; oo += r.step)
+          for (int64_t k = 0; k < nc; ++k) {
+            const float* p = x + (oo * C + cb + k) * v.inner + i0;
+            const B mb = S::set1(m[k]);
+            acc_run<Arch, 1>(
+                len, &p, a2[k],
+                [&](const B* xs, B (*a)[2], int j) {
+                  const B d = xs[0] - mb;
+                  a[0][j] = a[0][j] + d;
+                  a[1][j] = S::fma(d, d, a[1][j]);
+                },
+                &mb);
+          }
+        const MergeWeights w(n, nt);
+        for (int64_t k = 0; k < nc; ++k) {
+          double mt, m2t;
+          tile_moments(1.0 / nt, m[k], a2[k].total(0), a2[k].total(1), mt, m2t);
+          chan_merge(mu[k], q[k], mt, m2t, w);
         }
-        const float m = a1.total(0) / static_cast<float>(nt);
-        const B mb = S::set1(m);
-        RunAcc<Arch, 2> a2;
-        for (int64_t oo = o; oo < oe; oo += r.step) {
-          const float* p = x + (oo * C + c) * v.inner + i0;
-          acc_run<Arch, 1>(
-              len, &p, a2,
-              [&](const B* xs, B (*a)[2], int j) {
-                const B d = xs[0] - mb;
-                a[0][j] = a[0][j] + d;
-                a[1][j] = S::fma(d, d, a[1][j]);
-              },
-              [&](const float* s, float* t) {
-                const float d = s[0] - m;
-                t[0] += d;
-                t[1] += d * d;
-              });
-        }
-        double mt, m2t;
-        tile_moments(1.0 / nt, m, a2.total(0), a2.total(1), mt, m2t);
-        chan_merge(mu, q, mt, m2t, MergeWeights(n, nt));
         n += nt;
       });
-      mean[c - r.c0] = mu;
-      m2[c - r.c0] = q;
+      for (int64_t k = 0; k < nc; ++k) {
+        mean[cb + k - r.c0] = mu[k];
+        m2[cb + k - r.c0] = q[k];
+      }
     }
     return;
   }
@@ -226,30 +229,29 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
   const int64_t nc = r.c1 - r.c0;
   for (int k = 0; k < 3; ++k) std::fill(sums[k], sums[k] + nc, 0.0);
   if (v.inner > 1) {
-    for (int64_t c = r.c0; c < r.c1; ++c) {
-      const float m = mean[c];
-      const B mb = S::set1(m);
+    const int64_t K = channels_together(v.inner);
+    for (int64_t cb = r.c0; cb < r.c1; cb += K) {
+      const int64_t nb = std::min(r.c1 - cb, K);
       for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
-        RunAcc<Arch, 3> a;
-        for (int64_t oo = o; oo < oe; oo += r.step) {
-          const int64_t off = (oo * C + c) * v.inner + i0;
-          const float* in[2] = {x + off, dys.run(off, len, c)};
-          acc_run<Arch, 2>(
-              len, in, a,
-              [&](const B* xs, B (*acc)[2], int j) {
-                const B xc = xs[0] - mb;
-                acc[0][j] = acc[0][j] + xs[1];
-                acc[1][j] = S::fma(xs[1], xc, acc[1][j]);
-                acc[2][j] = acc[2][j] + xc;
-              },
-              [&](const float* s, float* t) {
-                const float xc = s[0] - m;
-                t[0] += s[1];
-                t[1] += s[1] * xc;
-                t[2] += xc;
-              });
-        }
-        for (int k = 0; k < 3; ++k) sums[k][c - r.c0] += static_cast<double>(a.total(k));
+        RunAcc<Arch, 3> a[kChannelsTogether];
+        for (int64_t oo = o; oo < oe; oo += r.step)
+          for (int64_t k = 0; k < nb; ++k) {
+            const int64_t c = cb + k;
+            const B fill[2] = {S::set1(mean[c]), S::zero()};  // x - mean = 0, dy = 0
+            const int64_t off = (oo * C + c) * v.inner + i0;
+            const float* in[2] = {x + off, dys.run(off, len, c)};
+            acc_run<Arch, 2>(
+                len, in, a[k],
+                [&](const B* xs, B (*acc)[2], int j) {
+                  const B xc = xs[0] - fill[0];
+                  acc[0][j] = acc[0][j] + xs[1];
+                  acc[1][j] = S::fma(xs[1], xc, acc[1][j]);
+                  acc[2][j] = acc[2][j] + xc;
+                },
+                fill);
+          }
+        for (int64_t k = 0; k < nb; ++k)
+          for (int q = 0; q < 3; ++q) sums[q][cb + k - r.c0] += static_cast<double>(a[k].total(q));
       });
     }
     return;

@@ -59,8 +59,8 @@ void ln_backward_sums(const float* x, const float* dy, const float* gamma, int64
   using S = simd<Arch>;
   using B = typename S::batch;
   for (int64_t r = r0; r < r1; ++r) {
-    const float m = mean[r];
-    const B mb = S::set1(m);
+    const B mb = S::set1(mean[r]);
+    const B fill[3] = {mb, S::zero(), S::zero()};  // past the row: x - mean = 0, dy * gamma = 0
     double s[3] = {0, 0, 0};
     for (int64_t i0 = 0; i0 < D; i0 += kTileInner) {
       const int64_t len = std::min(kTileInner, D - i0);
@@ -75,13 +75,7 @@ void ln_backward_sums(const float* x, const float* dy, const float* gamma, int64
             acc[1][j] = S::fma(g, xc, acc[1][j]);
             acc[2][j] = acc[2][j] + xc;
           },
-          [&](const float* v, float* t) {
-            const float g = v[1] * v[2];
-            const float xc = v[0] - m;
-            t[0] += g;
-            t[1] += g * xc;
-            t[2] += xc;
-          });
+          fill);
       for (int k = 0; k < 3; ++k) s[k] += static_cast<double>(a.total(k));
     }
     for (int k = 0; k < 3; ++k) sums[k][r] = s[k];

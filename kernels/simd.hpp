@@ -44,6 +44,22 @@ struct simd {
     for (int64_t i = 0; i < n; ++i) buf[i] = p[i];
     return batch::load_aligned(buf);
   }
+  // The first n (< width) lanes from p, the others from fill.
+  static batch load_partial_fill(const float* p, int64_t n, const batch& fill) {
+#if defined(__AVX512F__)
+    if constexpr (width == 16) return _mm512_mask_loadu_ps(fill, static_cast<__mmask16>((1u << n) - 1), p);
+#endif
+#if defined(__AVX2__)
+    if constexpr (width == 8) {
+      const __m256i m = tail_mask8(n);
+      return _mm256_blendv_ps(fill, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+    }
+#endif
+    alignas(64) float buf[width];
+    fill.store_aligned(buf);
+    for (int64_t i = 0; i < n; ++i) buf[i] = p[i];
+    return batch::load_aligned(buf);
+  }
   static void store_partial(float* p, const batch& v, int64_t n) {
 #if defined(__AVX512F__)
     if constexpr (width == 16) {
@@ -97,6 +113,7 @@ struct simd<scalar_arch> {
   static batch zero() { return 0.0f; }
   static batch fma(batch a, batch b, batch c) { return a * b + c; }
   static batch load_partial(const float* p, int64_t n) { return n > 0 ? *p : 0.0f; }
+  static batch load_partial_fill(const float* p, int64_t n, batch fill) { return n > 0 ? *p : fill; }
   static void store_partial(float* p, batch v, int64_t n) {
     if (n > 0) *p = v;
   }

@@ -102,13 +102,23 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
     }
   } else {
     BroadcastParams<Arch, NPar> bp;
-    for (int64_t c = r.c0; c < r.c1; ++c) {
-      for (int k = 0; k < NPar; ++k) bp.p[k] = S::set1(par[k][c]);
-      for (int64_t o = r.o0; o < r.o1; o += r.step) {
-        const int64_t off = (o * C + c) * v.inner;
-        for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
-        map_run<Arch, NIn, NPar>(op, v.inner, ins, out + off, bp, stream);
+    auto run = [&](int64_t c, int64_t o) {
+      const int64_t off = (o * C + c) * v.inner;
+      for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
+      map_run<Arch, NIn, NPar>(op, v.inner, ins, out + off, bp, stream);
+    };
+    if (v.inner >= kLongRun) {
+      for (int64_t c = r.c0; c < r.c1; ++c) {
+        for (int k = 0; k < NPar; ++k) bp.p[k] = S::set1(par[k][c]);
+        for (int64_t o = r.o0; o < r.o1; o += r.step) run(c, o);
       }
+    } else {
+      // Short runs: along the rows, so that memory is written in order.
+      for (int64_t o = r.o0; o < r.o1; o += r.step)
+        for (int64_t c = r.c0; c < r.c1; ++c) {
+          for (int k = 0; k < NPar; ++k) bp.p[k] = S::set1(par[k][c]);
+          run(c, o);
+        }
     }
   }
   // No fence here: the capi layer fences once per thread and call (a fence

@@ -15,6 +15,14 @@ struct Range {
   int64_t step = 1;
 };
 
+// Channels whose runs (inner > 1) are shorter than kLongRun go through the
+// kernels kChannelsTogether at a time, row by row: memory is then read in
+// long stretches, not a short run per row at a stride of the whole row.
+// Every channel's arithmetic is the same in any grouping.
+constexpr int64_t kLongRun = 256;
+constexpr int64_t kChannelsTogether = 32;
+inline int64_t channels_together(int64_t inner) { return inner < kLongRun ? kChannelsTogether : 1; }
+
 // Rows of r in [o, oe) (o one of r's rows).
 inline int64_t rows_between(int64_t o, int64_t oe, int64_t step) { return (oe - o + step - 1) / step; }
 
