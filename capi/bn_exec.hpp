@@ -127,10 +127,10 @@ struct BnExec {
   template <class Reduce, class Step, class Apply>
   void run_passes(const Reduce& reduce, const Step& step, const Apply& apply) const {
     if (channel_resident()) {
-      // Short runs: neighbouring channels together (kernels::channels_together),
+      // Short runs: blocks of neighbouring channels (kernels::spread_channels),
       // while there are enough units for the threads.
       const int64_t C = v.channels;
-      const int64_t k = std::clamp<int64_t>(C / (4 * threads), 1, kernels::channels_together(v.inner));
+      const int64_t k = std::clamp<int64_t>(C / (4 * threads), 1, kernels::spread_channels(v.inner));
       parallel_for(threads, (C + k - 1) / k, Schedule::Static, [&](int64_t u) {
         const int64_t c0 = u * k, c1 = std::min(C, c0 + k);
         for (int64_t b = 0; b < blocks; ++b) reduce(b, c0, c1);

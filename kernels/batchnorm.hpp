@@ -77,6 +77,7 @@ struct FusedDz {
   float* out;
   const float *mean, *zscale, *zshift;
   alignas(64) mutable float buf[std::max(kTileInner, kChannelBlock)];  // left uninitialized
+  alignas(64) mutable float sp[3][kSpread + kPad];                      // spread parameters
 
   FusedDz(const A& a, const float* x_, const float* res_, const float* dy_, float* out_, const float* mean_,
           const float* zscale_, const float* zshift_)
@@ -95,6 +96,16 @@ struct FusedDz {
     p.p[1] = zscale + cb;
     p.p[2] = zshift + cb;
     return compute(off, nb, p);
+  }
+  void spread(int64_t cb, int64_t nb, int64_t L) const {
+    const float* src[3] = {mean, zscale, zshift};
+    for (int q = 0; q < 3; ++q)
+      for (int64_t k = 0; k < nb; ++k) std::fill_n(sp[q] + k * L, L, src[q][cb + k]);
+  }
+  const float* stretch(int64_t off, int64_t len) const {
+    LaneParams<Arch, 3> p;
+    for (int q = 0; q < 3; ++q) p.p[q] = sp[q];
+    return compute(off, len, p);
   }
   template <class Par>
   const float* compute(int64_t off, int64_t n, const Par& p) const {

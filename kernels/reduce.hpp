@@ -17,6 +17,7 @@ constexpr int64_t kTileInner = 8192;
 constexpr int64_t kTileChannelsLast = 65536;
 constexpr int64_t kMaxTileRows = 256;
 constexpr int64_t kChannelBlock = 256;
+constexpr int64_t kPad = 16;  // floats past a spread block's stretch: a whole last vector
 
 inline int64_t tile_rows_channels_last(int64_t channels) {
   return std::clamp<int64_t>(kTileChannelsLast / channels, 1, kMaxTileRows);
@@ -125,41 +126,86 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
   using S = simd<Arch>;
   using B = typename S::batch;
   const int64_t C = v.channels;
-  if (v.inner > 1) {
+  if (v.inner >= kLongRun) {
     const B zero = S::zero();
-    const int64_t K = channels_together(v.inner);
-    for (int64_t cb = r.c0; cb < r.c1; cb += K) {
-      const int64_t nc = std::min(r.c1 - cb, K);
-      double n = 0, mu[kChannelsTogether] = {}, q[kChannelsTogether] = {};
+    for (int64_t c = r.c0; c < r.c1; ++c) {
+      double n = 0, mu = 0, q = 0;
       for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
         const double nt = static_cast<double>(rows_between(o, oe, r.step) * len);
-        RunAcc<Arch, 1> a1[kChannelsTogether];
-        for (int64_t oo = o; oo < oe; oo += r.step)
-          for (int64_t k = 0; k < nc; ++k) {
-            const float* p = x + (oo * C + cb + k) * v.inner + i0;
-            acc_run<Arch, 1>(
-                len, &p, a1[k], [](const B* xs, B (*a)[2], int j) { a[0][j] = a[0][j] + xs[0]; }, &zero);
-          }
-        float m[kChannelsTogether];
-        for (int64_t k = 0; k < nc; ++k) m[k] = a1[k].total(0) / static_cast<float>(nt);
-        RunAcc<Arch, 2> a2[kChannelsTogether];
-        for (int64_t oo = o; oo < oe; oo += r.step)
-          for (int64_t k = 0; k < nc; ++k) {
-            const float* p = x + (oo * C + cb + k) * v.inner + i0;
-            const B mb = S::set1(m[k]);
-            acc_run<Arch, 1>(
-                len, &p, a2[k],
-                [&](const B* xs, B (*a)[2], int j) {
-                  const B d = xs[0] - mb;
-                  a[0][j] = a[0][j] + d;
-                  a[1][j] = S::fma(d, d, a[1][j]);
-                },
-                &mb);
-          }
+        RunAcc<Arch, 1> a1;
+        for (int64_t oo = o; oo < oe; oo += r.step) {
+          const float* p = x + (oo * C + c) * v.inner + i0;
+          acc_run<Arch, 1>(len, &p, a1, [](const B* xs, B (*a)[2], int j) { a[0][j] = a[0][j] + xs[0]; }, &zero);
+        }
+        const float m = a1.total(0) / static_cast<float>(nt);
+        const B mb = S::set1(m);
+        RunAcc<Arch, 2> a2;
+        for (int64_t oo = o; oo < oe; oo += r.step) {
+          const float* p = x + (oo * C + c) * v.inner + i0;
+          acc_run<Arch, 1>(
+              len, &p, a2,
+              [&](const B* xs, B (*a)[2], int j) {
+                const B d = xs[0] - mb;
+                a[0][j] = a[0][j] + d;
+                a[1][j] = S::fma(d, d, a[1][j]);
+              },
+              &mb);
+        }
+        double mt, m2t;
+        tile_moments(1.0 / nt, m, a2.total(0), a2.total(1), mt, m2t);
+        chan_merge(mu, q, mt, m2t, MergeWeights(n, nt));
+        n += nt;
+      });
+      mean[c - r.c0] = mu;
+      m2[c - r.c0] = q;
+    }
+    return;
+  }
+  if (v.inner > 1) {
+    // Short runs: per position of a block's stretch, float sums over the
+    // tile's rows; then per channel over its positions, in order.
+    const int64_t L = v.inner, per = spread_channels(L);
+    alignas(64) float s[kSpread + kPad], m[kSpread + kPad], sd[kSpread + kPad], sd2[kSpread + kPad];
+    double mu[kSpread], q[kSpread];
+    for (int64_t cb = r.c0; cb < r.c1; cb += per) {
+      const int64_t nc = std::min(r.c1 - cb, per), len = nc * L;
+      std::fill(m + len, m + len + kPad, 0.0f);  // the last vector's unused lanes
+      std::fill(mu, mu + nc, 0.0);
+      std::fill(q, q + nc, 0.0);
+      double n = 0;
+      for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t, int64_t) {
+        const double nt = static_cast<double>(rows_between(o, oe, r.step) * L);
+        std::fill(s, s + len + kPad, 0.0f);
+        for (int64_t oo = o; oo < oe; oo += r.step) {
+          const float* row = x + (oo * C + cb) * L;
+          acc_block_row<Arch, 1>(len, &row, [&](int64_t j, const B* xs) { S::store(s + j, S::load(s + j) + xs[0]); });
+        }
+        float mk[kSpread];
+        for (int64_t k = 0; k < nc; ++k) {
+          float t = 0;
+          for (int64_t i = 0; i < L; ++i) t += s[k * L + i];
+          mk[k] = t / static_cast<float>(nt);
+          std::fill_n(m + k * L, L, mk[k]);
+        }
+        std::fill(sd, sd + len + kPad, 0.0f);
+        std::fill(sd2, sd2 + len + kPad, 0.0f);
+        for (int64_t oo = o; oo < oe; oo += r.step) {
+          const float* row = x + (oo * C + cb) * L;
+          acc_block_row<Arch, 1>(len, &row, [&](int64_t j, const B* xs) {
+            const B d = xs[0] - S::load(m + j);
+            S::store(sd + j, S::load(sd + j) + d);
+            S::store(sd2 + j, S::fma(d, d, S::load(sd2 + j)));
+          });
+        }
         const MergeWeights w(n, nt);
         for (int64_t k = 0; k < nc; ++k) {
+          float a = 0, b = 0;
+          for (int64_t i = 0; i < L; ++i) {
+            a += sd[k * L + i];
+            b += sd2[k * L + i];
+          }
           double mt, m2t;
-          tile_moments(1.0 / nt, m[k], a2[k].total(0), a2[k].total(1), mt, m2t);
+          tile_moments(1.0 / nt, mk[k], a, b, mt, m2t);
           chan_merge(mu[k], q[k], mt, m2t, w);
         }
         n += nt;
@@ -213,10 +259,14 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
 // kernels compute dz = act'(z) * dy instead, run by run.) run(off, n, c): n
 // elements of channel c from offset off; row(off, cb, nb): channels
 // [cb, cb + nb) of one row.
+// spread(cb, nb, L) then stretch(off, len): a block of nb channels with
+// runs of L, one row's stretch of len = nb * L from offset off.
 struct DyAsGiven {
   const float* dy;
   const float* run(int64_t off, int64_t, int64_t) const { return dy + off; }
   const float* row(int64_t off, int64_t, int64_t) const { return dy + off; }
+  void spread(int64_t, int64_t, int64_t) const {}
+  const float* stretch(int64_t off, int64_t) const { return dy + off; }
 };
 
 // Backward sums of each channel of r over rows [o0, o1), with xc = x - mean[c]:
@@ -228,30 +278,57 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
   const int64_t C = v.channels;
   const int64_t nc = r.c1 - r.c0;
   for (int k = 0; k < 3; ++k) std::fill(sums[k], sums[k] + nc, 0.0);
-  if (v.inner > 1) {
-    const int64_t K = channels_together(v.inner);
-    for (int64_t cb = r.c0; cb < r.c1; cb += K) {
-      const int64_t nb = std::min(r.c1 - cb, K);
+  if (v.inner >= kLongRun) {
+    for (int64_t c = r.c0; c < r.c1; ++c) {
+      const B fill[2] = {S::set1(mean[c]), S::zero()};  // past the run: x - mean = 0, dy = 0
       for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
-        RunAcc<Arch, 3> a[kChannelsTogether];
-        for (int64_t oo = o; oo < oe; oo += r.step)
-          for (int64_t k = 0; k < nb; ++k) {
-            const int64_t c = cb + k;
-            const B fill[2] = {S::set1(mean[c]), S::zero()};  // x - mean = 0, dy = 0
-            const int64_t off = (oo * C + c) * v.inner + i0;
-            const float* in[2] = {x + off, dys.run(off, len, c)};
-            acc_run<Arch, 2>(
-                len, in, a[k],
-                [&](const B* xs, B (*acc)[2], int j) {
-                  const B xc = xs[0] - fill[0];
-                  acc[0][j] = acc[0][j] + xs[1];
-                  acc[1][j] = S::fma(xs[1], xc, acc[1][j]);
-                  acc[2][j] = acc[2][j] + xc;
-                },
-                fill);
-          }
+        RunAcc<Arch, 3> a;
+        for (int64_t oo = o; oo < oe; oo += r.step) {
+          const int64_t off = (oo * C + c) * v.inner + i0;
+          const float* in[2] = {x + off, dys.run(off, len, c)};
+          acc_run<Arch, 2>(
+              len, in, a,
+              [&](const B* xs, B (*acc)[2], int j) {
+                const B xc = xs[0] - fill[0];
+                acc[0][j] = acc[0][j] + xs[1];
+                acc[1][j] = S::fma(xs[1], xc, acc[1][j]);
+                acc[2][j] = acc[2][j] + xc;
+              },
+              fill);
+        }
+        for (int k = 0; k < 3; ++k) sums[k][c - r.c0] += static_cast<double>(a.total(k));
+      });
+    }
+    return;
+  }
+  if (v.inner > 1) {
+    // Short runs: per position of a block's stretch, float sums over the
+    // tile's rows; then per channel over its positions, in order.
+    const int64_t L = v.inner, per = spread_channels(L);
+    alignas(64) float m[kSpread + kPad], t[3][kSpread + kPad];
+    for (int64_t cb = r.c0; cb < r.c1; cb += per) {
+      const int64_t nb = std::min(r.c1 - cb, per), len = nb * L;
+      for (int64_t k = 0; k < nb; ++k) std::fill_n(m + k * L, L, mean[cb + k]);
+      std::fill(m + len, m + len + kPad, 0.0f);
+      dys.spread(cb, nb, L);
+      for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t, int64_t) {
+        for (auto& tk : t) std::fill(tk, tk + len + kPad, 0.0f);
+        for (int64_t oo = o; oo < oe; oo += r.step) {
+          const int64_t off = (oo * C + cb) * L;
+          const float* rows[2] = {x + off, dys.stretch(off, len)};
+          acc_block_row<Arch, 2>(len, rows, [&](int64_t j, const B* xs) {
+            const B xc = xs[0] - S::load(m + j);
+            S::store(t[0] + j, S::load(t[0] + j) + xs[1]);
+            S::store(t[1] + j, S::fma(xs[1], xc, S::load(t[1] + j)));
+            S::store(t[2] + j, S::load(t[2] + j) + xc);
+          });
+        }
         for (int64_t k = 0; k < nb; ++k)
-          for (int q = 0; q < 3; ++q) sums[q][cb + k - r.c0] += static_cast<double>(a[k].total(q));
+          for (int q = 0; q < 3; ++q) {
+            float a = 0;
+            for (int64_t i = 0; i < L; ++i) a += t[q][k * L + i];
+            sums[q][cb + k - r.c0] += static_cast<double>(a);
+          }
       });
     }
     return;

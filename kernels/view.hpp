@@ -113,12 +113,23 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
         for (int64_t o = r.o0; o < r.o1; o += r.step) run(c, o);
       }
     } else {
-      // Short runs: along the rows, so that memory is written in order.
-      for (int64_t o = r.o0; o < r.o1; o += r.step)
-        for (int64_t c = r.c0; c < r.c1; ++c) {
-          for (int k = 0; k < NPar; ++k) bp.p[k] = S::set1(par[k][c]);
-          run(c, o);
+      // Short runs: the parameters of a block of channels spread over their
+      // runs, so that each row of the block is one long run (the same
+      // arithmetic per element).
+      alignas(64) float spread[NPar > 0 ? NPar : 1][kSpread];
+      const int64_t per = spread_channels(v.inner);
+      LaneParams<Arch, NPar> lp;
+      for (int k = 0; k < NPar; ++k) lp.p[k] = spread[k];
+      for (int64_t cb = r.c0; cb < r.c1; cb += per) {
+        const int64_t ce = std::min(r.c1, cb + per), len = (ce - cb) * v.inner;
+        for (int k = 0; k < NPar; ++k)
+          for (int64_t c = cb; c < ce; ++c) std::fill_n(spread[k] + (c - cb) * v.inner, v.inner, par[k][c]);
+        for (int64_t o = r.o0; o < r.o1; o += r.step) {
+          const int64_t off = (o * C + cb) * v.inner;
+          for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
+          map_run<Arch, NIn, NPar>(op, len, ins, out + off, lp, stream);
         }
+      }
     }
   }
   // No fence here: the capi layer fences once per thread and call (a fence

@@ -15,13 +15,14 @@ struct Range {
   int64_t step = 1;
 };
 
-// Channels whose runs (inner > 1) are shorter than kLongRun go through the
-// kernels kChannelsTogether at a time, row by row: memory is then read in
-// long stretches, not a short run per row at a stride of the whole row.
-// Every channel's arithmetic is the same in any grouping.
+// Channels whose runs (inner > 1) are shorter than kLongRun are taken in
+// blocks of neighbouring channels: their runs in one row are one stretch of
+// memory, at most kSpread floats, and the kernels work along it with the
+// per-channel values spread over the runs. Every channel gets the same
+// arithmetic in any block.
 constexpr int64_t kLongRun = 256;
-constexpr int64_t kChannelsTogether = 32;
-inline int64_t channels_together(int64_t inner) { return inner < kLongRun ? kChannelsTogether : 1; }
+constexpr int64_t kSpread = 2048;
+inline int64_t spread_channels(int64_t inner) { return inner < kLongRun ? kSpread / inner : 1; }
 
 // Rows of r in [o, oe) (o one of r's rows).
 inline int64_t rows_between(int64_t o, int64_t oe, int64_t step) { return (oe - o + step - 1) / step; }

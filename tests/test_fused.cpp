@@ -487,10 +487,11 @@ NKT_INSTANTIATE_ISAS(FusedGn);
 
 // ---- Determinism -----------------------------------------------------------
 
-// Shapes of several reduction blocks and apply pieces: the same bits for 1, 2
-// and 3 threads, with and without streaming stores.
+// Shapes of several reduction blocks and apply pieces, and short runs in
+// blocks of channels: the same bits for 1, 2 and 3 threads, with and without
+// streaming stores.
 TEST(FusedDeterminism, AnyThreadCount) {
-  for (const ref::Layout& l : {nkt::nchw(8, 24, 100, 100), nkt::nhwc(8, 24, 100, 100)})
+  for (const ref::Layout& l : {nkt::nchw(8, 24, 100, 100), nkt::nhwc(8, 24, 100, 100), nkt::nchw(400, 24, 1, 18)})
     for (int64_t threshold : {int64_t{-1}, int64_t{0}}) {
       SCOPED_TRACE(nkt::layout_name(l) + " threshold " + std::to_string(threshold));
       ASSERT_EQ(nk_set_stream_threshold(threshold), NK_OK);
@@ -507,7 +508,7 @@ TEST(FusedDeterminism, AnyThreadCount) {
         std::vector<std::vector<float>> out(11);
         for (int k : {0, 1, 2, 6, 7, 10}) out[k].resize(d.x.size());
         for (int k : {3, 4, 5, 8, 9}) out[k].resize(24);
-        std::vector<float> sm(24), si(24), gsm(48), gsi(48);
+        std::vector<float> sm(24), si(24), gsm(l.dims[0] * 6), gsi(l.dims[0] * 6);
         nk_bn_state st;
         nk_bn_state_init(&st);
         st.saved_mean = sm.data();
