@@ -15,6 +15,8 @@
 namespace nk {
 
 struct BnExec {
+  static constexpr int64_t kMinBlockRows = 64;
+
   const kernels::KernelTable& k;
   kernels::View v;
   int threads;
@@ -30,10 +32,14 @@ struct BnExec {
     // Enough blocks to share among threads, none too small: where channels
     // are runs a block is one channel's rows (64K elements); where they
     // interleave a block holds every channel (128K elements).
+    // Where channels interleave, a block keeps at least kMinBlockRows rows:
+    // merging the blocks costs per channel, and merged feature axes give
+    // rows of very many channels.
     const int64_t work = v.inner == 1 ? v.outer * v.channels : v.outer * v.inner;
     const int64_t per_block = v.inner == 1 ? int64_t{1} << 17 : int64_t{1} << 16;
+    const int64_t max_blocks = v.inner == 1 ? std::max<int64_t>(1, v.outer / kMinBlockRows) : v.outer;
     blocks = per_group =
-        std::clamp<int64_t>((work + per_block - 1) / per_block, 1, std::min<int64_t>(64, v.outer));
+        std::clamp<int64_t>((work + per_block - 1) / per_block, 1, std::min<int64_t>(64, max_blocks));
   }
 
   // N samples (axis 0, the leading factor of the outer rows) in virtual
@@ -140,7 +146,10 @@ struct BnExec {
       return;
     }
     parallel_blocks(reduce);
-    for (int64_t c = 0; c < v.channels; ++c) step(c);
+    // The per-channel step in parallel where channels are many (each
+    // channel's step is independent of the others).
+    const int step_threads = v.channels >= 4096 ? threads : 1;
+    parallel_for(step_threads, v.channels, Schedule::Static, [&](int64_t c) { step(c); });
     parallel_apply(apply);
   }
 

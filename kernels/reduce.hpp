@@ -19,8 +19,13 @@ constexpr int64_t kMaxTileRows = 256;
 constexpr int64_t kChannelBlock = 256;
 constexpr int64_t kPad = 16;  // floats past a spread block's stretch: a whole last vector
 
+// At least kMinTileRows: a tile's double merges are per channel, so tiles of
+// very many channels (merged feature axes) and few rows would spend more on
+// merging than on reading. Pass 2 rereads only one channel block's part of
+// the tile, which stays in cache whatever the tile's size.
+constexpr int64_t kMinTileRows = 16;
 inline int64_t tile_rows_channels_last(int64_t channels) {
-  return std::clamp<int64_t>(kTileChannelsLast / channels, 1, kMaxTileRows);
+  return std::clamp<int64_t>(kTileChannelsLast / channels, kMinTileRows, kMaxTileRows);
 }
 
 // K float accumulators, two vectors each for instruction-level parallelism.
