@@ -103,7 +103,9 @@ const FUNCTION_NAMES = [
     :nk_instancenorm_forward_training, :nk_instancenorm_forward_inference, :nk_instancenorm_backward,
     :nk_ln_options_init, :nk_layernorm_forward, :nk_layernorm_backward, :nk_rmsnorm_forward,
     :nk_rmsnorm_backward, :nk_sn_options_init, :nk_switchnorm_forward_training,
-    :nk_switchnorm_forward_inference, :nk_switchnorm_backward]
+    :nk_switchnorm_forward_inference, :nk_switchnorm_backward,
+    :nk_bn_act_forward_training, :nk_bn_act_forward_inference, :nk_bn_act_backward,
+    :nk_groupnorm_act_forward, :nk_groupnorm_act_backward]
 const SYMS = Dict{Symbol,Ptr{Cvoid}}()
 const LIB = Ref{Ptr{Cvoid}}(C_NULL)
 const LIBPATH = Ref{String}("")
@@ -351,6 +353,17 @@ function raw_state(s::BnStateArrays, C, G)
     return BnState(r[].struct_size, (ptr(getfield(s, f)) for f in fieldnames(BnStateArrays))...)
 end
 
+"""Allocates the saved arrays a training forward fills where they are `nothing`."""
+function alloc_saved!(state::BnStateArrays, C, G, options::BnOptions)
+    state.saved_mean === nothing && (state.saved_mean = Vector{Float32}(undef, G * C))
+    state.saved_invstd === nothing && (state.saved_invstd = Vector{Float32}(undef, G * C))
+    if options.renorm != 0
+        state.saved_r === nothing && (state.saved_r = Vector{Float32}(undef, C))
+        state.saved_d === nothing && (state.saved_d = Vector{Float32}(undef, C))
+    end
+    return state
+end
+
 """Training forward with every option (renorm, virtual batches, adjustment);
 `state` updated. Needs a libnormkit exporting nk_bn_forward_training_ex."""
 function bn_training_ex!(y::DenseArray{Float32}, x::DenseArray{Float32}, state::BnStateArrays;
@@ -360,12 +373,7 @@ function bn_training_ex!(y::DenseArray{Float32}, x::DenseArray{Float32}, state::
     samesize(y, x, "y")
     checklen(gamma, C, "gamma"); checklen(beta, C, "beta")
     G = groups(options, size(x, ndims(x)))
-    state.saved_mean === nothing && (state.saved_mean = Vector{Float32}(undef, G * C))
-    state.saved_invstd === nothing && (state.saved_invstd = Vector{Float32}(undef, G * C))
-    if options.renorm != 0
-        state.saved_r === nothing && (state.saved_r = Vector{Float32}(undef, C))
-        state.saved_d === nothing && (state.saved_d = Vector{Float32}(undef, C))
-    end
+    alloc_saved!(state, C, G, options)
     a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = (getfield(state, f) for f in fieldnames(BnStateArrays))
     s = state
     GC.@preserve x y gamma beta a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 begin  # @preserve takes names only
@@ -882,6 +890,207 @@ function switchnorm_backward(x, dy, mean_weight, var_weight; dims=default_dims(x
     dx = switchnorm_backward!(similar(x), x, dy, mean_weight, var_weight; dgamma=dg, dbeta=db,
                               dmean_weight=dmw, dvar_weight=dvw, dims=dims, options=options, kw...)
     return dx, dg, db, dmw, dvw
+end
+
+# ---- normalization fused with a residual add and an activation ------------------------------
+#
+# y = act(norm(x) + residual), for Batch Norm (every option of bn_training_ex!) and Group Norm.
+# `act`: `nothing` (identity), :relu, :leaky_relu (`act_param` the slope, default 0.01), :elu
+# (`act_param` alpha, default 1.0), :selu, or an NK_ACT_* integer, passed to C as is.
+# `residual`: optional, x's size. Backward takes the forward's x, residual, gamma, beta, act
+# and saved statistics: dx, dresidual = act'(z) * dy (only with a residual), dgamma, dbeta.
+
+export ACT_NONE, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SELU,
+       bn_act_training!, bn_act_training, bn_act_inference!, bn_act_inference,
+       bn_act_backward!, bn_act_backward,
+       groupnorm_act!, groupnorm_act, groupnorm_act_backward!, groupnorm_act_backward
+
+const ACT_NONE, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SELU = Int32(0), Int32(1), Int32(2), Int32(3), Int32(4)
+const ACTIVATIONS = Dict(:none => ACT_NONE, :relu => ACT_RELU, :leaky_relu => ACT_LEAKY_RELU,
+                         :elu => ACT_ELU, :selu => ACT_SELU)
+
+"""The (act, act_param) arguments of C for `act` and `act_param`."""
+function activation(act, act_param)
+    code = if act === nothing
+        ACT_NONE
+    elseif act isa Integer
+        Int32(act)
+    elseif act isa Symbol && haskey(ACTIVATIONS, act)
+        ACTIVATIONS[act]
+    else
+        throw(ArgumentError("act must be nothing, one of $(sort!(collect(keys(ACTIVATIONS)))) or an NK_ACT_* integer, not $(repr(act))"))
+    end
+    p = act_param !== nothing ? Float32(act_param) :
+        code == ACT_LEAKY_RELU ? 0.01f0 : code == ACT_ELU ? 1f0 : 0f0
+    return code, p
+end
+
+"""
+    bn_act_training!(y, x, state; residual, act, act_param, gamma, beta, dims, options) -> y
+
+y = act(BN(x) + residual) with the batch statistics: `bn_training_ex!` with the add and the
+activation fused in. `state` (`BnStateArrays`) updated; its saved arrays, allocated where
+`nothing`, are what `bn_act_backward!` needs.
+"""
+function bn_act_training!(y::DenseArray{Float32}, x::DenseArray{Float32}, state::BnStateArrays;
+                          residual::F32=nothing, act=nothing, act_param=nothing, gamma::F32=nothing,
+                          beta::F32=nothing, dims=default_dims(x), options::BnOptions=bn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    residual === nothing || samesize(residual, x, "residual")
+    checklen(gamma, C, "gamma"); checklen(beta, C, "beta")
+    code, param = activation(act, act_param)
+    G = groups(options, size(x, ndims(x)))
+    alloc_saved!(state, C, G, options)
+    a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = (getfield(state, f) for f in fieldnames(BnStateArrays))
+    s = state
+    GC.@preserve x residual y gamma beta a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 begin  # @preserve takes names only
+        raw = Ref(raw_state(s, C, G))
+        check(ccall(sym(:nk_bn_act_forward_training), Int32,
+                    (Ref{TensorDesc}, Ref{BnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
+                     Ptr{Cfloat}, Ptr{Cfloat}, Ref{BnState}),
+                    desc, options, code, param, pointer(x), ptr(residual), pointer(y), ptr(gamma),
+                    ptr(beta), raw))
+    end
+    return y
+end
+"""`bn_act_training(x, state; kw...) -> y`"""
+bn_act_training(x::DenseArray{Float32}, state::BnStateArrays; kw...) = bn_act_training!(similar(x), x, state; kw...)
+
+"""
+    bn_act_inference!(y, x, moving_mean, moving_var; residual, act, act_param, gamma, beta, dims, options) -> y
+
+y = act(BN(x) + residual) with the moving statistics.
+"""
+function bn_act_inference!(y::DenseArray{Float32}, x::DenseArray{Float32}, moving_mean::DenseArray{Float32},
+                           moving_var::DenseArray{Float32}; residual::F32=nothing, act=nothing,
+                           act_param=nothing, gamma::F32=nothing, beta::F32=nothing,
+                           dims=default_dims(x), options::BnOptions=bn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    residual === nothing || samesize(residual, x, "residual")
+    foreach(((a, n),) -> checklen(a, C, n),
+            ((gamma, "gamma"), (beta, "beta"), (moving_mean, "moving_mean"), (moving_var, "moving_var")))
+    code, param = activation(act, act_param)
+    GC.@preserve x residual y gamma beta moving_mean moving_var begin
+        check(ccall(sym(:nk_bn_act_forward_inference), Int32,
+                    (Ref{TensorDesc}, Ref{BnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
+                     Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, code, param, pointer(x), ptr(residual), pointer(y), ptr(gamma),
+                    ptr(beta), pointer(moving_mean), pointer(moving_var)))
+    end
+    return y
+end
+bn_act_inference(x, moving_mean, moving_var; kw...) = bn_act_inference!(similar(x), x, moving_mean, moving_var; kw...)
+
+"""
+    bn_act_backward!(dx, x, dy, state; residual, dresidual, act, act_param, gamma, beta, dgamma, dbeta, dims, options) -> dx
+
+Backward of `bn_act_training!` from the state it filled: dx (may be dy); dresidual
+(only with a residual), dgamma and dbeta filled when given.
+"""
+function bn_act_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                          state::BnStateArrays; residual::F32=nothing, dresidual::F32=nothing,
+                          act=nothing, act_param=nothing, gamma::F32=nothing, beta::F32=nothing,
+                          dgamma::F32=nothing, dbeta::F32=nothing, dims=default_dims(x),
+                          options::BnOptions=bn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    residual === nothing || samesize(residual, x, "residual")
+    dresidual === nothing || samesize(dresidual, x, "dresidual")
+    foreach(((a, n),) -> checklen(a, C, n),
+            ((gamma, "gamma"), (beta, "beta"), (dgamma, "dgamma"), (dbeta, "dbeta")))
+    code, param = activation(act, act_param)
+    G = groups(options, size(x, ndims(x)))
+    a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = (getfield(state, f) for f in fieldnames(BnStateArrays))
+    s = state
+    GC.@preserve x residual dy dx dresidual gamma beta dgamma dbeta a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 begin
+        raw = Ref(raw_state(s, C, G))
+        check(ccall(sym(:nk_bn_act_backward), Int32,
+                    (Ref{TensorDesc}, Ref{BnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
+                     Ptr{Cfloat}, Ptr{Cfloat}, Ref{BnState}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat},
+                     Ptr{Cfloat}),
+                    desc, options, code, param, pointer(x), ptr(residual), pointer(dy), ptr(gamma),
+                    ptr(beta), raw, pointer(dx), ptr(dresidual), ptr(dgamma), ptr(dbeta)))
+    end
+    return dx
+end
+"""`bn_act_backward(x, dy, state; residual, kw...) -> (dx, dresidual, dgamma, dbeta)`
+(dresidual `nothing` without a residual)."""
+function bn_act_backward(x, dy, state; residual=nothing, dims=default_dims(x), kw...)
+    _, C = tensor_desc(x, dims)
+    dg, db = Vector{Float32}(undef, C), Vector{Float32}(undef, C)
+    dr = residual === nothing ? nothing : similar(x)
+    dx = bn_act_backward!(similar(x), x, dy, state; residual=residual, dresidual=dr, dgamma=dg,
+                          dbeta=db, dims=dims, kw...)
+    return dx, dr, dg, db
+end
+
+"""
+    groupnorm_act!(y, x; residual, act, act_param, gamma, beta, dims, options=gn_options())
+        -> (saved_mean, saved_invstd)
+
+y = act(GroupNorm(x) + residual) into `y` (may be `x`); saved arrays N*G as `groupnorm!`.
+"""
+function groupnorm_act!(y::DenseArray{Float32}, x::DenseArray{Float32}; residual::F32=nothing,
+                        act=nothing, act_param=nothing, gamma::F32=nothing, beta::F32=nothing,
+                        dims=default_dims(x), options::GnOptions=gn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    residual === nothing || samesize(residual, x, "residual")
+    checklen(gamma, C, "gamma"); checklen(beta, C, "beta")
+    code, param = activation(act, act_param)
+    NG = batchsize(x) * max(Int(options.groups), 0)
+    sm, si = Vector{Float32}(undef, NG), Vector{Float32}(undef, NG)
+    GC.@preserve x residual y gamma beta sm si begin
+        check(ccall(sym(:nk_groupnorm_act_forward), Int32,
+                    (Ref{TensorDesc}, Ref{GnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
+                     Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, code, param, pointer(x), ptr(residual), pointer(y), ptr(gamma),
+                    ptr(beta), pointer(sm), pointer(si)))
+    end
+    return sm, si
+end
+groupnorm_act(x::DenseArray{Float32}; kw...) = (y = similar(x); (y, groupnorm_act!(y, x; kw...)...))
+
+"""
+    groupnorm_act_backward!(dx, x, dy, saved_mean, saved_invstd; residual, dresidual, act, act_param,
+                            gamma, beta, dgamma, dbeta, dims, options) -> dx
+"""
+function groupnorm_act_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                                 saved_mean::DenseArray{Float32}, saved_invstd::DenseArray{Float32};
+                                 residual::F32=nothing, dresidual::F32=nothing, act=nothing,
+                                 act_param=nothing, gamma::F32=nothing, beta::F32=nothing,
+                                 dgamma::F32=nothing, dbeta::F32=nothing, dims=default_dims(x),
+                                 options::GnOptions=gn_options())
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    residual === nothing || samesize(residual, x, "residual")
+    dresidual === nothing || samesize(dresidual, x, "dresidual")
+    NG = batchsize(x) * max(Int(options.groups), 0)
+    foreach(((a, n, l),) -> checklen(a, l, n),
+            ((gamma, "gamma", C), (beta, "beta", C), (dgamma, "dgamma", C), (dbeta, "dbeta", C),
+             (saved_mean, "saved_mean", NG), (saved_invstd, "saved_invstd", NG)))
+    code, param = activation(act, act_param)
+    GC.@preserve x residual dy dx dresidual gamma beta dgamma dbeta saved_mean saved_invstd begin
+        check(ccall(sym(:nk_groupnorm_act_backward), Int32,
+                    (Ref{TensorDesc}, Ref{GnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
+                     Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cvoid},
+                     Ptr{Cfloat}, Ptr{Cfloat}),
+                    desc, options, code, param, pointer(x), ptr(residual), pointer(dy), ptr(gamma),
+                    ptr(beta), pointer(saved_mean), pointer(saved_invstd), pointer(dx), ptr(dresidual),
+                    ptr(dgamma), ptr(dbeta)))
+    end
+    return dx
+end
+"""`groupnorm_act_backward(x, dy, saved_mean, saved_invstd; residual, kw...) -> (dx, dresidual, dgamma, dbeta)`"""
+function groupnorm_act_backward(x, dy, saved_mean, saved_invstd; residual=nothing, dims=default_dims(x), kw...)
+    _, C = tensor_desc(x, dims)
+    dg, db = Vector{Float32}(undef, C), Vector{Float32}(undef, C)
+    dr = residual === nothing ? nothing : similar(x)
+    dx = groupnorm_act_backward!(similar(x), x, dy, saved_mean, saved_invstd; residual=residual,
+                                 dresidual=dr, dgamma=dg, dbeta=db, dims=dims, kw...)
+    return dx, dr, dg, db
 end
 
 # ---- activations: element-wise, any shape (y may be x, dx may be dy) ------------------------

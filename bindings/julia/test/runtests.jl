@@ -1,6 +1,7 @@
 # NormKit.jl against Float64 references. Needs ENV["NORMKIT_LIB"] (path of
 # libnormkit.so). NOT RUN on the machines this was written on (no Julia there);
 # bindings/julia/check_ccalls.py checks every ccall against normkit.h instead.
+using Random
 using Test
 using NormKit
 
@@ -275,6 +276,71 @@ end
         yc = crelu(xp)
         @test size(yc) == (3, 8, 2) && yc[:, 1:4, :] == max.(xp, 0f0) && yc[:, 5:8, :] == max.(-xp, 0f0)
         @test crelu_backward!(similar(xp), xp, yc) ≈ xp
+    end
+
+    @testset "fused act(norm(x) + residual) equals the unfused ops ($act)" for (act, p) in (
+            (nothing, nothing), (:relu, nothing), (:leaky_relu, 0.2f0), (:elu, 1.3f0), (:selu, nothing))
+        actf(z) = act === nothing ? copy(z) : act === :relu ? relu!(similar(z), z) :
+                  act === :leaky_relu ? leaky_relu!(similar(z), z, p) :
+                  act === :elu ? elu!(similar(z), z, p) : selu!(similar(z), z)
+        actb(z, dy) = act === nothing ? copy(dy) : act === :relu ? relu_backward!(similar(z), z, dy) :
+                      act === :leaky_relu ? leaky_relu_backward!(similar(z), z, dy, p) :
+                      act === :elu ? elu_backward!(similar(z), z, dy, p) : selu_backward!(similar(z), z, dy)
+        Random.seed!(17)  # fixed data: a z within rounding of a kink (relu, leaky_relu, selu at 0) flips dz
+        W, H, C, N = 5, 4, 6, 3
+        x = randn(Float32, W, H, C, N) .* 2 .+ 0.5f0
+        r, dy = randn(Float32, size(x)), randn(Float32, size(x))
+        g, b = randn(Float32, C) .* 0.5f0 .+ 1, randn(Float32, C)
+
+        # Batch Norm, training: bn_training_ex!, add, activation; their backward
+        s1 = BnStateArrays(moving_mean=zeros(Float32, C), moving_var=ones(Float32, C))
+        z = bn_training_ex!(similar(x), x, s1; gamma=g, beta=b) .+ r
+        dz = actb(z, dy)
+        dg1, db1 = zeros(Float32, C), zeros(Float32, C)
+        dx1 = bn_backward_ex!(similar(x), x, dz, s1; gamma=g, dgamma=dg1, dbeta=db1)
+        s2 = BnStateArrays(moving_mean=zeros(Float32, C), moving_var=ones(Float32, C))
+        y = bn_act_training(x, s2; residual=r, act=act, act_param=p, gamma=g, beta=b)
+        @test relerr(y, Float64.(actf(z))) < 1e-5
+        @test relerr(s2.saved_mean, Float64.(s1.saved_mean)) < 1e-6
+        @test relerr(s2.moving_var, Float64.(s1.moving_var)) < 1e-6
+        dx, dr, dg, db = bn_act_backward(x, dy, s2; residual=r, act=act, act_param=p, gamma=g, beta=b)
+        @test relerr(dr, Float64.(dz)) < 1e-5
+        @test relerr(dx, Float64.(dx1)) < 1e-4
+        @test relerr(dg, Float64.(dg1)) < 1e-4 && relerr(db, Float64.(db1)) < 1e-4
+        dx, dr, dg, db = bn_act_backward(x, dy, s2; act=act, act_param=p, gamma=g, beta=b)
+        @test dr === nothing
+
+        # Batch Norm, inference
+        mm, mv = randn(Float32, C), rand(Float32, C) .+ 0.5f0
+        zi = bn_inference(x, mm, mv; gamma=g, beta=b) .+ r
+        @test relerr(bn_act_inference(x, mm, mv; residual=r, act=act, act_param=p, gamma=g, beta=b),
+                     Float64.(actf(zi))) < 1e-5
+
+        # Group Norm, (C, W, H, N): NHWC
+        xn, rn, dyn = permutedims(x, (3, 1, 2, 4)), permutedims(r, (3, 1, 2, 4)), permutedims(dy, (3, 1, 2, 4))
+        o = gn_options(groups=3)
+        zg, sm1, si1 = groupnorm(xn; gamma=g, beta=b, dims=1, options=o)
+        zg .+= rn
+        dzg = actb(zg, dyn)
+        dxg1, dgg1, dbg1 = groupnorm_backward(xn, dzg, sm1, si1; gamma=g, dims=1, options=o)
+        yg, sm, si = groupnorm_act(xn; residual=rn, act=act, act_param=p, gamma=g, beta=b, dims=1, options=o)
+        @test relerr(yg, Float64.(actf(zg))) < 1e-5
+        @test relerr(sm, Float64.(sm1)) < 1e-6
+        dx, dr, dg, db = groupnorm_act_backward(xn, dyn, sm, si; residual=rn, act=act, act_param=p,
+                                                gamma=g, beta=b, dims=1, options=o)
+        @test relerr(dr, Float64.(dzg)) < 1e-5
+        @test relerr(dx, Float64.(dxg1)) < 1e-4
+        @test relerr(dg, Float64.(dgg1)) < 1e-4 && relerr(db, Float64.(dbg1)) < 1e-4
+    end
+
+    @testset "fused errors" begin
+        x = randn(Float32, 3, 4, 2)
+        e = try bn_act_training(x, BnStateArrays(); act=99); nothing catch err; err end
+        @test e isa NormKitError && e.status == 4 && occursin("act", e.message)
+        e = try groupnorm_act(x; act=:elu, act_param=NaN32, options=gn_options(groups=2)); nothing catch err; err end
+        @test e isa NormKitError && e.status == 4 && occursin("act_param", e.message)
+        @test_throws ArgumentError groupnorm_act(x; act=:gelu, options=gn_options(groups=2))
+        @test_throws DimensionMismatch groupnorm_act(x; residual=zeros(Float32, 3, 4, 3), options=gn_options(groups=2))
     end
 
     @testset "AlphaDropout and LeCun init" begin

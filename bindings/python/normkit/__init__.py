@@ -11,9 +11,10 @@ import ctypes
 import numpy as np
 
 from . import _lib
-from ._lib import (DTYPE_F32, GHOST_CONTIGUOUS, GHOST_STRIDED, MOMENTUM_TF, MOMENTUM_TORCH,
-                   VARIANCE_BIASED, VARIANCE_UNBIASED, BnOptions, BnState, GnOptions, InOptions,
-                   LnOptions, SnOptions, TensorDesc)
+from ._lib import (ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SELU, DTYPE_F32,
+                   GHOST_CONTIGUOUS, GHOST_STRIDED, MOMENTUM_TF, MOMENTUM_TORCH, VARIANCE_BIASED,
+                   VARIANCE_UNBIASED, BnOptions, BnState, GnOptions, InOptions, LnOptions, SnOptions,
+                   TensorDesc)
 
 __all__ = [
     "NormkitError", "version", "version_string", "library_path", "has_function",
@@ -331,17 +332,22 @@ class BnStateArrays:
         return st
 
 
+def _training_state(state, t, x, o):
+    """The nk_bn_state of a training forward: saved_mean and saved_invstd
+    (and saved_r, saved_d under renorm) allocated where None."""
+    if o.renorm:
+        for f in ("saved_r", "saved_d"):
+            if getattr(state, f) is None:
+                setattr(state, f, np.empty(t.channels, np.float32))
+    return state._c(t.channels, _groups(x, o), allocate=True)
+
+
 def bn_forward_training_ex(x, state, gamma=None, beta=None, axis=1, out=None, **opts):
     """Training forward with every option (renorm, virtual batches, adjustment).
     state: BnStateArrays, updated. Returns y."""
     t = _Tensor(x, axis)
     o = _opts(opts)
-    G = _groups(x, o)
-    if o.renorm:
-        for f in ("saved_r", "saved_d"):
-            if getattr(state, f) is None:
-                setattr(state, f, np.empty(t.channels, np.float32))
-    st = state._c(t.channels, G, allocate=True)
+    st = _training_state(state, t, x, o)
     gamma, beta = _vec_in(gamma, t.channels, "gamma"), _vec_in(beta, t.channels, "beta")
     y = t.out(out)
     _check(_L.nk_bn_forward_training_ex(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(y),
@@ -748,6 +754,133 @@ def switch_norm_backward(x, dy, mean_weight, var_weight, gamma=None, axis=1, tra
     return dx, dg, db, dmw, dvw
 
 
+# ---- normalization fused with a residual add and an activation ----------------------------
+# y = act(norm(x) + residual). act: None (identity), "relu", "leaky_relu" (act_param: the
+# slope, default 0.01), "elu" (act_param: alpha, default 1.0) or "selu"; an int is passed to
+# C as an NK_ACT_* value. residual: optional, x's shape. Backward takes the forward's x,
+# residual, gamma, beta, act and saved statistics, and returns (dx, dresidual, dgamma, dbeta):
+# dresidual = act'(z) * dy, None without a residual; dgamma, dbeta None when not trainable.
+ACTIVATIONS = {None: ACT_NONE, "none": ACT_NONE, "relu": ACT_RELU, "leaky_relu": ACT_LEAKY_RELU,
+               "elu": ACT_ELU, "selu": ACT_SELU}
+_ACT_DEFAULT_PARAM = {ACT_LEAKY_RELU: 0.01, ACT_ELU: 1.0}
+
+
+def _activation(act, act_param):
+    """(NK_ACT_* value, act_param) for C."""
+    if isinstance(act, (int, np.integer)) and not isinstance(act, bool):
+        code = int(act)
+    elif act is None or isinstance(act, str):
+        if act not in ACTIVATIONS:
+            raise ValueError("act must be None or one of %s, not %r"
+                             % (sorted(k for k in ACTIVATIONS if k is not None), act))
+        code = ACTIVATIONS[act]
+    else:
+        raise TypeError("act must be a name, None or an NK_ACT_* int, not %s" % type(act).__name__)
+    if act_param is None:
+        act_param = _ACT_DEFAULT_PARAM.get(code, 0.0)
+    return code, float(act_param)
+
+
+def _residual(t, residual):
+    return None if residual is None else t.like(residual, "residual")
+
+
+def bn_act_forward_training(x, state, gamma=None, beta=None, residual=None, act=None, act_param=None,
+                            axis=1, out=None, **opts):
+    """y = act(BN(x) + residual) with the batch statistics: bn_forward_training_ex
+    (every option) with the add and the activation fused in. state: BnStateArrays,
+    updated (saved_mean, saved_invstd allocated when None). Returns y."""
+    t = _Tensor(x, axis)
+    o = _opts(opts)
+    code, p = _activation(act, act_param)
+    st = _training_state(state, t, x, o)
+    gamma, beta = _vec_in(gamma, t.channels, "gamma"), _vec_in(beta, t.channels, "beta")
+    res = _residual(t, residual)
+    y = t.out(out)
+    _check(_L.nk_bn_act_forward_training(ctypes.byref(t.desc), ctypes.byref(o), code, p, _pv(t.array),
+                                         _pv(res), _pv(y), _pf(gamma), _pf(beta), ctypes.byref(st)))
+    return y
+
+
+def bn_act_forward_inference(x, moving_mean, moving_var, gamma=None, beta=None, residual=None, act=None,
+                             act_param=None, axis=1, out=None, **opts):
+    """y = act(BN(x) + residual) with the moving statistics. Returns y."""
+    t = _Tensor(x, axis)
+    C = t.channels
+    o = _opts(opts)
+    code, p = _activation(act, act_param)
+    args = [_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (beta, "beta"),
+                                          (moving_mean, "moving_mean"), (moving_var, "moving_var"))]
+    res = _residual(t, residual)
+    y = t.out(out)
+    _check(_L.nk_bn_act_forward_inference(ctypes.byref(t.desc), ctypes.byref(o), code, p, _pv(t.array),
+                                          _pv(res), _pv(y), *[_pf(a) for a in args]))
+    return y
+
+
+def bn_act_backward(x, dy, state, gamma=None, beta=None, residual=None, act=None, act_param=None, axis=1,
+                    trainable=True, out=None, **opts):
+    """Backward of bn_act_forward_training from the state it filled. Returns
+    (dx, dresidual, dgamma, dbeta)."""
+    t = _Tensor(x, axis)
+    o = _opts(opts)
+    code, p = _activation(act, act_param)
+    C = t.channels
+    st = state._c(C, _groups(x, o), allocate=False)
+    dy = t.like(dy, "dy")
+    gamma, beta = _vec_in(gamma, C, "gamma"), _vec_in(beta, C, "beta")
+    res = _residual(t, residual)
+    dx = t.out(out)
+    dres = None if res is None else t.empty()
+    dg, db = _outs(C, trainable), _outs(C, trainable)
+    _check(_L.nk_bn_act_backward(ctypes.byref(t.desc), ctypes.byref(o), code, p, _pv(t.array), _pv(res),
+                                 _pv(dy), _pf(gamma), _pf(beta), ctypes.byref(st), _pv(dx), _pv(dres),
+                                 _pf(dg), _pf(db)))
+    return dx, dres, dg, db
+
+
+def group_norm_act_forward(x, gamma=None, beta=None, residual=None, act=None, act_param=None, axis=1,
+                           out=None, **opts):
+    """y = act(GroupNorm(x) + residual). Returns (y, saved_mean, saved_invstd)
+    (the saved arrays [N*G]). opts: groups, epsilon (see gn_options) or options=."""
+    t = _batch_tensor(x, axis)
+    o = _o(opts, gn_options)
+    code, p = _activation(act, act_param)
+    C, N = t.channels, x.shape[0]
+    if o.groups < 1 or C % o.groups:
+        raise ValueError("groups (%d) must divide the channels (%d)" % (o.groups, C))
+    gamma, beta = _vec_in(gamma, C, "gamma"), _vec_in(beta, C, "beta")
+    res = _residual(t, residual)
+    y = t.out(out)
+    sm, si = _outs(N * o.groups), _outs(N * o.groups)
+    _check(_L.nk_groupnorm_act_forward(ctypes.byref(t.desc), ctypes.byref(o), code, p, _pv(t.array),
+                                       _pv(res), _pv(y), _pf(gamma), _pf(beta), _pf(sm), _pf(si)))
+    return y, sm, si
+
+
+def group_norm_act_backward(x, dy, saved_mean, saved_invstd, gamma=None, beta=None, residual=None,
+                            act=None, act_param=None, axis=1, trainable=True, out=None, **opts):
+    """Backward of group_norm_act_forward. Returns (dx, dresidual, dgamma, dbeta)."""
+    t = _batch_tensor(x, axis)
+    o = _o(opts, gn_options)
+    code, p = _activation(act, act_param)
+    C, N = t.channels, x.shape[0]
+    if o.groups < 1 or C % o.groups:
+        raise ValueError("groups (%d) must divide the channels (%d)" % (o.groups, C))
+    dy = t.like(dy, "dy")
+    gamma, beta = _vec_in(gamma, C, "gamma"), _vec_in(beta, C, "beta")
+    sm = _vec_in(saved_mean, N * o.groups, "saved_mean")
+    si = _vec_in(saved_invstd, N * o.groups, "saved_invstd")
+    res = _residual(t, residual)
+    dx = t.out(out)
+    dres = None if res is None else t.empty()
+    dg, db = _outs(C, trainable), _outs(C, trainable)
+    _check(_L.nk_groupnorm_act_backward(ctypes.byref(t.desc), ctypes.byref(o), code, p, _pv(t.array),
+                                        _pv(res), _pv(dy), _pf(gamma), _pf(beta), _pf(sm), _pf(si),
+                                        _pv(dx), _pv(dres), _pf(dg), _pf(db)))
+    return dx, dres, dg, db
+
+
 # ---- activations (element-wise) -----------------------------------------------------------
 def _ew_in(a, name, shape=None):
     if not isinstance(a, np.ndarray):
@@ -909,4 +1042,6 @@ __all__ += [
     "elu_forward", "elu_backward", "selu_forward", "selu_backward", "selu_alpha", "selu_lambda",
     "prelu_forward", "prelu_backward", "crelu_forward", "crelu_backward",
     "alpha_dropout_forward", "alpha_dropout_backward", "lecun_normal_init",
+    "ACTIVATIONS", "bn_act_forward_training", "bn_act_forward_inference", "bn_act_backward",
+    "group_norm_act_forward", "group_norm_act_backward",
 ]

@@ -23,6 +23,7 @@ DTYPE_F32, DTYPE_BF16 = 0, 1
 MOMENTUM_TF, MOMENTUM_TORCH = 0, 1
 VARIANCE_BIASED, VARIANCE_UNBIASED = 0, 1
 GHOST_STRIDED, GHOST_CONTIGUOUS = 0, 1
+ACT_NONE, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SELU = 0, 1, 2, 3, 4
 
 
 class TensorDesc(ctypes.Structure):
@@ -183,6 +184,14 @@ FUNCTIONS = {
     "nk_switchnorm_forward_training": (_st, [_desc, _sn, _v, _v, PF, PF, PF, PF, PF, PF]),
     "nk_switchnorm_forward_inference": (_st, [_desc, _sn, _v, _v, PF, PF, PF, PF, PF, PF]),
     "nk_switchnorm_backward": (_st, [_desc, _sn, _v, _v, PF, PF, PF, _v, PF, PF, PF, PF]),
+    # normalization fused with a residual add and an activation
+    "nk_bn_act_forward_training": (_st, [_desc, _opt, c_int32, c_float, _v, _v, _v, PF, PF, _state]),
+    "nk_bn_act_forward_inference": (_st, [_desc, _opt, c_int32, c_float, _v, _v, _v, PF, PF, PF, PF]),
+    "nk_bn_act_backward": (_st, [_desc, _opt, c_int32, c_float, _v, _v, _v, PF, PF, _state, _v, _v,
+                                 PF, PF]),
+    "nk_groupnorm_act_forward": (_st, [_desc, _gn, c_int32, c_float, _v, _v, _v, PF, PF, PF, PF]),
+    "nk_groupnorm_act_backward": (_st, [_desc, _gn, c_int32, c_float, _v, _v, _v, PF, PF, PF, PF,
+                                        _v, _v, PF, PF]),
 }
 
 

@@ -117,6 +117,12 @@ impl nk_bn_state {
     }
 }
 
+pub const NK_ACT_NONE: i32 = 0;
+pub const NK_ACT_RELU: i32 = 1;
+pub const NK_ACT_LEAKY_RELU: i32 = 2;
+pub const NK_ACT_ELU: i32 = 3;
+pub const NK_ACT_SELU: i32 = 4;
+
 pub const NK_LECUN_NORMAL: i32 = 0;
 pub const NK_LECUN_TRUNCATED: i32 = 1;
 
@@ -497,5 +503,78 @@ extern "C" {
         dbeta: *mut f32,
         dmean_weight: *mut f32,
         dvar_weight: *mut f32,
+    ) -> nk_status;
+
+    // ---- normalization fused with a residual add and an activation
+    pub fn nk_bn_act_forward_training(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_bn_options,
+        act: i32,
+        act_param: f32,
+        x: *const std::ffi::c_void,
+        residual: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        state: *mut nk_bn_state,
+    ) -> nk_status;
+    pub fn nk_bn_act_forward_inference(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_bn_options,
+        act: i32,
+        act_param: f32,
+        x: *const std::ffi::c_void,
+        residual: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        moving_mean: *const f32,
+        moving_var: *const f32,
+    ) -> nk_status;
+    pub fn nk_bn_act_backward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_bn_options,
+        act: i32,
+        act_param: f32,
+        x: *const std::ffi::c_void,
+        residual: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        state: *const nk_bn_state,
+        dx: *mut std::ffi::c_void,
+        dresidual: *mut std::ffi::c_void,
+        dgamma: *mut f32,
+        dbeta: *mut f32,
+    ) -> nk_status;
+    pub fn nk_groupnorm_act_forward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_gn_options,
+        act: i32,
+        act_param: f32,
+        x: *const std::ffi::c_void,
+        residual: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        saved_mean: *mut f32,
+        saved_invstd: *mut f32,
+    ) -> nk_status;
+    pub fn nk_groupnorm_act_backward(
+        desc: *const nk_tensor_desc,
+        opt: *const nk_gn_options,
+        act: i32,
+        act_param: f32,
+        x: *const std::ffi::c_void,
+        residual: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        saved_mean: *const f32,
+        saved_invstd: *const f32,
+        dx: *mut std::ffi::c_void,
+        dresidual: *mut std::ffi::c_void,
+        dgamma: *mut f32,
+        dbeta: *mut f32,
     ) -> nk_status;
 }

@@ -1121,6 +1121,212 @@ pub fn switch_norm_backward(
     })
 }
 
+// ---- normalization fused with a residual add and an activation ------------------
+
+/// The activation of the fused ops, y = act(norm(x) + residual): normkit.h's NK_ACT_*.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// None: the norm (+ residual) alone.
+    Identity,
+    Relu,
+    /// LeakyReLU with this slope (finite).
+    LeakyRelu(f32),
+    /// ELU with this alpha (finite).
+    Elu(f32),
+    Selu,
+}
+
+impl Activation {
+    /// The (act, act_param) arguments of the C functions.
+    pub fn raw(self) -> (i32, f32) {
+        match self {
+            Activation::Identity => (sys::NK_ACT_NONE, 0.0),
+            Activation::Relu => (sys::NK_ACT_RELU, 0.0),
+            Activation::LeakyRelu(slope) => (sys::NK_ACT_LEAKY_RELU, slope),
+            Activation::Elu(alpha) => (sys::NK_ACT_ELU, alpha),
+            Activation::Selu => (sys::NK_ACT_SELU, 0.0),
+        }
+    }
+}
+
+fn opt_tensor(layout: &Layout, name: &str, a: Option<&[f32]>) -> Result<*const c_void> {
+    match a {
+        None => Ok(null()),
+        Some(a) => layout.check_tensor(name, a.len()).map(|_| a.as_ptr().cast()),
+    }
+}
+
+fn opt_tensor_mut(layout: &Layout, name: &str, a: Option<&mut [f32]>) -> Result<*mut c_void> {
+    match a {
+        None => Ok(null_mut()),
+        Some(a) => layout.check_tensor(name, a.len()).map(|_| a.as_mut_ptr().cast()),
+    }
+}
+
+/// y = act(BN(x) + residual) with the batch statistics: [`bn_forward_training_ex`]
+/// (every option) with the add and the activation fused in. `residual`: optional,
+/// x's length. The state's saved_mean and saved_invstd (G*C floats) are what
+/// [`bn_act_backward`] needs.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_act_forward_training(
+    layout: &Layout,
+    opt: &BnOptions,
+    act: Activation,
+    x: &[f32],
+    residual: Option<&[f32]>,
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    state: &mut BnState,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let res = opt_tensor(layout, "residual", residual)?;
+    let c = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let mut s = state.to_raw(c, opt.groups(layout.batch()))?;
+    let (a, p) = act.raw();
+    check(unsafe {
+        sys::nk_bn_act_forward_training(layout.raw(), &opt.0, a, p, x.as_ptr().cast(), res, y.as_mut_ptr().cast(), g, b, &mut s)
+    })
+}
+
+/// y = act(BN(x) + residual) with the moving statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_act_forward_inference(
+    layout: &Layout,
+    opt: &BnOptions,
+    act: Activation,
+    x: &[f32],
+    residual: Option<&[f32]>,
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    moving_mean: &[f32],
+    moving_var: &[f32],
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let res = opt_tensor(layout, "residual", residual)?;
+    let c = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (mm, mv) = (opt_ptr("moving mean", Some(moving_mean), c)?, opt_ptr("moving var", Some(moving_var), c)?);
+    let (a, p) = act.raw();
+    check(unsafe {
+        sys::nk_bn_act_forward_inference(layout.raw(), &opt.0, a, p, x.as_ptr().cast(), res, y.as_mut_ptr().cast(), g, b, mm, mv)
+    })
+}
+
+/// Backward of [`bn_act_forward_training`], from its x, residual, gamma, beta,
+/// activation and state: dx; dresidual = act'(z) * dy when given (only with a
+/// residual); (dgamma, dbeta) when `grads` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_act_backward(
+    layout: &Layout,
+    opt: &BnOptions,
+    act: Activation,
+    x: &[f32],
+    residual: Option<&[f32]>,
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    state: &mut BnState,
+    dx: &mut [f32],
+    dresidual: Option<&mut [f32]>,
+    grads: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let res = opt_tensor(layout, "residual", residual)?;
+    let dres = opt_tensor_mut(layout, "dresidual", dresidual)?;
+    let c = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let s = state.to_raw(c, opt.groups(layout.batch()))?;
+    let (dg, db) = pair_mut(("dgamma", "dbeta"), grads, c)?;
+    let (a, p) = act.raw();
+    check(unsafe {
+        sys::nk_bn_act_backward(layout.raw(), &opt.0, a, p, x.as_ptr().cast(), res, dy.as_ptr().cast(), g, b, &s, dx.as_mut_ptr().cast(), dres, dg, db)
+    })
+}
+
+/// y = act(GroupNorm(x) + residual); `saved` receives mean and invstd (N*G
+/// floats each), as [`group_norm_forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_act_forward(
+    layout: &Layout,
+    opt: &GnOptions,
+    act: Activation,
+    x: &[f32],
+    residual: Option<&[f32]>,
+    y: &mut [f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    saved: Option<Saved>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let res = opt_tensor(layout, "residual", residual)?;
+    let c = layout.channels();
+    let ng = layout.batch() as usize * opt.0.groups.max(0) as usize;
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (sm, si) = saved_mut(saved, ng)?;
+    let (a, p) = act.raw();
+    check(unsafe {
+        sys::nk_groupnorm_act_forward(layout.raw(), &opt.0, a, p, x.as_ptr().cast(), res, y.as_mut_ptr().cast(), g, b, sm, si)
+    })
+}
+
+/// Backward of [`group_norm_act_forward`]: dx; dresidual when given (only
+/// with a residual); (dgamma, dbeta) when `grads` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_act_backward(
+    layout: &Layout,
+    opt: &GnOptions,
+    act: Activation,
+    x: &[f32],
+    residual: Option<&[f32]>,
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    saved_mean: &[f32],
+    saved_invstd: &[f32],
+    dx: &mut [f32],
+    dresidual: Option<&mut [f32]>,
+    grads: Option<(&mut [f32], &mut [f32])>,
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let res = opt_tensor(layout, "residual", residual)?;
+    let dres = opt_tensor_mut(layout, "dresidual", dresidual)?;
+    let c = layout.channels();
+    let ng = layout.batch() as usize * opt.0.groups.max(0) as usize;
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), ng)?, opt_ptr("saved invstd", Some(saved_invstd), ng)?);
+    let (dg, db) = pair_mut(("dgamma", "dbeta"), grads, c)?;
+    let (a, p) = act.raw();
+    check(unsafe {
+        sys::nk_groupnorm_act_backward(
+            layout.raw(),
+            &opt.0,
+            a,
+            p,
+            x.as_ptr().cast(),
+            res,
+            dy.as_ptr().cast(),
+            g,
+            b,
+            sm,
+            si,
+            dx.as_mut_ptr().cast(),
+            dres,
+            dg,
+            db,
+        )
+    })
+}
+
 // ---- activations (element-wise over slices of equal length) ---------------------
 
 fn same_len(names: &[&str], lens: &[usize]) -> Result<i64> {
