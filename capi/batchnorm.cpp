@@ -139,8 +139,9 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
 //
 // Fused (f.fused): dy is the gradient at y = act(z), z recomputed from x
 // (and the residual) with fused_z's coefficients; the passes work on
-// dz = act'(z) * dy. With dres, the sums pass writes dz there and the apply
-// pass reads it back (one stream fewer than recomputing it with the residual).
+// dz = act'(z) * dy. Where dz_buffer says, the sums pass writes dz and the
+// apply pass reads it back (one stream fewer than recomputing it with the
+// residual; one exp instead of two for ELU and SELU).
 void backward(const BnExec& e, const nk_bn_state& st, const float* x, const float* dy, const float* gamma,
               float* dx, float* dgamma, float* dbeta, const Fusion& f, const float* beta, float* dres) {
   const int64_t C = e.v.channels, G = e.groups;
@@ -164,14 +165,15 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
       }
     }
   }
-  const int streams = 3 + (f.res && !dres ? 1 : 0);
+  float* const dz = dz_buffer(f, x, dx, dres);
+  const int streams = 3 + (f.res && !dz ? 1 : 0);
   const bool stream = e.stream(streams * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
   auto sums = [&](int64_t b, int64_t c0, int64_t c1) {
     double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
     const int64_t goff = e.block_group(b) * C;
     const kernels::Range r = e.block_range(c0, c1, b);
     if (f.fused)
-      e.k.bn_act_backward_sums(x, f.res, dy, dres, e.v, r, st.saved_mean + goff, zscale.data() + goff,
+      e.k.bn_act_backward_sums(x, f.res, dy, dz, e.v, r, st.saved_mean + goff, zscale.data() + goff,
                                zshift.data() + goff, f.act, out);
     else
       e.k.bn_backward_sums(x, dy, e.v, r, st.saved_mean + goff, out);
@@ -208,11 +210,11 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   };
   auto apply = [&](const kernels::Range& r, int64_t g) {
     const int64_t off = g * C;
-    if (f.fused && !dres)
+    if (f.fused && !dz)
       e.k.bn_act_backward_apply(x, f.res, dy, dx, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off,
                                 p.d.data() + off, zscale.data() + off, zshift.data() + off, f.act, stream);
     else
-      e.k.bn_backward_apply(x, dres ? dres : dy, dx, e.v, r, p.a.data() + off, p.b.data() + off,
+      e.k.bn_backward_apply(x, dz ? dz : dy, dx, e.v, r, p.a.data() + off, p.b.data() + off,
                             p.c.data() + off, p.d.data() + off, stream);
   };
   e.run_passes(sums, coefficients, apply);

@@ -44,6 +44,17 @@ inline void check_fused_backward(const void* x, const void* res, const void* dx,
   if (dres == x) fail(NK_ERR_BAD_ARGUMENT, "dresidual must not overwrite x");
 }
 
+// Where backward's sums pass leaves dz for the apply pass: dresidual where
+// the caller wants it; else dx's buffer where the activation's gradient
+// costs more than a stream (ELU, SELU: an exp) and dx is not x's buffer;
+// else nowhere, and the apply pass recomputes dz.
+inline float* dz_buffer(const Fusion& f, const float* x, float* dx, float* dres) {
+  if (!f.fused) return nullptr;
+  if (dres) return dres;
+  const bool costly = f.act.kind == kernels::kActElu || f.act.kind == kernels::kActSelu;
+  return costly && dx != x ? dx : nullptr;
+}
+
 // z = (x - saved_mean) * scale + shift, from the float statistics that
 // backward receives: gamma' = gamma * adjustment_scale * r, and
 // shift = gamma * (adjustment_bias * r + d) + beta (r, d: renorm's saved

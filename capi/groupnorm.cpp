@@ -131,8 +131,8 @@ struct GnForward {
 };
 
 // Fused (f.fused): as Batch Norm's fused backward, on dz = act'(z) * dy with
-// z recomputed from x (and the residual); with dres, dz goes there in the
-// sums pass and the apply pass reads it back.
+// z recomputed from x (and the residual); where dz_buffer says, dz goes
+// there in the sums pass and the apply pass reads it back.
 void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* gamma, const float* smean,
                  const float* sinvstd, float* dx, float* dgamma, float* dbeta, const Fusion& f = {},
                  const float* beta = nullptr, float* dres = nullptr) {
@@ -154,7 +154,8 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
       }
   }
   std::vector<double> s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
-  const int streams = 3 + (f.res && !dres ? 1 : 0);
+  float* const dz = dz_buffer(f, x, dx, dres);
+  const int streams = 3 + (f.res && !dz ? 1 : 0);
   const bool stream = stream_for(streams * static_cast<int64_t>(sizeof(float)) * a.sh.s.total);
   const kernels::View sv = a.sh.sample_view();
   auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };
@@ -162,7 +163,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
     double* out[3] = {&s0[pc + c0], &s1[pc + c0], &s2[pc + c0]};
     if (f.fused)
-      a.k.bn_act_backward_sums(x + off, at(f.res, off), dy + off, at(dres, off), sv, {c0, c1, 0, P}, &mexp[pc],
+      a.k.bn_act_backward_sums(x + off, at(f.res, off), dy + off, at(dz, off), sv, {c0, c1, 0, P}, &mexp[pc],
                                &zscale[pc], &zshift[pc], f.act, out);
     else
       a.k.bn_backward_sums(x + off, dy + off, sv, {c0, c1, 0, P}, &mexp[pc], out);
@@ -191,11 +192,11 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   };
   auto apply = [&](int64_t n, kernels::Range r) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
-    if (f.fused && !dres)
+    if (f.fused && !dz)
       a.k.bn_act_backward_apply(x + off, at(f.res, off), dy + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
                                 &pd[pc], &zscale[pc], &zshift[pc], f.act, stream);
     else
-      a.k.bn_backward_apply(x + off, (dres ? dres : dy) + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
+      a.k.bn_backward_apply(x + off, (dz ? dz : dy) + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
                             &pd[pc], stream);
   };
   run_group_passes(a.sh, G, sums, coefficients, apply);

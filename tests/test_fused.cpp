@@ -382,6 +382,12 @@ TEST_P(FusedBn, InPlace) {
                                  d.beta.data(), &st, g3.data(), nullptr, nullptr, nullptr),
               NK_OK);
     EXPECT_EQ(g3, dx);
+    // dx over x: dz cannot wait in dx's buffer, the apply pass recomputes it.
+    auto over_x2 = d.x;
+    ASSERT_EQ(nk_bn_act_backward(&desc, &o, a.kind, a.p, over_x2.data(), d.res.data(), d.dy.data(),
+                                 d.gamma.data(), d.beta.data(), &st, over_x2.data(), nullptr, nullptr, nullptr),
+              NK_OK);
+    EXPECT_EQ(over_x2, dx);
   }
 }
 
