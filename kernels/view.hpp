@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "simd.hpp"
 #include "view_types.hpp"
@@ -31,15 +32,20 @@ struct LaneParams {
   using S = simd<Arch>;
   using B = typename S::batch;
   const float* p[NPar > 0 ? NPar : 1];
-  mutable B tmp[NPar > 0 ? NPar : 1];
-  const B* full(int64_t i) const {
-    for (int k = 0; k < NPar; ++k) tmp[k] = S::load(p[k] + i);
-    return tmp;
+  static constexpr bool kPerLane = true;
+  // Into the caller's local array, which stays in registers.
+  void load(int64_t i, B* out) const {
+    for (int k = 0; k < NPar; ++k) out[k] = S::load(p[k] + i);
   }
   void partial(int64_t i, int64_t n, B* out) const {
     for (int k = 0; k < NPar; ++k) out[k] = S::load_partial(p[k] + i, n);
   }
 };
+
+template <class P, class = void>
+struct loads_per_lane : std::false_type {};
+template <class P>
+struct loads_per_lane<P, std::void_t<decltype(P::kPerLane)>> : std::true_type {};
 
 // One contiguous run of n elements: out[i] = op(in[.][i], params). Partial
 // vectors are computed as whole vectors with masked loads and stores, so
@@ -61,7 +67,13 @@ inline void map_run(const Op& op, int64_t n, const float* const* in, float* out,
   auto full = [&](int64_t i) {
     B xs[NIn];
     for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i);
-    return op(xs, par.full(i));
+    if constexpr (loads_per_lane<Par>::value) {
+      B ps[NPar > 0 ? NPar : 1];
+      par.load(i, ps);
+      return op(xs, ps);
+    } else {
+      return op(xs, par.full(i));
+    }
   };
   // Ordinary stores up to `end`, whole vectors then one partial.
   auto stores = [&](int64_t i, int64_t end) {
