@@ -3,6 +3,7 @@
 // column partial sums (dgamma, dbeta) are one unit of work, and the column
 // partials of the blocks are merged in block order, in double.
 #include <cstddef>
+#include <memory>
 
 #include "norm_common.hpp"
 
@@ -92,7 +93,10 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
   std::vector<float> lo(nr), pa(nr), pb(nr), pd(nr);
   const int64_t units = (R + rb - 1) / rb;
   const bool params = dgamma != nullptr || dbeta != nullptr;
-  std::vector<float> pg(params ? static_cast<size_t>(units * D) : 0), pbeta(dbeta ? pg.size() : 0);
+  // Column partials of each block ([units][D]); ln_param_sums zeroes its
+  // block's rows first, so they start uninitialized.
+  const size_t npart = params ? static_cast<size_t>(units * D) : 0;
+  std::unique_ptr<float[]> pg(new float[npart]), pbeta(new float[dbeta ? npart : 0]);
   const bool stream = stream_for(3 * static_cast<int64_t>(sizeof(float)) * R * D);
   parallel_units(units, [&](int64_t u) {
     const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
@@ -122,17 +126,27 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
     k.ln_backward_apply(x, dy, dx, gamma, D, r0, r1, smean, pa.data(), pb.data(), pd.data(), stream);
   });
   if (!params) return;
-  // Merge block partials in block order; columns split over threads.
-  const int64_t cu = (D + 1023) / 1024;
+  // Merge block partials in block order, each column from 0; columns split
+  // over threads in chunks, and each block's partials read as one
+  // contiguous row (a column walk would stride D floats per step).
+  constexpr int64_t kChunk = 1024;
+  const int64_t cu = (D + kChunk - 1) / kChunk;
   parallel_units(cu, [&](int64_t c) {
-    for (int64_t d = c * 1024; d < std::min(D, (c + 1) * 1024); ++d) {
-      double g = 0, b = 0;
-      for (int64_t u = 0; u < units; ++u) {
-        g += pg[u * D + d];
-        if (dbeta) b += pbeta[u * D + d];
+    const int64_t d0 = c * kChunk, n = std::min(D, d0 + kChunk) - d0;
+    double g[kChunk], b[kChunk];
+    std::fill(g, g + n, 0.0);
+    std::fill(b, b + n, 0.0);
+    for (int64_t u = 0; u < units; ++u) {
+      const float* pu = &pg[u * D + d0];
+      for (int64_t j = 0; j < n; ++j) g[j] += pu[j];
+      if (dbeta) {
+        const float* qu = &pbeta[u * D + d0];
+        for (int64_t j = 0; j < n; ++j) b[j] += qu[j];
       }
-      if (dgamma) dgamma[d] = static_cast<float>(g);
-      if (dbeta) dbeta[d] = static_cast<float>(b);
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      if (dgamma) dgamma[d0 + j] = static_cast<float>(g[j]);
+      if (dbeta) dbeta[d0 + j] = static_cast<float>(b[j]);
     }
   });
 }

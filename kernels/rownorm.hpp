@@ -10,18 +10,26 @@ namespace nk::kernels {
 namespace {
 
 // NLane parameters loaded along the row, then NRow per-row scalars
-// broadcast, in that order (p[0 .. NLane) lane, p[NLane ..) row).
+// broadcast, in that order (p[0 .. NLane) lane, p[NLane ..) row). full()
+// returns its vectors by value, a temporary of the one map_run step, so
+// that they stay in registers (a member array written on every step is
+// kept in memory: three extra stores and loads per vector).
+template <class B, int N>
+struct ParamPack {
+  B v[N];
+  operator const B*() const { return v; }
+};
 template <class Arch, int NLane, int NRow>
 struct RowParams {
   using S = simd<Arch>;
   using B = typename S::batch;
   const float* lane[NLane > 0 ? NLane : 1];
   B row[NRow > 0 ? NRow : 1];
-  mutable B tmp[NLane + NRow];
-  const B* full(int64_t i) const {
-    for (int k = 0; k < NLane; ++k) tmp[k] = S::load(lane[k] + i);
-    for (int k = 0; k < NRow; ++k) tmp[NLane + k] = row[k];
-    return tmp;
+  ParamPack<B, NLane + NRow> full(int64_t i) const {
+    ParamPack<B, NLane + NRow> t;
+    for (int k = 0; k < NLane; ++k) t.v[k] = S::load(lane[k] + i);
+    for (int k = 0; k < NRow; ++k) t.v[NLane + k] = row[k];
+    return t;
   }
   void partial(int64_t i, int64_t n, B* out) const {
     for (int k = 0; k < NLane; ++k) out[k] = S::load_partial(lane[k] + i, n);
