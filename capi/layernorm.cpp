@@ -56,7 +56,7 @@ void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, con
   const int64_t units = (R + rb - 1) / rb;
   parallel_units(units, [&](int64_t u) {
     const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
-    k.bn_stats(x, {1, R, D}, {r0, r1, 0, 1}, &mean[r0], &m2[r0]);
+    k.ln_stats(x, D, r0, r1, &mean[r0], &m2[r0]);
     for (int64_t r = r0; r < r1; ++r) {
       const double var = std::isnan(m2[r]) ? m2[r] : std::max(m2[r], 0.0) / static_cast<double>(D);
       if (rms) {

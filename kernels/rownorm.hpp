@@ -37,6 +37,95 @@ struct RowParams {
   }
 };
 
+// Mean and M2 of NR rows of D <= kTileInner elements, with exactly the
+// arithmetic bn_stats applies to a row of the (1, rows, D) view (one tile:
+// a sum, then the sums of deviations from its float mean, each in two
+// vector accumulators and a scalar tail; tile_moments; one chan_merge from
+// zero), the NR rows interleaved so that their accumulator chains overlap.
+template <class Arch, int NR>
+inline void row_stats(const float* const* row, int64_t D, double* mean, double* m2) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  const double nt = static_cast<double>(D);
+  B a[NR][2];
+  float t[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r][0] = a[r][1] = S::zero();
+    t[r] = 0.0f;
+  }
+  int64_t i = 0;
+  for (; i + 2 * W <= D; i += 2 * W)
+    for (int r = 0; r < NR; ++r) {
+      a[r][0] = a[r][0] + S::load(row[r] + i);
+      a[r][1] = a[r][1] + S::load(row[r] + i + W);
+    }
+  for (; i + W <= D; i += W)
+    for (int r = 0; r < NR; ++r) a[r][0] = a[r][0] + S::load(row[r] + i);
+  for (; i < D; ++i)
+    for (int r = 0; r < NR; ++r) t[r] += row[r][i];
+  float m[NR];
+  B mb[NR], sd[NR][2], sq[NR][2];
+  float td[NR], tq[NR];
+  for (int r = 0; r < NR; ++r) {
+    m[r] = (S::sum(a[r][0] + a[r][1]) + t[r]) / static_cast<float>(nt);
+    mb[r] = S::set1(m[r]);
+    sd[r][0] = sd[r][1] = sq[r][0] = sq[r][1] = S::zero();
+    td[r] = tq[r] = 0.0f;
+  }
+  for (i = 0; i + 2 * W <= D; i += 2 * W)
+    for (int r = 0; r < NR; ++r) {
+      const B d0 = S::load(row[r] + i) - mb[r];
+      sd[r][0] = sd[r][0] + d0;
+      sq[r][0] = S::fma(d0, d0, sq[r][0]);
+      const B d1 = S::load(row[r] + i + W) - mb[r];
+      sd[r][1] = sd[r][1] + d1;
+      sq[r][1] = S::fma(d1, d1, sq[r][1]);
+    }
+  for (; i + W <= D; i += W)
+    for (int r = 0; r < NR; ++r) {
+      const B d0 = S::load(row[r] + i) - mb[r];
+      sd[r][0] = sd[r][0] + d0;
+      sq[r][0] = S::fma(d0, d0, sq[r][0]);
+    }
+  for (; i < D; ++i)
+    for (int r = 0; r < NR; ++r) {
+      const float d = row[r][i] - m[r];
+      td[r] += d;
+      tq[r] += d * d;
+    }
+  for (int r = 0; r < NR; ++r) {
+    double mt, m2t, mu = 0, q = 0;
+    tile_moments(1.0 / nt, m[r], S::sum(sd[r][0] + sd[r][1]) + td[r], S::sum(sq[r][0] + sq[r][1]) + tq[r], mt,
+                 m2t);
+    chan_merge(mu, q, mt, m2t, MergeWeights(0.0, nt));
+    mean[r] = mu;
+    m2[r] = q;
+  }
+}
+
+// Mean and M2 of rows [r0, r1) of a (rows, D) matrix into mean[r - r0],
+// m2[r - r0]: bitwise what bn_stats gives on the (1, rows, D) view.
+template <class Arch>
+void ln_stats(const float* x, int64_t D, int64_t r0, int64_t r1, double* mean, double* m2) {
+  if (D > kTileInner) {
+    bn_stats<Arch>(x, View{1, r1, D}, Range{r0, r1, 0, 1}, mean, m2);
+    return;
+  }
+  // Four rows at a time where there are 32 vector registers, else two.
+  constexpr int NR = simd<Arch>::width >= 16 ? 4 : 2;
+  int64_t r = r0;
+  for (; r + NR <= r1; r += NR) {
+    const float* rows[NR];
+    for (int k = 0; k < NR; ++k) rows[k] = x + (r + k) * D;
+    row_stats<Arch, NR>(rows, D, mean + (r - r0), m2 + (r - r0));
+  }
+  for (; r < r1; ++r) {
+    const float* one = x + r * D;
+    row_stats<Arch, 1>(&one, D, mean + (r - r0), m2 + (r - r0));
+  }
+}
+
 // y = ((x - mean_hi[r]) - mean_lo[r]) * scale[r] * gamma[d] + beta[d].
 template <class Arch>
 void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* mean_hi,
