@@ -258,7 +258,9 @@ def main():
                     help="the smaller shapes only (8x512x28x28, 32x64x56x56, 8192x768)")
     ap.add_argument("--only", default=None,
                     help="regex on case names such as gn_fwd_bwd/nhwc/32x256x56x56")
-    ap.add_argument("--isa", default="active", help="normkit ISA: active or one name (avx512, avx2, sse2, scalar)")
+    ap.add_argument("--isa", default="active",
+                    help="normkit ISAs: active, all, or a list (avx512,avx2,sse2,scalar); the table uses "
+                         "the active one where it ran, else the first")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.3, help="seconds per repetition")
@@ -340,7 +342,9 @@ def main():
                               os.path.join(out_dir, "membw.json"), replay)
     bw = bn.bandwidth(bn.medians_ms(probe_doc)) if probe_doc else {}
     copy_bw = bn.reference_bw(bw)[0]
-    isas = sorted({dict(f).get("isa") for (h, f) in nk} - {None})
+    order = ["avx512", "avx2", "sse2", "neon", "scalar"]
+    isas = sorted({dict(f).get("isa") for (h, f) in nk} - {None},
+                  key=lambda i: order.index(i) if i in order else len(order))
 
     dnnl, dnnl_ctx = {}, {}
     if not args.no_onednn:
@@ -382,7 +386,8 @@ def main():
             json.dump(meta, f, indent=1)
 
     # ---------------------------------------------------------------- print
-    isa = args.isa if args.isa != "active" else ctx.get("nk_default_isa", isas[0] if isas else "?")
+    # The table uses the active ISA where it ran, else the first measured.
+    isa = ctx.get("nk_default_isa", "?")
     if isa not in isas and isas:
         isa = isas[0]
     print("## Group, Instance, Layer, RMS and Switchable Norm on %s — %s" %

@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
-# normkit, PyTorch and oneDNN side by side on the same shapes and threads.
-#   scripts/compare.sh [--quick] ...   (options of bench/compare.py)
+# normkit, PyTorch and oneDNN side by side on the same shapes and threads:
+# Batch Norm (bench/compare.py), then Group, Instance, Layer, RMS and
+# Switchable Norm (bench/compare_norms.py).
+#   scripts/compare.sh [--quick] ...   (options of bench/compare.py; those
+#   compare_norms.py shares carry over: --quick, --threads, --reps,
+#   --min-time, --isa, --probe-mib, --no-torch, --no-onednn, --torch-malloc;
+#   --normkit-only runs it without PyTorch and oneDNN; with --from it is skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh build compare
 { [ -f build/build.ninja ] || meson setup build >/dev/null; } && meson configure build -Donednn=enabled >/dev/null
 ninja -C build >/dev/null
-exec /usr/bin/python3 bench/compare.py "$@"
+/usr/bin/python3 bench/compare.py "$@"
+
+norms=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick | --no-torch | --no-onednn) norms+=("$1") ;;
+    --normkit-only) norms+=(--no-torch --no-onednn) ;;
+    --threads=* | --reps=* | --min-time=* | --isa=* | --probe-mib=* | --torch-malloc=* | --build=*) norms+=("$1") ;;
+    --threads | --reps | --min-time | --isa | --probe-mib | --torch-malloc | --build)
+      norms+=("$1" "${2:-}")
+      shift ;;
+    --from | --from=*) exit 0 ;;
+  esac
+  shift
+done
+echo
+exec /usr/bin/python3 bench/compare_norms.py "${norms[@]}"
