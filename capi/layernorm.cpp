@@ -93,62 +93,66 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
   std::vector<float> lo(nr), pa(nr), pb(nr), pd(nr);
   const int64_t units = (R + rb - 1) / rb;
   const bool params = dgamma != nullptr || dbeta != nullptr;
-  // Column partials of each block ([units][D]); ln_param_sums zeroes its
-  // block's rows first, so they start uninitialized.
-  const size_t npart = params ? static_cast<size_t>(units * D) : 0;
+  // Column partials in float per block, merged into double sums per column
+  // in block order from 0, whatever the threads. The blocks run in waves,
+  // so that the partials of one wave (about 1 MiB, and enough blocks for
+  // every thread) are all the scratch there is: the merge order, and so the
+  // result, does not depend on the wave size.
+  const int64_t wave = params ? std::min(units, std::max<int64_t>((int64_t{1} << 18) / D, 8 * num_threads())) : units;
+  const size_t npart = params ? static_cast<size_t>(wave * D) : 0;
   std::unique_ptr<float[]> pg(new float[npart]), pbeta(new float[dbeta ? npart : 0]);
+  std::vector<double> gsum(params ? static_cast<size_t>(D) : 0, 0.0), bsum(dbeta ? gsum.size() : 0, 0.0);
   const bool stream = stream_for(3 * static_cast<int64_t>(sizeof(float)) * R * D);
-  parallel_units(units, [&](int64_t u) {
-    const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
-    double* out[3] = {s0.data(), s1.data(), s2.data()};
-    k.ln_backward_sums(x, dy, gamma, D, r0, r1, smean, out);
-    for (int64_t r = r0; r < r1; ++r) {
-      const double sd = sinv[r];
-      if (rms) {
-        // dx = r*g*dy - r^3 * sum(g*dy*x)/D * x
-        pa[r] = static_cast<float>(sd);
-        pb[r] = static_cast<float>(-sd * sd * sd * s1[r] / m);
-        pd[r] = 0.0f;
-        lo[r] = 0.0f;
-      } else {
-        const double dl = s2[r] / m;
-        const double P = s1[r] - dl * s0[r];
-        const double b = -sd * sd * sd * P / m;
-        pa[r] = static_cast<float>(sd);
-        pb[r] = static_cast<float>(b);
-        pd[r] = static_cast<float>(-sd * s0[r] / m - b * dl);
-        lo[r] = static_cast<float>(dl);
+  for (int64_t w0 = 0; w0 < units; w0 += wave) {
+    const int64_t wn = std::min(units - w0, wave);
+    parallel_units(wn, [&](int64_t i) {
+      const int64_t u = w0 + i;
+      const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
+      double* out[3] = {s0.data(), s1.data(), s2.data()};
+      k.ln_backward_sums(x, dy, gamma, D, r0, r1, smean, out);
+      for (int64_t r = r0; r < r1; ++r) {
+        const double sd = sinv[r];
+        if (rms) {
+          // dx = r*g*dy - r^3 * sum(g*dy*x)/D * x
+          pa[r] = static_cast<float>(sd);
+          pb[r] = static_cast<float>(-sd * sd * sd * s1[r] / m);
+          pd[r] = 0.0f;
+          lo[r] = 0.0f;
+        } else {
+          const double dl = s2[r] / m;
+          const double P = s1[r] - dl * s0[r];
+          const double b = -sd * sd * sd * P / m;
+          pa[r] = static_cast<float>(sd);
+          pb[r] = static_cast<float>(b);
+          pd[r] = static_cast<float>(-sd * s0[r] / m - b * dl);
+          lo[r] = static_cast<float>(dl);
+        }
       }
-    }
-    // Column partials read dy before dx (which may be dy) is written.
-    if (params)
-      k.ln_param_sums(x, dy, D, r0, r1, smean, lo.data(), sinv, &pg[u * D], dbeta ? &pbeta[u * D] : nullptr);
-    k.ln_backward_apply(x, dy, dx, gamma, D, r0, r1, smean, pa.data(), pb.data(), pd.data(), stream);
-  });
-  if (!params) return;
-  // Merge block partials in block order, each column from 0; columns split
-  // over threads in chunks, and each block's partials read as one
-  // contiguous row (a column walk would stride D floats per step).
-  constexpr int64_t kChunk = 1024;
-  const int64_t cu = (D + kChunk - 1) / kChunk;
-  parallel_units(cu, [&](int64_t c) {
-    const int64_t d0 = c * kChunk, n = std::min(D, d0 + kChunk) - d0;
-    double g[kChunk], b[kChunk];
-    std::fill(g, g + n, 0.0);
-    std::fill(b, b + n, 0.0);
-    for (int64_t u = 0; u < units; ++u) {
-      const float* pu = &pg[u * D + d0];
-      for (int64_t j = 0; j < n; ++j) g[j] += pu[j];
-      if (dbeta) {
-        const float* qu = &pbeta[u * D + d0];
-        for (int64_t j = 0; j < n; ++j) b[j] += qu[j];
+      // Column partials read dy before dx (which may be dy) is written.
+      if (params)
+        k.ln_param_sums(x, dy, D, r0, r1, smean, lo.data(), sinv, &pg[i * D], dbeta ? &pbeta[i * D] : nullptr);
+      k.ln_backward_apply(x, dy, dx, gamma, D, r0, r1, smean, pa.data(), pb.data(), pd.data(), stream);
+    });
+    if (!params) continue;
+    // The wave's partials in block order; columns split over threads in
+    // chunks, each block's partials read as one contiguous row.
+    constexpr int64_t kChunk = 1024;
+    parallel_units((D + kChunk - 1) / kChunk, [&](int64_t c) {
+      const int64_t d0 = c * kChunk, d1 = std::min(D, d0 + kChunk);
+      for (int64_t i = 0; i < wn; ++i) {
+        const float* pu = &pg[i * D];
+        for (int64_t d = d0; d < d1; ++d) gsum[d] += pu[d];
+        if (dbeta) {
+          const float* qu = &pbeta[i * D];
+          for (int64_t d = d0; d < d1; ++d) bsum[d] += qu[d];
+        }
       }
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      if (dgamma) dgamma[d0 + j] = static_cast<float>(g[j]);
-      if (dbeta) dbeta[d0 + j] = static_cast<float>(b[j]);
-    }
-  });
+    });
+  }
+  for (int64_t d = 0; d < D && params; ++d) {
+    if (dgamma) dgamma[d] = static_cast<float>(gsum[d]);
+    if (dbeta) dbeta[d] = static_cast<float>(bsum[d]);
+  }
 }
 
 }  // namespace
