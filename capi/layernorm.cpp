@@ -54,25 +54,33 @@ void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, con
   if (beta == nullptr) zeros.assign(static_cast<size_t>(D), 0.0f), beta = zeros.data();
   const bool stream = stream_for(2 * static_cast<int64_t>(sizeof(float)) * R * D);
   const int64_t units = (R + rb - 1) / rb;
+  // Within a block, rows go in groups of eight: their statistics, then their
+  // apply while the rows are still in L1 or L2, so the reads of x and the
+  // stores of y interleave over the whole block (ln_stats prefetches the
+  // next rows meanwhile).
+  constexpr int64_t kGroupRows = 8;
   parallel_units(units, [&](int64_t u) {
     const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
-    k.ln_stats(x, D, r0, r1, &mean[r0], &m2[r0]);
-    for (int64_t r = r0; r < r1; ++r) {
-      const double var = std::isnan(m2[r]) ? m2[r] : std::max(m2[r], 0.0) / static_cast<double>(D);
-      if (rms) {
-        const double rstd = 1.0 / std::sqrt(var + mean[r] * mean[r] + eps);
-        scale[r] = static_cast<float>(rstd);
-        if (saved_a) saved_a[r] = scale[r];
-      } else {
-        const double invstd = 1.0 / std::sqrt(var + eps);
-        hi[r] = static_cast<float>(mean[r]);
-        lo[r] = static_cast<float>(mean[r] - static_cast<double>(hi[r]));
-        scale[r] = static_cast<float>(invstd);
-        if (saved_a) saved_a[r] = hi[r];
-        if (saved_b) saved_b[r] = scale[r];
+    for (int64_t g0 = r0; g0 < r1; g0 += kGroupRows) {
+      const int64_t g1 = std::min(r1, g0 + kGroupRows);
+      k.ln_stats(x, D, g0, g1, &mean[g0], &m2[g0]);
+      for (int64_t r = g0; r < g1; ++r) {
+        const double var = std::isnan(m2[r]) ? m2[r] : std::max(m2[r], 0.0) / static_cast<double>(D);
+        if (rms) {
+          const double rstd = 1.0 / std::sqrt(var + mean[r] * mean[r] + eps);
+          scale[r] = static_cast<float>(rstd);
+          if (saved_a) saved_a[r] = scale[r];
+        } else {
+          const double invstd = 1.0 / std::sqrt(var + eps);
+          hi[r] = static_cast<float>(mean[r]);
+          lo[r] = static_cast<float>(mean[r] - static_cast<double>(hi[r]));
+          scale[r] = static_cast<float>(invstd);
+          if (saved_a) saved_a[r] = hi[r];
+          if (saved_b) saved_b[r] = scale[r];
+        }
       }
+      k.ln_apply(x, y, D, g0, g1, hi.data(), lo.data(), scale.data(), gamma, beta, stream);
     }
-    k.ln_apply(x, y, D, r0, r1, hi.data(), lo.data(), scale.data(), gamma, beta, stream);
   });
 }
 

@@ -42,8 +42,12 @@ struct RowParams {
 // a sum, then the sums of deviations from its float mean, each in two
 // vector accumulators and a scalar tail; tile_moments; one chan_merge from
 // zero), the NR rows interleaved so that their accumulator chains overlap.
+// ahead: the offset from each row to the row whose lines pass 2 prefetches
+// into L2 (0: none). Pass 2 runs from L1; the prefetches let the next rows
+// arrive meanwhile instead of stalling the next pass 1, whose interleaved
+// rows give the hardware prefetcher short streams only.
 template <class Arch, int NR>
-inline void row_stats(const float* const* row, int64_t D, double* mean, double* m2) {
+inline void row_stats(const float* const* row, int64_t D, double* mean, double* m2, int64_t ahead) {
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
@@ -75,6 +79,8 @@ inline void row_stats(const float* const* row, int64_t D, double* mean, double* 
   }
   for (i = 0; i + 2 * W <= D; i += 2 * W)
     for (int r = 0; r < NR; ++r) {
+      if (ahead != 0)
+        for (int64_t b = 0; b < 2 * W; b += 16) __builtin_prefetch(row[r] + ahead + i + b, 0, 2);
       const B d0 = S::load(row[r] + i) - mb[r];
       sd[r][0] = sd[r][0] + d0;
       sq[r][0] = S::fma(d0, d0, sq[r][0]);
@@ -113,20 +119,25 @@ void ln_stats(const float* x, int64_t D, int64_t r0, int64_t r1, double* mean, d
     return;
   }
   // Four rows at a time where there are 32 vector registers, else two.
+  // Each group prefetches the next NR rows (those after r1 too: the caller
+  // goes on there, and a prefetch never faults).
   constexpr int NR = simd<Arch>::width >= 16 ? 4 : 2;
+  constexpr int64_t kAhead = simd<Arch>::width >= 4 ? NR : 0;
   int64_t r = r0;
   for (; r + NR <= r1; r += NR) {
     const float* rows[NR];
     for (int k = 0; k < NR; ++k) rows[k] = x + (r + k) * D;
-    row_stats<Arch, NR>(rows, D, mean + (r - r0), m2 + (r - r0));
+    row_stats<Arch, NR>(rows, D, mean + (r - r0), m2 + (r - r0), kAhead * D);
   }
   for (; r < r1; ++r) {
     const float* one = x + r * D;
-    row_stats<Arch, 1>(&one, D, mean + (r - r0), m2 + (r - r0));
+    row_stats<Arch, 1>(&one, D, mean + (r - r0), m2 + (r - r0), 0);
   }
 }
 
 // y = ((x - mean_hi[r]) - mean_lo[r]) * scale[r] * gamma[d] + beta[d].
+// No fence after streaming stores here or in ln_backward_apply: the capi
+// layer fences once per thread and call.
 template <class Arch>
 void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* mean_hi,
               const float* mean_lo, const float* scale, const float* gamma, const float* beta,
@@ -144,7 +155,6 @@ void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const
     map_run<Arch, 1, 5>([](const B* xs, const B* q) { return S::fma(((xs[0] - q[2]) - q[3]) * q[4], q[0], q[1]); },
                         D, in, y + r * D, p, stream);
   }
-  if (stream) S::stream_fence();
 }
 
 // Per row r, with g = dy * gamma[d] and xc = x - mean[r]:
@@ -204,7 +214,6 @@ void ln_backward_apply(const float* x, const float* dy, float* dx, const float* 
         [](const B* xs, const B* q) { return S::fma(q[2], xs[1] * q[0], S::fma(q[3], xs[0] - q[1], q[4])); }, D,
         in, dx + r * D, p, stream);
   }
-  if (stream) S::stream_fence();
 }
 
 // Column sums over rows [r0, r1) in float (the caller keeps blocks short
