@@ -30,6 +30,9 @@ Rows row_shape(const nk_tensor_desc* desc) {
   return {s.count, s.channels};
 }
 
+// Rows taken through all passes of a unit together (see forward).
+constexpr int64_t kGroupRows = 8;
+
 // Rows per unit: about 64K elements, at most 256 rows (column partials are
 // summed in float over a block).
 int64_t block_rows(const Rows& r) { return std::clamp<int64_t>(65536 / r.D, 1, 256); }
@@ -54,11 +57,10 @@ void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, con
   if (beta == nullptr) zeros.assign(static_cast<size_t>(D), 0.0f), beta = zeros.data();
   const bool stream = stream_for(2 * static_cast<int64_t>(sizeof(float)) * R * D);
   const int64_t units = (R + rb - 1) / rb;
-  // Within a block, rows go in groups of eight: their statistics, then their
-  // apply while the rows are still in L1 or L2, so the reads of x and the
-  // stores of y interleave over the whole block (ln_stats prefetches the
-  // next rows meanwhile).
-  constexpr int64_t kGroupRows = 8;
+  // Within a block, rows go in groups of kGroupRows: their statistics, then
+  // their apply while the rows are still in L1 or L2, so the reads of x and
+  // the stores of y interleave over the whole block (ln_stats prefetches
+  // the next rows meanwhile).
   parallel_units(units, [&](int64_t u) {
     const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
     for (int64_t g0 = r0; g0 < r1; g0 += kGroupRows) {
@@ -116,30 +118,37 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
     parallel_units(wn, [&](int64_t i) {
       const int64_t u = w0 + i;
       const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
-      double* out[3] = {s0.data(), s1.data(), s2.data()};
-      k.ln_backward_sums(x, dy, gamma, D, r0, r1, smean, out);
-      for (int64_t r = r0; r < r1; ++r) {
-        const double sd = sinv[r];
-        if (rms) {
-          // dx = r*g*dy - r^3 * sum(g*dy*x)/D * x
-          pa[r] = static_cast<float>(sd);
-          pb[r] = static_cast<float>(-sd * sd * sd * s1[r] / m);
-          pd[r] = 0.0f;
-          lo[r] = 0.0f;
-        } else {
-          const double dl = s2[r] / m;
-          const double P = s1[r] - dl * s0[r];
-          const double b = -sd * sd * sd * P / m;
-          pa[r] = static_cast<float>(sd);
-          pb[r] = static_cast<float>(b);
-          pd[r] = static_cast<float>(-sd * s0[r] / m - b * dl);
-          lo[r] = static_cast<float>(dl);
+      float* bg = params ? &pg[i * D] : nullptr;
+      float* bb = dbeta ? &pbeta[i * D] : nullptr;
+      if (bg) std::fill(bg, bg + D, 0.0f);
+      if (bb) std::fill(bb, bb + D, 0.0f);
+      // Rows in groups of eight through all three passes, as in forward.
+      for (int64_t g0 = r0; g0 < r1; g0 += kGroupRows) {
+        const int64_t g1 = std::min(r1, g0 + kGroupRows);
+        double* out[3] = {s0.data(), s1.data(), s2.data()};
+        k.ln_backward_sums(x, dy, gamma, D, g0, g1, smean, out);
+        for (int64_t r = g0; r < g1; ++r) {
+          const double sd = sinv[r];
+          if (rms) {
+            // dx = r*g*dy - r^3 * sum(g*dy*x)/D * x
+            pa[r] = static_cast<float>(sd);
+            pb[r] = static_cast<float>(-sd * sd * sd * s1[r] / m);
+            pd[r] = 0.0f;
+            lo[r] = 0.0f;
+          } else {
+            const double dl = s2[r] / m;
+            const double P = s1[r] - dl * s0[r];
+            const double b = -sd * sd * sd * P / m;
+            pa[r] = static_cast<float>(sd);
+            pb[r] = static_cast<float>(b);
+            pd[r] = static_cast<float>(-sd * s0[r] / m - b * dl);
+            lo[r] = static_cast<float>(dl);
+          }
         }
+        // Column partials read dy before dx (which may be dy) is written.
+        if (params) k.ln_param_sums(x, dy, D, g0, g1, smean, lo.data(), sinv, bg, bb);
+        k.ln_backward_apply(x, dy, dx, gamma, D, g0, g1, smean, pa.data(), pb.data(), pd.data(), stream);
       }
-      // Column partials read dy before dx (which may be dy) is written.
-      if (params)
-        k.ln_param_sums(x, dy, D, r0, r1, smean, lo.data(), sinv, &pg[i * D], dbeta ? &pbeta[i * D] : nullptr);
-      k.ln_backward_apply(x, dy, dx, gamma, D, r0, r1, smean, pa.data(), pb.data(), pd.data(), stream);
     });
     if (!params) continue;
     // The wave's partials in block order; columns split over threads in

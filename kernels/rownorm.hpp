@@ -216,9 +216,10 @@ void ln_backward_apply(const float* x, const float* dy, float* dx, const float* 
   }
 }
 
-// Column sums over rows [r0, r1) in float (the caller keeps blocks short
-// and merges them in double): dgamma[d] = sum(dy * ((x - hi[r]) - lo[r]) * s[r]),
-// dbeta[d] = sum(dy) (dbeta may be null).
+// Column sums over rows [r0, r1) in float, added row by row into dgamma
+// and dbeta, which the caller zeroes (and keeps short of many rows, merging
+// blocks in double): dgamma[d] += sum(dy * ((x - hi[r]) - lo[r]) * s[r]),
+// dbeta[d] += sum(dy) (dbeta may be null).
 template <class Arch>
 void ln_param_sums(const float* x, const float* dy, int64_t D, int64_t r0, int64_t r1,
                    const float* mean_hi, const float* mean_lo, const float* scale, float* dgamma,
@@ -226,32 +227,51 @@ void ln_param_sums(const float* x, const float* dy, int64_t D, int64_t r0, int64
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
-  std::fill(dgamma, dgamma + D, 0.0f);
-  if (dbeta) std::fill(dbeta, dbeta + D, 0.0f);
-  for (int64_t r = r0; r < r1; ++r) {
-    const B hi = S::set1(mean_hi[r]), lo = S::set1(mean_lo[r]), s = S::set1(scale[r]);
-    const float* xr = x + r * D;
-    const float* gr = dy + r * D;
-    auto step = [&](const B& xv, const B& g, const B& dg, const B& db, B& odg, B& odb) {
-      odg = S::fma(g, ((xv - hi) - lo) * s, dg);
-      odb = db + g;
+  // Up to four rows per sweep along the columns: dgamma and dbeta are loaded
+  // and stored once per sweep, each column still adding its rows in order.
+  // Each sweep also prefetches the rows (r1 - r0) further on into L2: the
+  // caller's next group, which its next pass reads from memory.
+  const int64_t ahead = W >= 4 ? (r1 - r0) * D : 0;
+  for (int64_t r = r0; r < r1;) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, r1 - r));
+    B hi[4], lo[4], s[4];
+    const float* xr[4];
+    const float* gr[4];
+    for (int k = 0; k < nr; ++k) {
+      hi[k] = S::set1(mean_hi[r + k]);
+      lo[k] = S::set1(mean_lo[r + k]);
+      s[k] = S::set1(scale[r + k]);
+      xr[k] = x + (r + k) * D;
+      gr[k] = dy + (r + k) * D;
+    }
+    auto sweep = [&](int64_t j, B dg, B db, const auto& load) {
+      for (int k = 0; k < nr; ++k) {
+        const B g = load(gr[k] + j);
+        dg = S::fma(g, ((load(xr[k] + j) - hi[k]) - lo[k]) * s[k], dg);
+        db = db + g;
+      }
+      return std::pair<B, B>(dg, db);
     };
     int64_t j = 0;
     for (; j + W <= D; j += W) {
-      B odg, odb;
-      step(S::load(xr + j), S::load(gr + j), S::load(dgamma + j), dbeta ? S::load(dbeta + j) : S::zero(), odg,
-           odb);
-      S::store(dgamma + j, odg);
-      if (dbeta) S::store(dbeta + j, odb);
+      if (ahead != 0 && j % 16 == 0)
+        for (int k = 0; k < nr; ++k) {
+          __builtin_prefetch(xr[k] + ahead + j, 0, 2);
+          __builtin_prefetch(gr[k] + ahead + j, 0, 2);
+        }
+      const auto o = sweep(j, S::load(dgamma + j), dbeta ? S::load(dbeta + j) : S::zero(),
+                           [](const float* p) { return S::load(p); });
+      S::store(dgamma + j, o.first);
+      if (dbeta) S::store(dbeta + j, o.second);
     }
     if (j < D) {
       const int64_t n = D - j;
-      B odg, odb;
-      step(S::load_partial(xr + j, n), S::load_partial(gr + j, n), S::load_partial(dgamma + j, n),
-           dbeta ? S::load_partial(dbeta + j, n) : S::zero(), odg, odb);
-      S::store_partial(dgamma + j, odg, n);
-      if (dbeta) S::store_partial(dbeta + j, odb, n);
+      const auto o = sweep(j, S::load_partial(dgamma + j, n), dbeta ? S::load_partial(dbeta + j, n) : S::zero(),
+                           [n](const float* p) { return S::load_partial(p, n); });
+      S::store_partial(dgamma + j, o.first, n);
+      if (dbeta) S::store_partial(dbeta + j, o.second, n);
     }
+    r += nr;
   }
 }
 
