@@ -3,6 +3,7 @@
 // column partial sums (dgamma, dbeta) are one unit of work, and the column
 // partials of the blocks are merged in block order, in double.
 #include <cstddef>
+#include <memory>
 
 #include "norm_common.hpp"
 
@@ -29,6 +30,9 @@ Rows row_shape(const nk_tensor_desc* desc) {
   return {s.count, s.channels};
 }
 
+// Rows taken through all passes of a unit together (see forward).
+constexpr int64_t kGroupRows = 8;
+
 // Rows per unit: about 64K elements, at most 256 rows (column partials are
 // summed in float over a block).
 int64_t block_rows(const Rows& r) { return std::clamp<int64_t>(65536 / r.D, 1, 256); }
@@ -53,25 +57,32 @@ void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, con
   if (beta == nullptr) zeros.assign(static_cast<size_t>(D), 0.0f), beta = zeros.data();
   const bool stream = stream_for(2 * static_cast<int64_t>(sizeof(float)) * R * D);
   const int64_t units = (R + rb - 1) / rb;
+  // Within a block, rows go in groups of kGroupRows: their statistics, then
+  // their apply while the rows are still in L1 or L2, so the reads of x and
+  // the stores of y interleave over the whole block (ln_stats prefetches
+  // the next rows meanwhile).
   parallel_units(units, [&](int64_t u) {
     const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
-    k.bn_stats(x, {1, R, D}, {r0, r1, 0, 1}, &mean[r0], &m2[r0]);
-    for (int64_t r = r0; r < r1; ++r) {
-      const double var = std::isnan(m2[r]) ? m2[r] : std::max(m2[r], 0.0) / static_cast<double>(D);
-      if (rms) {
-        const double rstd = 1.0 / std::sqrt(var + mean[r] * mean[r] + eps);
-        scale[r] = static_cast<float>(rstd);
-        if (saved_a) saved_a[r] = scale[r];
-      } else {
-        const double invstd = 1.0 / std::sqrt(var + eps);
-        hi[r] = static_cast<float>(mean[r]);
-        lo[r] = static_cast<float>(mean[r] - static_cast<double>(hi[r]));
-        scale[r] = static_cast<float>(invstd);
-        if (saved_a) saved_a[r] = hi[r];
-        if (saved_b) saved_b[r] = scale[r];
+    for (int64_t g0 = r0; g0 < r1; g0 += kGroupRows) {
+      const int64_t g1 = std::min(r1, g0 + kGroupRows);
+      k.ln_stats(x, D, g0, g1, &mean[g0], &m2[g0]);
+      for (int64_t r = g0; r < g1; ++r) {
+        const double var = std::isnan(m2[r]) ? m2[r] : std::max(m2[r], 0.0) / static_cast<double>(D);
+        if (rms) {
+          const double rstd = 1.0 / std::sqrt(var + mean[r] * mean[r] + eps);
+          scale[r] = static_cast<float>(rstd);
+          if (saved_a) saved_a[r] = scale[r];
+        } else {
+          const double invstd = 1.0 / std::sqrt(var + eps);
+          hi[r] = static_cast<float>(mean[r]);
+          lo[r] = static_cast<float>(mean[r] - static_cast<double>(hi[r]));
+          scale[r] = static_cast<float>(invstd);
+          if (saved_a) saved_a[r] = hi[r];
+          if (saved_b) saved_b[r] = scale[r];
+        }
       }
+      k.ln_apply(x, y, D, g0, g1, hi.data(), lo.data(), scale.data(), gamma, beta, stream);
     }
-    k.ln_apply(x, y, D, r0, r1, hi.data(), lo.data(), scale.data(), gamma, beta, stream);
   });
 }
 
@@ -92,49 +103,73 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
   std::vector<float> lo(nr), pa(nr), pb(nr), pd(nr);
   const int64_t units = (R + rb - 1) / rb;
   const bool params = dgamma != nullptr || dbeta != nullptr;
-  std::vector<float> pg(params ? static_cast<size_t>(units * D) : 0), pbeta(dbeta ? pg.size() : 0);
+  // Column partials in float per block, merged into double sums per column
+  // in block order from 0, whatever the threads. The blocks run in waves,
+  // so that the partials of one wave (about 1 MiB, and enough blocks for
+  // every thread) are all the scratch there is: the merge order, and so the
+  // result, does not depend on the wave size.
+  const int64_t wave = params ? std::min(units, std::max<int64_t>((int64_t{1} << 18) / D, 8 * num_threads())) : units;
+  const size_t npart = params ? static_cast<size_t>(wave * D) : 0;
+  std::unique_ptr<float[]> pg(new float[npart]), pbeta(new float[dbeta ? npart : 0]);
+  std::vector<double> gsum(params ? static_cast<size_t>(D) : 0, 0.0), bsum(dbeta ? gsum.size() : 0, 0.0);
   const bool stream = stream_for(3 * static_cast<int64_t>(sizeof(float)) * R * D);
-  parallel_units(units, [&](int64_t u) {
-    const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
-    double* out[3] = {s0.data(), s1.data(), s2.data()};
-    k.ln_backward_sums(x, dy, gamma, D, r0, r1, smean, out);
-    for (int64_t r = r0; r < r1; ++r) {
-      const double sd = sinv[r];
-      if (rms) {
-        // dx = r*g*dy - r^3 * sum(g*dy*x)/D * x
-        pa[r] = static_cast<float>(sd);
-        pb[r] = static_cast<float>(-sd * sd * sd * s1[r] / m);
-        pd[r] = 0.0f;
-        lo[r] = 0.0f;
-      } else {
-        const double dl = s2[r] / m;
-        const double P = s1[r] - dl * s0[r];
-        const double b = -sd * sd * sd * P / m;
-        pa[r] = static_cast<float>(sd);
-        pb[r] = static_cast<float>(b);
-        pd[r] = static_cast<float>(-sd * s0[r] / m - b * dl);
-        lo[r] = static_cast<float>(dl);
+  for (int64_t w0 = 0; w0 < units; w0 += wave) {
+    const int64_t wn = std::min(units - w0, wave);
+    parallel_units(wn, [&](int64_t i) {
+      const int64_t u = w0 + i;
+      const int64_t r0 = u * rb, r1 = std::min(R, r0 + rb);
+      float* bg = params ? &pg[i * D] : nullptr;
+      float* bb = dbeta ? &pbeta[i * D] : nullptr;
+      if (bg) std::fill(bg, bg + D, 0.0f);
+      if (bb) std::fill(bb, bb + D, 0.0f);
+      // Rows in groups of eight through all three passes, as in forward.
+      for (int64_t g0 = r0; g0 < r1; g0 += kGroupRows) {
+        const int64_t g1 = std::min(r1, g0 + kGroupRows);
+        double* out[3] = {s0.data(), s1.data(), s2.data()};
+        k.ln_backward_sums(x, dy, gamma, D, g0, g1, smean, out);
+        for (int64_t r = g0; r < g1; ++r) {
+          const double sd = sinv[r];
+          if (rms) {
+            // dx = r*g*dy - r^3 * sum(g*dy*x)/D * x
+            pa[r] = static_cast<float>(sd);
+            pb[r] = static_cast<float>(-sd * sd * sd * s1[r] / m);
+            pd[r] = 0.0f;
+            lo[r] = 0.0f;
+          } else {
+            const double dl = s2[r] / m;
+            const double P = s1[r] - dl * s0[r];
+            const double b = -sd * sd * sd * P / m;
+            pa[r] = static_cast<float>(sd);
+            pb[r] = static_cast<float>(b);
+            pd[r] = static_cast<float>(-sd * s0[r] / m - b * dl);
+            lo[r] = static_cast<float>(dl);
+          }
+        }
+        // Column partials read dy before dx (which may be dy) is written.
+        if (params) k.ln_param_sums(x, dy, D, g0, g1, smean, lo.data(), sinv, bg, bb);
+        k.ln_backward_apply(x, dy, dx, gamma, D, g0, g1, smean, pa.data(), pb.data(), pd.data(), stream);
       }
-    }
-    // Column partials read dy before dx (which may be dy) is written.
-    if (params)
-      k.ln_param_sums(x, dy, D, r0, r1, smean, lo.data(), sinv, &pg[u * D], dbeta ? &pbeta[u * D] : nullptr);
-    k.ln_backward_apply(x, dy, dx, gamma, D, r0, r1, smean, pa.data(), pb.data(), pd.data(), stream);
-  });
-  if (!params) return;
-  // Merge block partials in block order; columns split over threads.
-  const int64_t cu = (D + 1023) / 1024;
-  parallel_units(cu, [&](int64_t c) {
-    for (int64_t d = c * 1024; d < std::min(D, (c + 1) * 1024); ++d) {
-      double g = 0, b = 0;
-      for (int64_t u = 0; u < units; ++u) {
-        g += pg[u * D + d];
-        if (dbeta) b += pbeta[u * D + d];
+    });
+    if (!params) continue;
+    // The wave's partials in block order; columns split over threads in
+    // chunks, each block's partials read as one contiguous row.
+    constexpr int64_t kChunk = 1024;
+    parallel_units((D + kChunk - 1) / kChunk, [&](int64_t c) {
+      const int64_t d0 = c * kChunk, d1 = std::min(D, d0 + kChunk);
+      for (int64_t i = 0; i < wn; ++i) {
+        const float* pu = &pg[i * D];
+        for (int64_t d = d0; d < d1; ++d) gsum[d] += pu[d];
+        if (dbeta) {
+          const float* qu = &pbeta[i * D];
+          for (int64_t d = d0; d < d1; ++d) bsum[d] += qu[d];
+        }
       }
-      if (dgamma) dgamma[d] = static_cast<float>(g);
-      if (dbeta) dbeta[d] = static_cast<float>(b);
-    }
-  });
+    });
+  }
+  for (int64_t d = 0; d < D && params; ++d) {
+    if (dgamma) dgamma[d] = static_cast<float>(gsum[d]);
+    if (dbeta) dbeta[d] = static_cast<float>(bsum[d]);
+  }
 }
 
 }  // namespace

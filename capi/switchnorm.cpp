@@ -65,16 +65,23 @@ struct Stats {
   std::vector<double> mu_bn, var_bn;  // [C]
   std::vector<double> M, V;           // mixed [N*C]
 
-  Stats(const kernels::KernelTable& k, const SampleShape& sh, int K_, const float* x)
+  // then(n, c0, c1, mu) runs in the same unit right after the unit's
+  // statistics, while its slice of x is still in cache (mu[n*C + c] is
+  // final there; var is not yet).
+  template <class Then>
+  Stats(const kernels::KernelTable& k, const SampleShape& sh, int K_, const float* x, const Then& then)
       : N(sh.N), C(sh.C), L(static_cast<double>(sh.P * sh.inner)), K(K_),
         mu(static_cast<size_t>(N * C)), var(mu.size()), mu_ln(static_cast<size_t>(N), 0.0), var_ln(mu_ln.size(), 0.0),
         mu_bn(static_cast<size_t>(C), 0.0), var_bn(mu_bn.size(), 0.0), M(mu.size()), V(mu.size()) {
     std::vector<double>& m2 = var;
     channel_units(sh, [&](int64_t n, int64_t c0, int64_t c1) {
       k.bn_stats(x + n * sh.sample_elems(), sh.sample_view(), {c0, c1, 0, sh.P}, &mu[n * C + c0], &m2[n * C + c0]);
+      then(n, c0, c1, mu);
     });
     for (auto& q : var) q = std::isnan(q) ? q : std::max(q, 0.0) / (L - 1);
   }
+  Stats(const kernels::KernelTable& k, const SampleShape& sh, int K_, const float* x)
+      : Stats(k, sh, K_, x, [](int64_t, int64_t, int64_t, const std::vector<double>&) {}) {}
   // LN statistics, and BN statistics from the batch (or given).
   void derive(const float* bn_mean, const float* bn_var) {
     const double dN = static_cast<double>(N), dC = static_cast<double>(C);
@@ -239,18 +246,19 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
     const SampleShape& sh = a.sh;
     const int64_t N = sh.N, C = sh.C;
     const size_t NC = static_cast<size_t>(N * C);
-    Stats st(k, sh, a.K, x);
-    st.derive(nullptr, nullptr);
-    st.mix(mean_weight, var_weight);
-    // Per (n, c): S0 = sum(dy), S1 = sum(dy * (x - m)), m the instance mean as a float.
+    // Per (n, c): S0 = sum(dy), S1 = sum(dy * (x - m)), m the instance mean
+    // as a float; in the statistics' units, so x is read from memory once
+    // for both.
     std::vector<float> mexp(NC), pa(NC), pb(NC), pd(NC);
-    for (size_t i = 0; i < NC; ++i) mexp[i] = static_cast<float>(st.mu[i]);
     std::vector<double> S0(NC), S1(NC), S2(NC);
-    channel_units(sh, [&](int64_t n, int64_t c0, int64_t c1) {
+    Stats st(k, sh, a.K, x, [&](int64_t n, int64_t c0, int64_t c1, const std::vector<double>& mu) {
       const int64_t off = n * sh.sample_elems(), pc = n * C;
+      for (int64_t c = c0; c < c1; ++c) mexp[pc + c] = static_cast<float>(mu[pc + c]);
       double* out[3] = {&S0[pc + c0], &S1[pc + c0], &S2[pc + c0]};
       k.bn_backward_sums(x + off, dy + off, sh.sample_view(), {c0, c1, 0, sh.P}, &mexp[pc], out);
     });
+    st.derive(nullptr, nullptr);
+    st.mix(mean_weight, var_weight);
     // Gradients of the mixed mean M and variance V of each (n, c).
     const double eps = a.o.epsilon, L = st.L, dN = static_cast<double>(N), dC = static_cast<double>(C);
     std::vector<double> gM(NC), gV(NC), s(NC), P(NC);

@@ -63,6 +63,9 @@ struct KernelTable {
   void (*ln_param_sums)(const float* x, const float* dy, int64_t D, int64_t r0, int64_t r1,
                         const float* mean_hi, const float* mean_lo, const float* scale, float* dgamma,
                         float* dbeta);
+  // Mean and M2 of rows [r0, r1) of a (rows, D) matrix (mean[r - r0]),
+  // bitwise as bn_stats on the (1, rows, D) view.
+  void (*ln_stats)(const float* x, int64_t D, int64_t r0, int64_t r1, double* mean, double* m2);
 };
 
 // One per ISA file; each returns nullptr where that ISA was not built.

@@ -10,18 +10,26 @@ namespace nk::kernels {
 namespace {
 
 // NLane parameters loaded along the row, then NRow per-row scalars
-// broadcast, in that order (p[0 .. NLane) lane, p[NLane ..) row).
+// broadcast, in that order (p[0 .. NLane) lane, p[NLane ..) row). full()
+// returns its vectors by value, a temporary of the one map_run step, so
+// that they stay in registers (a member array written on every step is
+// kept in memory: three extra stores and loads per vector).
+template <class B, int N>
+struct ParamPack {
+  B v[N];
+  operator const B*() const { return v; }
+};
 template <class Arch, int NLane, int NRow>
 struct RowParams {
   using S = simd<Arch>;
   using B = typename S::batch;
   const float* lane[NLane > 0 ? NLane : 1];
   B row[NRow > 0 ? NRow : 1];
-  mutable B tmp[NLane + NRow];
-  const B* full(int64_t i) const {
-    for (int k = 0; k < NLane; ++k) tmp[k] = S::load(lane[k] + i);
-    for (int k = 0; k < NRow; ++k) tmp[NLane + k] = row[k];
-    return tmp;
+  ParamPack<B, NLane + NRow> full(int64_t i) const {
+    ParamPack<B, NLane + NRow> t;
+    for (int k = 0; k < NLane; ++k) t.v[k] = S::load(lane[k] + i);
+    for (int k = 0; k < NRow; ++k) t.v[NLane + k] = row[k];
+    return t;
   }
   void partial(int64_t i, int64_t n, B* out) const {
     for (int k = 0; k < NLane; ++k) out[k] = S::load_partial(lane[k] + i, n);
@@ -29,7 +37,107 @@ struct RowParams {
   }
 };
 
+// Mean and M2 of NR rows of D <= kTileInner elements, with exactly the
+// arithmetic bn_stats applies to a row of the (1, rows, D) view (one tile:
+// a sum, then the sums of deviations from its float mean, each in two
+// vector accumulators and a scalar tail; tile_moments; one chan_merge from
+// zero), the NR rows interleaved so that their accumulator chains overlap.
+// ahead: the offset from each row to the row whose lines pass 2 prefetches
+// into L2 (0: none). Pass 2 runs from L1; the prefetches let the next rows
+// arrive meanwhile instead of stalling the next pass 1, whose interleaved
+// rows give the hardware prefetcher short streams only.
+template <class Arch, int NR>
+inline void row_stats(const float* const* row, int64_t D, double* mean, double* m2, int64_t ahead) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  const double nt = static_cast<double>(D);
+  B a[NR][2];
+  float t[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r][0] = a[r][1] = S::zero();
+    t[r] = 0.0f;
+  }
+  int64_t i = 0;
+  for (; i + 2 * W <= D; i += 2 * W)
+    for (int r = 0; r < NR; ++r) {
+      a[r][0] = a[r][0] + S::load(row[r] + i);
+      a[r][1] = a[r][1] + S::load(row[r] + i + W);
+    }
+  for (; i + W <= D; i += W)
+    for (int r = 0; r < NR; ++r) a[r][0] = a[r][0] + S::load(row[r] + i);
+  for (; i < D; ++i)
+    for (int r = 0; r < NR; ++r) t[r] += row[r][i];
+  float m[NR];
+  B mb[NR], sd[NR][2], sq[NR][2];
+  float td[NR], tq[NR];
+  for (int r = 0; r < NR; ++r) {
+    m[r] = (S::sum(a[r][0] + a[r][1]) + t[r]) / static_cast<float>(nt);
+    mb[r] = S::set1(m[r]);
+    sd[r][0] = sd[r][1] = sq[r][0] = sq[r][1] = S::zero();
+    td[r] = tq[r] = 0.0f;
+  }
+  for (i = 0; i + 2 * W <= D; i += 2 * W)
+    for (int r = 0; r < NR; ++r) {
+      if (ahead != 0)
+        for (int64_t b = 0; b < 2 * W; b += 16) __builtin_prefetch(row[r] + ahead + i + b, 0, 2);
+      const B d0 = S::load(row[r] + i) - mb[r];
+      sd[r][0] = sd[r][0] + d0;
+      sq[r][0] = S::fma(d0, d0, sq[r][0]);
+      const B d1 = S::load(row[r] + i + W) - mb[r];
+      sd[r][1] = sd[r][1] + d1;
+      sq[r][1] = S::fma(d1, d1, sq[r][1]);
+    }
+  for (; i + W <= D; i += W)
+    for (int r = 0; r < NR; ++r) {
+      const B d0 = S::load(row[r] + i) - mb[r];
+      sd[r][0] = sd[r][0] + d0;
+      sq[r][0] = S::fma(d0, d0, sq[r][0]);
+    }
+  for (; i < D; ++i)
+    for (int r = 0; r < NR; ++r) {
+      const float d = row[r][i] - m[r];
+      td[r] += d;
+      tq[r] += d * d;
+    }
+  for (int r = 0; r < NR; ++r) {
+    double mt, m2t, mu = 0, q = 0;
+    tile_moments(1.0 / nt, m[r], S::sum(sd[r][0] + sd[r][1]) + td[r], S::sum(sq[r][0] + sq[r][1]) + tq[r], mt,
+                 m2t);
+    chan_merge(mu, q, mt, m2t, MergeWeights(0.0, nt));
+    mean[r] = mu;
+    m2[r] = q;
+  }
+}
+
+// Mean and M2 of rows [r0, r1) of a (rows, D) matrix into mean[r - r0],
+// m2[r - r0]: bitwise what bn_stats gives on the (1, rows, D) view.
+template <class Arch>
+void ln_stats(const float* x, int64_t D, int64_t r0, int64_t r1, double* mean, double* m2) {
+  if (D > kTileInner) {
+    bn_stats<Arch>(x, View{1, r1, D}, Range{r0, r1, 0, 1}, mean, m2);
+    return;
+  }
+  // Four rows at a time where there are 32 vector registers, else two.
+  // Each group prefetches the next NR rows (those after r1 too: the caller
+  // goes on there, and a prefetch never faults).
+  constexpr int NR = simd<Arch>::width >= 16 ? 4 : 2;
+  constexpr int64_t kAhead = simd<Arch>::width >= 4 ? NR : 0;
+  int64_t r = r0;
+  for (; r + NR <= r1; r += NR) {
+    const float* rows[NR];
+    for (int k = 0; k < NR; ++k) rows[k] = x + (r + k) * D;
+    row_stats<Arch, NR>(rows, D, mean + (r - r0), m2 + (r - r0), kAhead * D);
+  }
+  for (; r < r1; ++r) {
+    const float* one = x + r * D;
+    row_stats<Arch, 1>(&one, D, mean + (r - r0), m2 + (r - r0), 0);
+  }
+}
+
 // y = ((x - mean_hi[r]) - mean_lo[r]) * scale[r] * gamma[d] + beta[d].
+// No fence after streaming stores here or in ln_backward_apply: the capi
+// layer fences once per thread and call.
 template <class Arch>
 void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* mean_hi,
               const float* mean_lo, const float* scale, const float* gamma, const float* beta,
@@ -47,7 +155,6 @@ void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const
     map_run<Arch, 1, 5>([](const B* xs, const B* q) { return S::fma(((xs[0] - q[2]) - q[3]) * q[4], q[0], q[1]); },
                         D, in, y + r * D, p, stream);
   }
-  if (stream) S::stream_fence();
 }
 
 // Per row r, with g = dy * gamma[d] and xc = x - mean[r]:
@@ -101,12 +208,12 @@ void ln_backward_apply(const float* x, const float* dy, float* dx, const float* 
         [](const B* xs, const B* q) { return S::fma(q[2], xs[1] * q[0], S::fma(q[3], xs[0] - q[1], q[4])); }, D,
         in, dx + r * D, p, stream);
   }
-  if (stream) S::stream_fence();
 }
 
-// Column sums over rows [r0, r1) in float (the caller keeps blocks short
-// and merges them in double): dgamma[d] = sum(dy * ((x - hi[r]) - lo[r]) * s[r]),
-// dbeta[d] = sum(dy) (dbeta may be null).
+// Column sums over rows [r0, r1) in float, added row by row into dgamma
+// and dbeta, which the caller zeroes (and keeps short of many rows, merging
+// blocks in double): dgamma[d] += sum(dy * ((x - hi[r]) - lo[r]) * s[r]),
+// dbeta[d] += sum(dy) (dbeta may be null).
 template <class Arch>
 void ln_param_sums(const float* x, const float* dy, int64_t D, int64_t r0, int64_t r1,
                    const float* mean_hi, const float* mean_lo, const float* scale, float* dgamma,
@@ -114,32 +221,51 @@ void ln_param_sums(const float* x, const float* dy, int64_t D, int64_t r0, int64
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
-  std::fill(dgamma, dgamma + D, 0.0f);
-  if (dbeta) std::fill(dbeta, dbeta + D, 0.0f);
-  for (int64_t r = r0; r < r1; ++r) {
-    const B hi = S::set1(mean_hi[r]), lo = S::set1(mean_lo[r]), s = S::set1(scale[r]);
-    const float* xr = x + r * D;
-    const float* gr = dy + r * D;
-    auto step = [&](const B& xv, const B& g, const B& dg, const B& db, B& odg, B& odb) {
-      odg = S::fma(g, ((xv - hi) - lo) * s, dg);
-      odb = db + g;
+  // Up to four rows per sweep along the columns: dgamma and dbeta are loaded
+  // and stored once per sweep, each column still adding its rows in order.
+  // Each sweep also prefetches the rows (r1 - r0) further on into L2: the
+  // caller's next group, which its next pass reads from memory.
+  const int64_t ahead = W >= 4 ? (r1 - r0) * D : 0;
+  for (int64_t r = r0; r < r1;) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, r1 - r));
+    B hi[4], lo[4], s[4];
+    const float* xr[4];
+    const float* gr[4];
+    for (int k = 0; k < nr; ++k) {
+      hi[k] = S::set1(mean_hi[r + k]);
+      lo[k] = S::set1(mean_lo[r + k]);
+      s[k] = S::set1(scale[r + k]);
+      xr[k] = x + (r + k) * D;
+      gr[k] = dy + (r + k) * D;
+    }
+    auto sweep = [&](int64_t j, B dg, B db, const auto& load) {
+      for (int k = 0; k < nr; ++k) {
+        const B g = load(gr[k] + j);
+        dg = S::fma(g, ((load(xr[k] + j) - hi[k]) - lo[k]) * s[k], dg);
+        db = db + g;
+      }
+      return std::pair<B, B>(dg, db);
     };
     int64_t j = 0;
     for (; j + W <= D; j += W) {
-      B odg, odb;
-      step(S::load(xr + j), S::load(gr + j), S::load(dgamma + j), dbeta ? S::load(dbeta + j) : S::zero(), odg,
-           odb);
-      S::store(dgamma + j, odg);
-      if (dbeta) S::store(dbeta + j, odb);
+      if (ahead != 0 && j % 16 == 0)
+        for (int k = 0; k < nr; ++k) {
+          __builtin_prefetch(xr[k] + ahead + j, 0, 2);
+          __builtin_prefetch(gr[k] + ahead + j, 0, 2);
+        }
+      const auto o = sweep(j, S::load(dgamma + j), dbeta ? S::load(dbeta + j) : S::zero(),
+                           [](const float* p) { return S::load(p); });
+      S::store(dgamma + j, o.first);
+      if (dbeta) S::store(dbeta + j, o.second);
     }
     if (j < D) {
       const int64_t n = D - j;
-      B odg, odb;
-      step(S::load_partial(xr + j, n), S::load_partial(gr + j, n), S::load_partial(dgamma + j, n),
-           dbeta ? S::load_partial(dbeta + j, n) : S::zero(), odg, odb);
-      S::store_partial(dgamma + j, odg, n);
-      if (dbeta) S::store_partial(dbeta + j, odb, n);
+      const auto o = sweep(j, S::load_partial(dgamma + j, n), dbeta ? S::load_partial(dbeta + j, n) : S::zero(),
+                           [n](const float* p) { return S::load_partial(p, n); });
+      S::store_partial(dgamma + j, o.first, n);
+      if (dbeta) S::store_partial(dbeta + j, o.second, n);
     }
+    r += nr;
   }
 }
 

@@ -1,14 +1,39 @@
 #!/usr/bin/env bash
-# normkit, PyTorch and oneDNN side by side on the same shapes and threads.
-#   scripts/compare.sh [--quick] ...   (options of bench/compare.py)
-# then the activations and the fused norm + activation ops against PyTorch.
+# normkit, PyTorch and oneDNN side by side on the same shapes and threads:
+# Batch Norm (bench/compare.py), then Group, Instance, Layer, RMS and
+# Switchable Norm (bench/compare_norms.py), then the activations
+# (bench/compare_activations.py) and the fused norm + activation ops
+# (bench/compare_fused.py).
+#   scripts/compare.sh [--quick] ...   (options of bench/compare.py; those
+#   compare_norms.py shares carry over: --quick, --threads, --reps,
+#   --min-time, --isa, --probe-mib, --no-torch, --no-onednn, --torch-malloc;
+#   --normkit-only runs the others without PyTorch and oneDNN; with --from
+#   only compare.py runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh build compare
 { [ -f build/build.ninja ] || meson setup build >/dev/null; } && meson configure build -Donednn=enabled >/dev/null
 ninja -C build >/dev/null
 /usr/bin/python3 bench/compare.py "$@"
+
+norms=()
+torch=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick | --no-onednn) norms+=("$1") ;;
+    --no-torch) norms+=("$1"); torch+=(--no-torch) ;;
+    --normkit-only) norms+=(--no-torch --no-onednn); torch+=(--no-torch) ;;
+    --threads=* | --reps=* | --min-time=* | --isa=* | --probe-mib=* | --torch-malloc=* | --build=*) norms+=("$1") ;;
+    --threads | --reps | --min-time | --isa | --probe-mib | --torch-malloc | --build)
+      norms+=("$1" "${2:-}")
+      shift ;;
+    --from | --from=*) exit 0 ;;
+  esac
+  shift
+done
+echo
+/usr/bin/python3 bench/compare_norms.py "${norms[@]}"
 echo
 /usr/bin/python3 bench/compare_activations.py
 echo
-/usr/bin/python3 bench/compare_fused.py
+/usr/bin/python3 bench/compare_fused.py "${torch[@]}"
