@@ -20,7 +20,7 @@ struct Range {
 // memory, at most kSpread floats, and the kernels work along it with the
 // per-channel values spread over the runs. Every channel gets the same
 // arithmetic in any block.
-constexpr int64_t kLongRun = 256;
+constexpr int64_t kLongRun = 128;
 constexpr int64_t kSpread = 2048;
 inline int64_t spread_channels(int64_t inner) { return inner < kLongRun ? kSpread / inner : 1; }
 
