@@ -35,6 +35,15 @@ inline kernels::Act read_activation(int32_t act, float param) {
   }
 }
 
+// A fused call's request, checked: the activation and the residual.
+inline Fusion read_fusion(int32_t act, float param, const void* residual) {
+  Fusion f;
+  f.act = read_activation(act, param);
+  f.res = static_cast<const float*>(residual);
+  f.fused = true;
+  return f;
+}
+
 // Backward's outputs: dresidual only with a residual, and distinct from dx
 // and x (it holds dz between the two passes).
 inline void check_fused_backward(const void* x, const void* res, const void* dx, const void* dres) {

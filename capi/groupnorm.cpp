@@ -298,10 +298,7 @@ NK_API nk_status nk_groupnorm_act_forward(const nk_tensor_desc* desc, const nk_g
     const SampleShape sh = sample_shape(desc);
     const nk_gn_options o = read_gn(opt);
     check_groups(o.groups, sh.C);
-    Fusion f;
-    f.act = read_activation(act, act_param);
-    f.res = static_cast<const float*>(residual);
-    f.fused = true;
+    const Fusion f = read_fusion(act, act_param, residual);
     require(x, "x");
     require(y, "y");
     const GnArgs a{kernels_for_call(), sh, o.groups, o.epsilon};
@@ -319,10 +316,7 @@ NK_API nk_status nk_groupnorm_act_backward(const nk_tensor_desc* desc, const nk_
     const SampleShape sh = sample_shape(desc);
     const nk_gn_options o = read_gn(opt);
     check_groups(o.groups, sh.C);
-    Fusion f;
-    f.act = read_activation(act, act_param);
-    f.res = static_cast<const float*>(residual);
-    f.fused = true;
+    const Fusion f = read_fusion(act, act_param, residual);
     require(x, "x");
     require(dy, "dy");
     require(dx, "dx");
