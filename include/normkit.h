@@ -483,11 +483,12 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
  * The pre-activation z = norm(x) + residual is never stored: backward
  * recomputes it from x (and residual) with the saved statistics, so the
  * fused forward normalizes with the float mean and invstd it saves (plain BN
- * also keeps the mean's rounding error; the two differ by rounding only).
+ * also carries the mean's low-order part; the two differ by rounding only).
  * Backward takes the forward's x, residual, gamma, beta and saved
  * statistics, and gives dz = act'(z) * dy: dx = the norm's backward of dz,
  * dresidual = dz (optional; only with a residual; not dx's or x's buffer),
- * and dgamma, dbeta (optional). y may equal x; dx and dresidual may equal dy. */
+ * and dgamma, dbeta (optional). y may equal x or residual; dx and dresidual
+ * may equal dy. */
 #define NK_ACT_NONE 0       /* identity: norm (+ residual) alone */
 #define NK_ACT_RELU 1       /* as nk_relu_forward */
 #define NK_ACT_LEAKY_RELU 2 /* as nk_leaky_relu_forward, slope = act_param */
