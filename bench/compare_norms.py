@@ -97,6 +97,17 @@ def case_name(op, pass_, layout, s):
 
 log = bn.log
 
+# (phase, 1-min load average at its start, at its end), for the header: the
+# 2-thread figures are only as good as the machine was quiet.
+PHASES = []
+
+
+def phase(name, fn, *a, **kw):
+    before = os.getloadavg()[0]
+    out = fn(*a, **kw)
+    PHASES.append([name, before, os.getloadavg()[0]])
+    return out
+
 
 # ------------------------------------------------------------------------ PyTorch
 
@@ -230,7 +241,7 @@ def run_torch(cases, threads, reps, min_time, reuse_memory):
         cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--torch-worker", json.dumps(spec)]
         log("$ torch worker (threads %d, reps %d, min_time %g%s)" %
             (t, reps, min_time, ", malloc reuse" if reuse_memory else ""))
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, env=env)
+        r = phase("PyTorch %d thr" % t, subprocess.run, cmd, stdout=subprocess.PIPE, env=env)
         if r.returncode != 0:
             sys.exit("PyTorch worker failed with status %d" % r.returncode)
         doc = json.loads(r.stdout)
@@ -329,8 +340,9 @@ def main():
 
     # Google Benchmark filter: the selected names, any ISA and thread count.
     filt = "^(%s)/" % "|".join(re.escape(n) for n in sorted(names))
-    nk_doc = bn.run_gbench(nk_exe, filt, ["--nk_isa=" + args.isa, "--nk_threads=" + ",".join(map(str, threads))],
-                           args.reps, args.min_time, os.path.join(out_dir, "nk_bench_norms.json"), replay)
+    nk_doc = phase("normkit", bn.run_gbench, nk_exe, filt,
+                   ["--nk_isa=" + args.isa, "--nk_threads=" + ",".join(map(str, threads))],
+                   args.reps, args.min_time, os.path.join(out_dir, "nk_bench_norms.json"), replay)
     if nk_doc is None:
         sys.exit("no nk_bench_norms.json in " + out_dir)
     ctx = nk_doc["context"]
@@ -338,8 +350,8 @@ def main():
     probe_extra = ["--nk_threads=" + ",".join(map(str, threads))]
     if args.probe_mib:
         probe_extra.append("--nk_probe_mib=" + args.probe_mib)
-    probe_doc = bn.run_gbench(probe_exe, "^membw_", probe_extra, args.reps, args.min_time,
-                              os.path.join(out_dir, "membw.json"), replay)
+    probe_doc = phase("probe", bn.run_gbench, probe_exe, "^membw_", probe_extra, args.reps, args.min_time,
+                      os.path.join(out_dir, "membw.json"), replay)
     bw = bn.bandwidth(bn.medians_ms(probe_doc)) if probe_doc else {}
     copy_bw = bn.reference_bw(bw)[0]
     order = ["avx512", "avx2", "sse2", "neon", "scalar"]
@@ -353,9 +365,9 @@ def main():
                       not (n.startswith("in_") and "/nhwc/" in n)]
             if dnames:
                 dfilt = "^onednn_(%s)/" % "|".join(re.escape(n) for n in sorted(dnames))
-                ddoc = bn.run_gbench(dnnl_exe, dfilt, ["--nk_threads=" + ",".join(map(str, threads))],
-                                     args.reps, args.min_time,
-                                     os.path.join(out_dir, "nk_bench_onednn_norms.json"), replay)
+                ddoc = phase("oneDNN", bn.run_gbench, dnnl_exe, dfilt,
+                             ["--nk_threads=" + ",".join(map(str, threads))], args.reps, args.min_time,
+                             os.path.join(out_dir, "nk_bench_onednn_norms.json"), replay)
                 if ddoc:
                     dnnl = bn.medians_ms(ddoc)
                     dnnl_ctx = ddoc["context"]
@@ -381,6 +393,7 @@ def main():
                                  for k, v in torch_res.items()]}, f, indent=1)
     if not replay:
         meta["load_after"] = os.getloadavg()[0]
+        meta["phases"] = PHASES
         meta["seconds"] = time.time() - meta["start"]
         with open(meta_file, "w") as f:
             json.dump(meta, f, indent=1)
@@ -415,6 +428,9 @@ def main():
     lines.append("load average before/after: %.2f / %.2f; took %.0f s; raw JSON: %s" %
                  (meta["load_before"], meta.get("load_after", 0), meta.get("seconds", 0),
                   os.path.relpath(out_dir, ROOT)))
+    if meta.get("phases"):
+        lines.append("1-min load average at the start / end of each phase: " +
+                     ", ".join("%s %.2f / %.2f" % tuple(p) for p in meta["phases"]))
     for line in lines:
         print("- " + line)
     print()
