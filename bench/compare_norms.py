@@ -97,15 +97,47 @@ def case_name(op, pass_, layout, s):
 
 log = bn.log
 
-# (phase, 1-min load average at its start, at its end), for the header: the
-# 2-thread figures are only as good as the machine was quiet.
+# (phase, seconds, cores that other processes kept busy on average): the
+# figures are only as good as the machine was quiet, and the load average
+# cannot tell, as it counts the benchmark's own threads.
 PHASES = []
 
 
+def busy_seconds():
+    """CPU seconds all processes have run (from /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+# --retry-busy: a phase during which other processes kept more cores busy
+# than this on average runs again, up to RETRIES more times.
+RETRY_BUSY = None
+RETRIES = 3
+
+
 def phase(name, fn, *a, **kw):
-    before = os.getloadavg()[0]
-    out = fn(*a, **kw)
-    PHASES.append([name, before, os.getloadavg()[0]])
+    for attempt in range(RETRIES + 1):
+        b0, o0, t0 = busy_seconds(), own_seconds(), time.time()
+        out = fn(*a, **kw)
+        b1, o1, t1 = busy_seconds(), own_seconds(), time.time()
+        others = (max(0.0, (b1 - b0) - (o1 - o0)) / max(t1 - t0, 1e-9)
+                  if b0 is not None and b1 is not None else None)
+        if others is not None and others > 0.1:
+            log("warning: other processes kept %.2f cores busy during %s" % (others, name))
+        if RETRY_BUSY is None or others is None or others <= RETRY_BUSY or attempt == RETRIES:
+            break
+        log("running %s again (%d of %d)" % (name, attempt + 1, RETRIES))
+    PHASES.append([name, t1 - t0, others])
     return out
 
 
@@ -286,6 +318,11 @@ def main():
     ap.add_argument("--torch-malloc", choices=["reuse", "default"], default="reuse",
                     help="reuse (default): glibc keeps freed tensors for reuse, so PyTorch's per-call "
                          "outputs cost no page faults; default: glibc as shipped (see compare.py)")
+    ap.add_argument("--retry-busy", type=float, default=None, metavar="CORES",
+                    help="run a phase (normkit, probe, oneDNN, PyTorch per thread count) again, up to "
+                         "--retries times, when other processes kept more than CORES cores busy during it "
+                         "on average (e.g. 0.1 on a shared machine)")
+    ap.add_argument("--retries", type=int, default=3)
     ap.add_argument("--out", default=None, help="folder for the raw JSON (default bench/results/norms-<time>)")
     ap.add_argument("--from", dest="from_dir", default=None,
                     help="print the table again from a results folder instead of running")
@@ -296,6 +333,8 @@ def main():
         torch_worker(json.loads(args.torch_worker))
         return
 
+    global RETRY_BUSY, RETRIES
+    RETRY_BUSY, RETRIES = args.retry_busy, max(0, args.retries)
     replay = args.from_dir is not None
     out_dir = args.from_dir or args.out or os.path.join(
         HERE, "results", "norms-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -429,8 +468,9 @@ def main():
                  (meta["load_before"], meta.get("load_after", 0), meta.get("seconds", 0),
                   os.path.relpath(out_dir, ROOT)))
     if meta.get("phases"):
-        lines.append("1-min load average at the start / end of each phase: " +
-                     ", ".join("%s %.2f / %.2f" % tuple(p) for p in meta["phases"]))
+        lines.append("cores kept busy by other processes, average per phase: " +
+                     ", ".join("%s %s (%.0f s)" % (p[0], "%.2f" % p[2] if p[2] is not None else "?", p[1])
+                               for p in meta["phases"]))
     for line in lines:
         print("- " + line)
     print()
