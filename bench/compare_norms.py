@@ -8,7 +8,7 @@ Runs build/bench/nk_bench_norms (normkit), build/bench/nk_bench_onednn_norms
 Benchmark's JSON output, times PyTorch in a child process per thread count,
 and prints one markdown table (after the probe's), then the targets.
 
-  /usr/bin/python3 bench/compare_norms.py --build build-bench          # everything (~5 min on 2 cores)
+  /usr/bin/python3 bench/compare_norms.py --build build-bench          # everything (~4 min on 2 cores)
   /usr/bin/python3 bench/compare_norms.py --build build-bench --quick  # the smaller shapes
   /usr/bin/python3 bench/compare_norms.py --only 'ln_|rms_'            # some cases (regex on the name)
   /usr/bin/python3 bench/compare_norms.py --from bench/results/norms-<time>   # print a saved run again
