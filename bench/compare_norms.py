@@ -8,7 +8,7 @@ Runs build/bench/nk_bench_norms (normkit), build/bench/nk_bench_onednn_norms
 Benchmark's JSON output, times PyTorch in a child process per thread count,
 and prints one markdown table (after the probe's), then the targets.
 
-  /usr/bin/python3 bench/compare_norms.py --build build-bench          # everything (~5 min on 2 cores)
+  /usr/bin/python3 bench/compare_norms.py --build build-bench          # everything (~4 min on 2 cores)
   /usr/bin/python3 bench/compare_norms.py --build build-bench --quick  # the smaller shapes
   /usr/bin/python3 bench/compare_norms.py --only 'ln_|rms_'            # some cases (regex on the name)
   /usr/bin/python3 bench/compare_norms.py --from bench/results/norms-<time>   # print a saved run again
@@ -96,6 +96,49 @@ def case_name(op, pass_, layout, s):
 
 
 log = bn.log
+
+# (phase, seconds, cores that other processes kept busy on average): the
+# figures are only as good as the machine was quiet, and the load average
+# cannot tell, as it counts the benchmark's own threads.
+PHASES = []
+
+
+def busy_seconds():
+    """CPU seconds all processes have run (from /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+# --retry-busy: a phase during which other processes kept more cores busy
+# than this on average runs again, up to RETRIES more times.
+RETRY_BUSY = None
+RETRIES = 3
+
+
+def phase(name, fn, *a, **kw):
+    for attempt in range(RETRIES + 1):
+        b0, o0, t0 = busy_seconds(), own_seconds(), time.time()
+        out = fn(*a, **kw)
+        b1, o1, t1 = busy_seconds(), own_seconds(), time.time()
+        others = (max(0.0, (b1 - b0) - (o1 - o0)) / max(t1 - t0, 1e-9)
+                  if b0 is not None and b1 is not None else None)
+        if others is not None and others > 0.1:
+            log("warning: other processes kept %.2f cores busy during %s" % (others, name))
+        if RETRY_BUSY is None or others is None or others <= RETRY_BUSY or attempt == RETRIES:
+            break
+        log("running %s again (%d of %d)" % (name, attempt + 1, RETRIES))
+    PHASES.append([name, t1 - t0, others])
+    return out
 
 
 # ------------------------------------------------------------------------ PyTorch
@@ -230,7 +273,7 @@ def run_torch(cases, threads, reps, min_time, reuse_memory):
         cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--torch-worker", json.dumps(spec)]
         log("$ torch worker (threads %d, reps %d, min_time %g%s)" %
             (t, reps, min_time, ", malloc reuse" if reuse_memory else ""))
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, env=env)
+        r = phase("PyTorch %d thr" % t, subprocess.run, cmd, stdout=subprocess.PIPE, env=env)
         if r.returncode != 0:
             sys.exit("PyTorch worker failed with status %d" % r.returncode)
         doc = json.loads(r.stdout)
@@ -275,6 +318,11 @@ def main():
     ap.add_argument("--torch-malloc", choices=["reuse", "default"], default="reuse",
                     help="reuse (default): glibc keeps freed tensors for reuse, so PyTorch's per-call "
                          "outputs cost no page faults; default: glibc as shipped (see compare.py)")
+    ap.add_argument("--retry-busy", type=float, default=None, metavar="CORES",
+                    help="run a phase (normkit, probe, oneDNN, PyTorch per thread count) again, up to "
+                         "--retries times, when other processes kept more than CORES cores busy during it "
+                         "on average (e.g. 0.1 on a shared machine)")
+    ap.add_argument("--retries", type=int, default=3)
     ap.add_argument("--out", default=None, help="folder for the raw JSON (default bench/results/norms-<time>)")
     ap.add_argument("--from", dest="from_dir", default=None,
                     help="print the table again from a results folder instead of running")
@@ -285,6 +333,8 @@ def main():
         torch_worker(json.loads(args.torch_worker))
         return
 
+    global RETRY_BUSY, RETRIES
+    RETRY_BUSY, RETRIES = args.retry_busy, max(0, args.retries)
     replay = args.from_dir is not None
     out_dir = args.from_dir or args.out or os.path.join(
         HERE, "results", "norms-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -329,8 +379,9 @@ def main():
 
     # Google Benchmark filter: the selected names, any ISA and thread count.
     filt = "^(%s)/" % "|".join(re.escape(n) for n in sorted(names))
-    nk_doc = bn.run_gbench(nk_exe, filt, ["--nk_isa=" + args.isa, "--nk_threads=" + ",".join(map(str, threads))],
-                           args.reps, args.min_time, os.path.join(out_dir, "nk_bench_norms.json"), replay)
+    nk_doc = phase("normkit", bn.run_gbench, nk_exe, filt,
+                   ["--nk_isa=" + args.isa, "--nk_threads=" + ",".join(map(str, threads))],
+                   args.reps, args.min_time, os.path.join(out_dir, "nk_bench_norms.json"), replay)
     if nk_doc is None:
         sys.exit("no nk_bench_norms.json in " + out_dir)
     ctx = nk_doc["context"]
@@ -338,8 +389,8 @@ def main():
     probe_extra = ["--nk_threads=" + ",".join(map(str, threads))]
     if args.probe_mib:
         probe_extra.append("--nk_probe_mib=" + args.probe_mib)
-    probe_doc = bn.run_gbench(probe_exe, "^membw_", probe_extra, args.reps, args.min_time,
-                              os.path.join(out_dir, "membw.json"), replay)
+    probe_doc = phase("probe", bn.run_gbench, probe_exe, "^membw_", probe_extra, args.reps, args.min_time,
+                      os.path.join(out_dir, "membw.json"), replay)
     bw = bn.bandwidth(bn.medians_ms(probe_doc)) if probe_doc else {}
     copy_bw = bn.reference_bw(bw)[0]
     order = ["avx512", "avx2", "sse2", "neon", "scalar"]
@@ -353,9 +404,9 @@ def main():
                       not (n.startswith("in_") and "/nhwc/" in n)]
             if dnames:
                 dfilt = "^onednn_(%s)/" % "|".join(re.escape(n) for n in sorted(dnames))
-                ddoc = bn.run_gbench(dnnl_exe, dfilt, ["--nk_threads=" + ",".join(map(str, threads))],
-                                     args.reps, args.min_time,
-                                     os.path.join(out_dir, "nk_bench_onednn_norms.json"), replay)
+                ddoc = phase("oneDNN", bn.run_gbench, dnnl_exe, dfilt,
+                             ["--nk_threads=" + ",".join(map(str, threads))], args.reps, args.min_time,
+                             os.path.join(out_dir, "nk_bench_onednn_norms.json"), replay)
                 if ddoc:
                     dnnl = bn.medians_ms(ddoc)
                     dnnl_ctx = ddoc["context"]
@@ -381,6 +432,7 @@ def main():
                                  for k, v in torch_res.items()]}, f, indent=1)
     if not replay:
         meta["load_after"] = os.getloadavg()[0]
+        meta["phases"] = PHASES
         meta["seconds"] = time.time() - meta["start"]
         with open(meta_file, "w") as f:
             json.dump(meta, f, indent=1)
@@ -415,6 +467,10 @@ def main():
     lines.append("load average before/after: %.2f / %.2f; took %.0f s; raw JSON: %s" %
                  (meta["load_before"], meta.get("load_after", 0), meta.get("seconds", 0),
                   os.path.relpath(out_dir, ROOT)))
+    if meta.get("phases"):
+        lines.append("cores kept busy by other processes, average per phase: " +
+                     ", ".join("%s %s (%.0f s)" % (p[0], "%.2f" % p[2] if p[2] is not None else "?", p[1])
+                               for p in meta["phases"]))
     for line in lines:
         print("- " + line)
     print()

@@ -108,7 +108,8 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
   // so that the partials of one wave (about 1 MiB, and enough blocks for
   // every thread) are all the scratch there is: the merge order, and so the
   // result, does not depend on the wave size.
-  const int64_t wave = params ? std::min(units, std::max<int64_t>((int64_t{1} << 18) / D, 8 * num_threads())) : units;
+  const int64_t wave =
+      params ? std::min(units, std::max<int64_t>((int64_t{1} << 18) / D, 8 * num_threads())) : units;
   const size_t npart = params ? static_cast<size_t>(wave * D) : 0;
   std::unique_ptr<float[]> pg(new float[npart]), pbeta(new float[dbeta ? npart : 0]);
   std::vector<double> gsum(params ? static_cast<size_t>(D) : 0, 0.0), bsum(dbeta ? gsum.size() : 0, 0.0);
