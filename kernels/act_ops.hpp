@@ -21,7 +21,7 @@ inline typename vm<Arch>::B elu_core(const typename vm<Arch>::B& x, float neg_sc
   using V = vm<Arch>;
   using B = typename V::B;
   const auto neg = x < B(0.0f);
-  const B xc = V::select(x < B(-30.0f), B(-30.0f), V::select(neg, x, B(0.0f)));
+  const B xc = V::max(V::min(x, B(0.0f)), B(-30.0f));  // NaN lanes take the x branch
   return V::select(neg, B(neg_scale) * expm1_neg<Arch>(xc), x * B(pos_scale));
 }
 
@@ -32,7 +32,7 @@ inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typena
   using V = vm<Arch>;
   using B = typename V::B;
   const auto neg = x < B(0.0f);
-  const B xc = V::select(x < B(-150.0f), B(-150.0f), V::select(neg, x, B(0.0f)));
+  const B xc = V::max(V::min(x, B(0.0f)), B(-150.0f));
   return V::select(neg, exp_neg_times<Arch>(xc, B(neg_scale) * dy), dy * B(pos_scale));
 }
 
