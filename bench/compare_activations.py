@@ -2,7 +2,10 @@
 """Activations side by side: normkit (build/bench/nk_bench_act) and PyTorch
 (Debian's python3-torch) on selu, elu, leaky_relu, relu forward and backward,
 16M floats, at 1 and 2 threads; prints one markdown table of GB/s counted on
-the minimal bytes (forward 2S, backward 3S, S = bytes of x).
+the minimal bytes (forward 2S, backward 3S, S = bytes of x), and normkit's
+rate as a share of the ordinary-store copy bandwidth that build/bench/nk_bench
+measures in the same run (membw_copy on buffers twice the L3, bytes read +
+written: the same accounting as the forward pass).
 
 PyTorch runs its out= variants (no allocation in the timed loop): forward
 clamp_min / leaky_relu / elu (selu = elu with SELU's alpha and scale),
@@ -77,6 +80,22 @@ def normkit(build, elems, threads, reps):
     return out
 
 
+def copy_bandwidth(build, threads, reps):
+    """{threads: GB/s} of nk_bench's membw_copy (bytes read + written)."""
+    exe = os.path.join(ROOT, build, "bench", "nk_bench")
+    cmd = [exe, "--benchmark_filter=^membw_copy/", "--nk_threads=" + ",".join(map(str, threads)),
+           "--benchmark_format=json", "--benchmark_repetitions=%d" % reps,
+           "--benchmark_report_aggregates_only=true"]
+    res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    out = {}
+    for b in res["benchmarks"]:
+        if b.get("aggregate_name", "median" if reps == 1 else None) != "median":
+            continue
+        parts = b["run_name"].split("/")  # membw_copy/960MiB/threads:T/real_time
+        out[int(parts[2].split(":")[1])] = b["bytes_per_second"] / 1e9
+    return out
+
+
 def torch_rates(elems, t, reps):
     r = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(elems), str(t), str(reps)],
                        check=True, capture_output=True, text=True)
@@ -91,17 +110,23 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
+    bw = copy_bandwidth(a.build, threads, a.reps)
     nk = normkit(a.build, a.elems, threads, a.reps)
     th = {t: torch_rates(a.elems, t, a.reps) for t in threads}
-    print("| op | threads | normkit GB/s | PyTorch GB/s | normkit / PyTorch |")
-    print("|---|---|---|---|---|")
+    print("Copy bandwidth (ordinary stores, buffers twice the L3): " +
+          ", ".join("%.1f GB/s at %d thread%s" % (bw[t], t, "s" if t > 1 else "") for t in threads if t in bw))
+    print()
+    print("| op | threads | normkit GB/s | PyTorch GB/s | normkit / PyTorch | normkit % copy BW |")
+    print("|---|---|---|---|---|---|")
     for op in OPS:
         for d in ("fwd", "bwd"):
             for t in threads:
                 k = op + "_" + d
                 n, p = nk.get((k, t)), th[t].get(k)
                 ratio = "%.2f" % (n / p) if n and p else "-"
-                print("| %s | %d | %s | %s | %s |" % (k, t, "%.1f" % n if n else "-", "%.1f" % p if p else "-", ratio))
+                share = "%.0f%%" % (100 * n / bw[t]) if n and bw.get(t) else "-"
+                print("| %s | %d | %s | %s | %s | %s |" %
+                      (k, t, "%.1f" % n if n else "-", "%.1f" % p if p else "-", ratio, share))
 
 
 if __name__ == "__main__":
