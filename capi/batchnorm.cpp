@@ -166,8 +166,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     }
   }
   float* const dz = dz_buffer(f, x, dx, dres);
-  const int streams = 3 + (f.res && !dz ? 1 : 0);
-  const bool stream = e.stream(streams * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
+  const bool stream = backward_streams_dx(f, dz, dx, e.v.outer * C * e.v.inner);
   auto sums = [&](int64_t b, int64_t c0, int64_t c1) {
     double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
     const int64_t goff = e.block_group(b) * C;

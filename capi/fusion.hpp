@@ -7,6 +7,7 @@
 
 #include "../kernels/kernel_table.hpp"
 #include "checks.hpp"
+#include "runtime.hpp"
 
 namespace nk {
 
@@ -62,6 +63,16 @@ inline float* dz_buffer(const Fusion& f, const float* x, float* dx, float* dres)
   if (dres) return dres;
   const bool costly = f.act.kind == kernels::kActElu || f.act.kind == kernels::kActSelu;
   return costly && dx != x ? dx : nullptr;
+}
+
+// Whether backward's apply pass writes dx past the cache: where the bytes
+// it moves (x, dy, dx, and the residual where dz is recomputed with it)
+// would not fit in the cache anyway; never where dz sits in dx's buffer,
+// since the apply pass then overwrites lines the sums pass left in the
+// cache, which a streaming store would first write back.
+inline bool backward_streams_dx(const Fusion& f, const float* dz, const float* dx, int64_t elems) {
+  const int64_t streams = 3 + (f.res && !dz ? 1 : 0);
+  return dz != dx && streams * static_cast<int64_t>(sizeof(float)) * elems >= stream_threshold();
 }
 
 // z = (x - saved_mean) * scale + shift, from the float statistics that

@@ -4,6 +4,8 @@
 // computes exactly what the two ops in sequence compute.
 #pragma once
 
+#include <cmath>
+
 #include "kernel_table.hpp"
 #include "vmath.hpp"
 
@@ -25,15 +27,30 @@ inline typename vm<Arch>::B elu_core(const typename vm<Arch>::B& x, float neg_sc
   return V::select(neg, B(neg_scale) * expm1_neg<Arch>(xc), x * B(pos_scale));
 }
 
+// neg_scale = mant * 2^shift with |mant| in [0.25, 0.5): the gradient's
+// exp(x) * neg_scale * dy is formed as exp(x) * (mant * dy) scaled by
+// 2^shift, so no intermediate overflows for any finite dy.
+struct EluGradScale {
+  float mant, shift, floor;  // floor: below it, the gradient underflows to 0
+  explicit EluGradScale(float neg_scale) {
+    int e = 0;
+    mant = std::frexp(neg_scale, &e) * 0.5f;
+    shift = static_cast<float>(e + 1);
+    // Below it, exp(x) * 2^shift < e^-200 and |mant * dy| < 2^127: the
+    // product is under 2^-161 for every float dy.
+    floor = -200.0f - shift * 0.6931472f;
+  }
+};
+
 // d/dx of elu_core times dy: neg_scale * exp(x) * dy for x < 0, else pos_scale * dy.
 template <class Arch>
 inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typename vm<Arch>::B& dy,
-                                     float neg_scale, float pos_scale) {
+                                     const EluGradScale& g, float pos_scale) {
   using V = vm<Arch>;
   using B = typename V::B;
   const auto neg = x < B(0.0f);
-  const B xc = V::max(V::min(x, B(0.0f)), B(-150.0f));
-  return V::select(neg, exp_neg_times<Arch>(xc, B(neg_scale) * dy), dy * B(pos_scale));
+  const B xc = V::max(V::min(x, B(0.0f)), B(g.floor));
+  return V::select(neg, exp_neg_times<Arch>(xc, B(g.mant) * dy, B(g.shift)), dy * B(pos_scale));
 }
 
 // The derivative at 0 is that of the x > 0 side for every activation here.
@@ -66,8 +83,10 @@ template <class Arch>
 struct ActElu {
   using B = typename vm<Arch>::B;
   float neg, pos;
+  EluGradScale g;
+  ActElu(float neg_scale, float pos_scale) : neg(neg_scale), pos(pos_scale), g(neg_scale) {}
   B fwd(const B& z) const { return elu_core<Arch>(z, neg, pos); }
-  B grad(const B& z, const B& dy) const { return elu_grad<Arch>(z, dy, neg, pos); }
+  B grad(const B& z, const B& dy) const { return elu_grad<Arch>(z, dy, g, pos); }
 };
 
 // f(functor) with the functor of act; false for an unknown kind.
@@ -77,9 +96,9 @@ inline bool with_act(Act act, const F& f) {
     case kActIdentity: f(ActIdentity<Arch>{}); return true;
     case kActRelu: f(ActRelu<Arch>{}); return true;
     case kActLeakyRelu: f(ActLeakyRelu<Arch>{act.p}); return true;
-    case kActElu: f(ActElu<Arch>{act.p, 1.0f}); return true;
+    case kActElu: f(ActElu<Arch>(act.p, 1.0f)); return true;
     case kActSelu:
-      f(ActElu<Arch>{static_cast<float>(kSeluLambda * kSeluAlpha), static_cast<float>(kSeluLambda)});
+      f(ActElu<Arch>(static_cast<float>(kSeluLambda * kSeluAlpha), static_cast<float>(kSeluLambda)));
       return true;
     default: return false;
   }

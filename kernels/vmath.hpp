@@ -22,8 +22,8 @@ struct vm {
   using I = xsimd::batch<uint32_t, Arch>;  // unsigned: shifts wrap, no UB
   static B select(const M& m, const B& a, const B& b) { return xsimd::select(m, a, b); }
   static B fma(const B& a, const B& b, const B& c) { return simd<Arch>::fma(a, b, c); }
-  // AVX-512: the zero-masked forms, since GCC 12 warns (falsely) about the
-  // undefined source of _mm512_min_ps and _mm512_max_ps.
+  // AVX-512 intrinsics in their zero-masked forms here: GCC 12 warns
+  // (falsely) about the undefined source of the plain ones.
   static B min(const B& a, const B& b) {
 #if defined(__AVX512F__)
     if constexpr (B::size == 16) return _mm512_maskz_min_ps(0xFFFF, a, b);
@@ -35,6 +35,19 @@ struct vm {
     if constexpr (B::size == 16) return _mm512_maskz_max_ps(0xFFFF, a, b);
 #endif
     return xsimd::max(a, b);
+  }
+  // a * 2^k, k an integer in [-300, 127], rounded once where the result is
+  // normal. AVX-512 has the instruction; elsewhere three factors 2^k1 *
+  // 2^k2 * 2^k3 = 2^k, each a normal float, applied largest first: the one
+  // rounding happens where the product leaves the normal range (a second one
+  // at most, in the subnormal range, for a < 1).
+  static B times_pow2(const B& a, const B& k) {
+#if defined(__AVX512F__)
+    if constexpr (B::size == 16) return _mm512_maskz_scalef_ps(0xFFFF, a, k);
+#endif
+    const B magic(12582912.0f), lo(-126.0f);
+    const B k1 = max(k, lo), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
+    return ((a * pow2_of_magic(k1 + magic)) * pow2_of_magic(k2 + magic)) * pow2_of_magic(k3 + magic);
   }
   // t = k + 1.5*2^23 (k integer, |k| <= 127, -126 <= k): returns 2^k.
   static B pow2_of_magic(const B& t) {
@@ -54,6 +67,11 @@ struct vm<scalar_arch> {
   static B fma(B a, B b, B c) { return a * b + c; }
   static B min(B a, B b) { return a < b ? a : b; }
   static B max(B a, B b) { return a > b ? a : b; }
+  static B times_pow2(B a, B k) {
+    const B magic(12582912.0f), lo(-126.0f);
+    const B k1 = max(k, lo), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
+    return ((a * pow2_of_magic(k1 + magic)) * pow2_of_magic(k2 + magic)) * pow2_of_magic(k3 + magic);
+  }
   static B pow2_of_magic(B t) {
     uint32_t i;
     std::memcpy(&i, &t, sizeof i);
@@ -108,22 +126,19 @@ inline typename vm<Arch>::B expm1_neg(const typename vm<Arch>::B& x) {
   return V::fma(s, p, s - B(1.0f));
 }
 
-// exp(x) * m for x in [-150, 0]: 2^k = 2^h * 2^(k - h), h = k/2, both normal;
-// the second factor is applied last, so a result in the subnormal range is
-// rounded there once (not exp(x) rounded to a subnormal, then scaled).
+// exp(x) * m * 2^shift for x <= 0 (x >= -300*ln2 + shift), as
+// (1 + p) * m * 2^(k + shift): the scaling comes last, so a result in the
+// subnormal range is rounded there once (not exp(x) rounded to a subnormal,
+// then multiplied). |m| <= FLT_MAX / 2, so (1 + p) * m stays finite.
 template <class Arch>
-inline typename vm<Arch>::B exp_neg_times(const typename vm<Arch>::B& x, const typename vm<Arch>::B& m) {
+inline typename vm<Arch>::B exp_neg_times(const typename vm<Arch>::B& x, const typename vm<Arch>::B& m,
+                                          const typename vm<Arch>::B& shift) {
   using V = vm<Arch>;
   using B = typename V::B;
-  const B magic(12582912.0f);
   B t, r;
   exp_reduce<Arch>(x, t, r);
   const B p = expm1_poly<Arch>(r);
-  const B k = t - magic;
-  const B h = V::fma(k, B(0.5f), magic) - magic;  // k/2 rounded to an integer
-  const B s1 = V::pow2_of_magic(h + magic);
-  const B s2 = V::pow2_of_magic((k - h) + magic);
-  return (V::fma(s1, p, s1) * m) * s2;
+  return V::times_pow2(V::fma(p, m, m), (t - B(12582912.0f)) + shift);
 }
 
 }  // namespace

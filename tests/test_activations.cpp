@@ -179,6 +179,48 @@ TEST_P(Activations, EluWholeRangeWithin8Ulp) {
   }
 }
 
+// Backward over every 997th bit pattern of x (natively), with dy of
+// ordinary, huge and tiny magnitude (exp(x) * dy then lands in the subnormal
+// range, or comes back from it).
+int64_t sweep_backward(const Bwd& f, const std::function<double(double, double)>& ref, float dy) {
+  std::vector<float> x;
+  for (uint64_t b = 0; b <= 0xffffffffull; b += 10 * sweep_stride() + 27) {
+    const auto bits = static_cast<uint32_t>(b);
+    float v;
+    std::memcpy(&v, &bits, sizeof v);
+    x.push_back(v);
+  }
+  for (float s : special_values()) x.push_back(s);
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<float> dys(x.size(), dy), dx(x.size());
+  EXPECT_EQ(f(n, x.data(), dys.data(), dx.data()), NK_OK);
+  int64_t worst = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t d = ulp_dist(dx[i], ref(x[i], dy));
+    if (d > worst) {
+      worst = d;
+      if (d > 8) std::printf("    x = %a, dy = %a: %lld ulp\n", x[i], dy, static_cast<long long>(d));
+    }
+  }
+  return worst;
+}
+
+TEST_P(Activations, BackwardWholeRangeWithin8Ulp) {
+  for (float dy : {1.5f, -0.7f, 3e30f, -1e-30f, FLT_MAX}) {
+    const int64_t e = sweep_backward(nk_selu_backward, ref_selu_grad, dy);
+    std::printf("    [%s] dy = %g: SELU' max error %lld ulp\n", GetParam().c_str(), static_cast<double>(dy),
+                static_cast<long long>(e));
+    EXPECT_LE(e, 8);
+    for (float a : {0.3f, 1e-20f, 1e20f}) {
+      const int64_t ea = sweep_backward(
+          [a](int64_t n, const float* x, const float* d, float* dx) { return nk_elu_backward(n, a, x, d, dx); },
+          [a](double x, double d) { return ref_elu_grad(x, d, a); }, dy);
+      if (ea > 0) std::printf("      ELU(%g)' max error %lld ulp\n", static_cast<double>(a), static_cast<long long>(ea));
+      EXPECT_LE(ea, 8) << "alpha " << a;
+    }
+  }
+}
+
 TEST_P(Activations, BackwardSpecialValues) {
   const auto x = special_values();
   const std::vector<float> dy(x.size(), 1.5f);
