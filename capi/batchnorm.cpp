@@ -167,13 +167,18 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   }
   float* const dz = dz_buffer(f, x, dx, dres);
   const bool stream = backward_streams_dx(f, dz, dx, e.v.outer * C * e.v.inner);
+  // dresidual, an output, goes past the cache where dx does. Then, where a
+  // channel stays in cache through the passes, the apply pass recomputes dz
+  // from x, the residual and dy rather than read dresidual back from memory.
+  const bool stream_dz = dz && dz == dres && stream;
+  const bool recompute = !dz || (stream_dz && e.channel_resident());
   auto sums = [&](int64_t b, int64_t c0, int64_t c1) {
     double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
     const int64_t goff = e.block_group(b) * C;
     const kernels::Range r = e.block_range(c0, c1, b);
     if (f.fused)
       e.k.bn_act_backward_sums(x, f.res, dy, dz, e.v, r, st.saved_mean + goff, zscale.data() + goff,
-                               zshift.data() + goff, f.act, out);
+                               zshift.data() + goff, f.act, out, stream_dz);
     else
       e.k.bn_backward_sums(x, dy, e.v, r, st.saved_mean + goff, out);
   };
@@ -209,7 +214,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   };
   auto apply = [&](const kernels::Range& r, int64_t g) {
     const int64_t off = g * C;
-    if (f.fused && !dz)
+    if (f.fused && recompute)
       e.k.bn_act_backward_apply(x, f.res, dy, dx, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off,
                                 p.d.data() + off, zscale.data() + off, zshift.data() + off, f.act, stream);
     else

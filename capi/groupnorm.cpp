@@ -163,7 +163,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
     double* out[3] = {&s0[pc + c0], &s1[pc + c0], &s2[pc + c0]};
     if (f.fused)
       a.k.bn_act_backward_sums(x + off, at(f.res, off), dy + off, at(dz, off), sv, {c0, c1, 0, P}, &mexp[pc],
-                               &zscale[pc], &zshift[pc], f.act, out);
+                               &zscale[pc], &zshift[pc], f.act, out, false);
     else
       a.k.bn_backward_sums(x + off, dy + off, sv, {c0, c1, 0, P}, &mexp[pc], out);
   };

@@ -69,19 +69,22 @@ struct DzOp {
 };
 
 // backward_sums' dy source for the fused kernels: dz, computed run by run
-// into `out` where given (the caller wants dz), else into a buffer.
+// into `out` where given (the caller wants dz), else into a buffer; with
+// `stream`, into the buffer and from there to `out` past the cache.
 template <class Arch, bool Res, class A>
 struct FusedDz {
   DzOp<Arch, Res, A> op;
   const float *x, *res, *dy;
   float* out;
   const float *mean, *zscale, *zshift;
+  bool stream;
   alignas(64) mutable float buf[std::max(kTileInner, kChannelBlock)];  // left uninitialized
   alignas(64) mutable float sp[3][kSpread + kPad];                      // spread parameters
 
   FusedDz(const A& a, const float* x_, const float* res_, const float* dy_, float* out_, const float* mean_,
-          const float* zscale_, const float* zshift_)
-      : op{a}, x(x_), res(res_), dy(dy_), out(out_), mean(mean_), zscale(zscale_), zshift(zshift_) {}
+          const float* zscale_, const float* zshift_, bool stream_)
+      : op{a}, x(x_), res(res_), dy(dy_), out(out_), mean(mean_), zscale(zscale_), zshift(zshift_),
+        stream(stream_) {}
 
   const float* run(int64_t off, int64_t n, int64_t c) const {
     BroadcastParams<Arch, 3> p;
@@ -109,9 +112,15 @@ struct FusedDz {
   }
   template <class Par>
   const float* compute(int64_t off, int64_t n, const Par& p) const {
-    float* dst = out ? out + off : buf;
+    float* dst = out && !stream ? out + off : buf;
     const float* in[3] = {x + off, dy + off, Res ? res + off : nullptr};
     map_run<Arch, Res ? 3 : 2, 3>(op, n, in, dst, p, false);
+    if (out && stream) {
+      using B = typename simd<Arch>::batch;
+      const float* from[1] = {buf};
+      map_run<Arch, 1, 0>([](const B* xs, const B*) { return xs[0]; }, n, from, out + off,
+                          BroadcastParams<Arch, 0>{}, true);
+    }
     return dst;
   }
 };
@@ -119,15 +128,16 @@ struct FusedDz {
 template <class Arch>
 void bn_act_backward_sums(const float* x, const float* res, const float* dy, float* dz_out, View v, Range r,
                           const float* mean, const float* zscale, const float* zshift, Act act,
-                          double* const* sums) {
+                          double* const* sums, bool stream_dz) {
   with_act<Arch>(act, [&](const auto& a) {
     with_residual(res, [&](auto has_res) {
       constexpr bool R = decltype(has_res)::value;
       using A = std::decay_t<decltype(a)>;
-      const FusedDz<Arch, R, A> dz(a, x, res, dy, dz_out, mean, zscale, zshift);
+      const FusedDz<Arch, R, A> dz(a, x, res, dy, dz_out, mean, zscale, zshift, stream_dz && dz_out);
       backward_sums<Arch>(x, dz, v, r, mean, sums);
     });
   });
+  if (stream_dz && dz_out) simd<Arch>::stream_fence();
 }
 
 // dx = a * dz + b * (x - mean) + d, per channel a, b, d; dz = dy, or the

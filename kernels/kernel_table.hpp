@@ -31,12 +31,13 @@ struct KernelTable {
   // NULL. Forward: y = act(bn_apply(x) + res). Backward, with
   // dz = act'(z) * dy and z = (x - mean) * zscale + zshift (+ res) recomputed:
   // the sums of bn_backward_sums over (x, dz), dz also written to dz_out
-  // unless NULL; and dx = a * dz + b * (x - mean) + d.
+  // unless NULL (past the cache where stream_dz); and
+  // dx = a * dz + b * (x - mean) + d.
   void (*bn_act_apply)(const float* x, const float* res, float* y, View v, Range r, const float* mean_hi,
                        const float* mean_lo, const float* scale, const float* shift, Act act, bool stream);
   void (*bn_act_backward_sums)(const float* x, const float* res, const float* dy, float* dz_out, View v,
                                Range r, const float* mean, const float* zscale, const float* zshift, Act act,
-                               double* const* sums);
+                               double* const* sums, bool stream_dz);
   void (*bn_act_backward_apply)(const float* x, const float* res, const float* dy, float* dx, View v,
                                 Range r, const float* mean, const float* a, const float* b, const float* d,
                                 const float* zscale, const float* zshift, Act act, bool stream);
