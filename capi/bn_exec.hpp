@@ -15,7 +15,11 @@
 namespace nk {
 
 struct BnExec {
-  static constexpr int64_t kMinBlockRows = 64;
+  static constexpr int64_t kMinBlockRows = 256;
+  // Channels last: the reduction over a block spreads over threads in parts
+  // of this many channels (each channel's sums are its own: the parts never
+  // change the bits).
+  static constexpr int64_t kChannelPart = 1024;
 
   const kernels::KernelTable& k;
   kernels::View v;
@@ -153,16 +157,17 @@ struct BnExec {
     parallel_apply(apply);
   }
 
-  // Per-block partials of every channel: f(b, c0, c1) fills block b.
+  // Per-block partials of every channel: f(b, c0, c1) fills block b's
+  // channels [c0, c1): one channel per unit where channels are runs, parts
+  // of kChannelPart channels where they interleave.
   template <class F>
   void parallel_blocks(const F& f) const {
     const int64_t C = v.channels;
-    const int64_t per_block = v.inner == 1 ? 1 : C;  // channels last: a block is one unit
-    const int64_t units = blocks * per_block;
-    parallel_for(threads, units, Schedule::Dynamic, [&](int64_t u) {
-      const int64_t b = u / per_block;
-      if (v.inner == 1) f(b, int64_t{0}, C);
-      else f(b, u % per_block, u % per_block + 1);
+    const int64_t part = v.inner == 1 ? kChannelPart : 1;
+    const int64_t per_block = (C + part - 1) / part;
+    parallel_for(threads, blocks * per_block, Schedule::Dynamic, [&](int64_t u) {
+      const int64_t c0 = u % per_block * part;
+      f(u / per_block, c0, std::min(C, c0 + part));
     });
   }
 };

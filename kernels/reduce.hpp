@@ -14,19 +14,15 @@ namespace nk::kernels {
 namespace {
 
 constexpr int64_t kTileInner = 8192;
-constexpr int64_t kTileChannelsLast = 65536;
-constexpr int64_t kMaxTileRows = 256;
 constexpr int64_t kChannelBlock = 256;
 constexpr int64_t kPad = 16;  // floats past a spread block's stretch: a whole last vector
 
-// At least kMinTileRows: a tile's double merges are per channel, so tiles of
-// very many channels (merged feature axes) and few rows would spend more on
-// merging than on reading. Pass 2 rereads only one channel block's part of
-// the tile, which stays in cache whatever the tile's size.
-constexpr int64_t kMinTileRows = 16;
-inline int64_t tile_rows_channels_last(int64_t channels) {
-  return std::clamp<int64_t>(kTileChannelsLast / channels, kMinTileRows, kMaxTileRows);
-}
+// Channels last: a tile is kTileRows rows (at most) of the range. Its double
+// merges are per channel, so many rows keep them small against the reading
+// (merged feature axes give rows of thousands of channels); pass 2 rereads
+// only one channel block's part of the tile (at most 256 KiB), which stays
+// in cache.
+constexpr int64_t kTileRows = 256;
 
 // K float accumulators, two vectors each for instruction-level parallelism.
 template <class Arch, int K>
@@ -124,6 +120,70 @@ inline void acc_block_row(int64_t n, const float* const* row, const Body& body) 
   }
 }
 
+// Float sums down the rows of a tile, per position j of a stretch of len
+// floats: out[k][j] = the fold of body over rows [o, oe) (step), from 0.
+// A chunk of vectors is held in registers through all the rows — the same
+// sums in the same order as accumulating row by row into memory, without a
+// load and a store of each accumulator per row. out[k] is padded to whole
+// vectors; lanes past len read 0.
+// body(j, xs, acc): acc[0..K) of the vector at position j; xs[0] = x there.
+template <class Arch, int K, class Body>
+inline void acc_down_rows(const float* x, int64_t row_stride, int64_t len, int64_t o, int64_t oe, int64_t step,
+                          float* const* out, const Body& body) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  constexpr int U = K == 1 ? 8 : 4;  // vectors per chunk: U * K accumulators in registers
+  int64_t j0 = 0;
+  for (; j0 + U * W <= len; j0 += U * W) {
+    B acc[U][K];
+    for (auto& a : acc)
+      for (auto& v : a) v = S::zero();
+    for (int64_t oo = o; oo < oe; oo += step) {
+      const float* row = x + oo * row_stride + j0;
+      for (int u = 0; u < U; ++u) {
+        const B xs = S::load(row + u * W);
+        body(j0 + u * W, &xs, acc[u]);
+      }
+    }
+    for (int u = 0; u < U; ++u)
+      for (int k = 0; k < K; ++k) S::store(out[k] + j0 + u * W, acc[u][k]);
+  }
+  for (; j0 < len; j0 += W) {  // the last vectors one at a time
+    B acc[K];
+    for (auto& v : acc) v = S::zero();
+    const int64_t m = std::min(W, len - j0);
+    for (int64_t oo = o; oo < oe; oo += step) {
+      const float* row = x + oo * row_stride + j0;
+      const B xs = m == W ? S::load(row) : S::load_partial(row, m);
+      body(j0, &xs, acc);
+    }
+    for (int k = 0; k < K; ++k) S::store(out[k] + j0, acc[k]);
+  }
+}
+
+// Short runs: out[k] = the sum, in order, of the run s[k*L, (k+1)*L) of each
+// of nc channels. The channels' chains are interleaved (i outside, k
+// inside) so they overlap instead of each waiting on its adds' latency.
+inline void sum_runs(const float* s, int64_t nc, int64_t L, float* out) {
+  std::fill(out, out + nc, 0.0f);
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t k = 0; k < nc; ++k) out[k] += s[k * L + i];
+}
+
+// acc_down_rows' body for the second pass of the moments: the sums of
+// d = x - m[j] and of d^2.
+template <class Arch>
+inline auto deviations_of(const float* m) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  return [m](int64_t j, const B* xs, B* a) {
+    const B d = xs[0] - S::load(m + j);
+    a[0] = a[0] + d;
+    a[1] = S::fma(d, d, a[1]);
+  };
+}
+
 // Mean and M2 (sum of squared deviations) of each channel of r over its
 // rows: mean[c - c0], m2[c - c0].
 template <class Arch>
@@ -180,37 +240,24 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
       double n = 0;
       for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t, int64_t) {
         const double nt = static_cast<double>(rows_between(o, oe, r.step) * L);
-        std::fill(s, s + len + kPad, 0.0f);
-        for (int64_t oo = o; oo < oe; oo += r.step) {
-          const float* row = x + (oo * C + cb) * L;
-          acc_block_row<Arch, 1>(len, &row, [&](int64_t j, const B* xs) { S::store(s + j, S::load(s + j) + xs[0]); });
-        }
+        float* const sums1[1] = {s};
+        acc_down_rows<Arch, 1>(x + cb * L, C * L, len, o, oe, r.step, sums1,
+                               [](int64_t, const B* xs, B* a) { a[0] = a[0] + xs[0]; });
         float mk[kSpread];
+        sum_runs(s, nc, L, mk);
         for (int64_t k = 0; k < nc; ++k) {
-          float t = 0;
-          for (int64_t i = 0; i < L; ++i) t += s[k * L + i];
-          mk[k] = t / static_cast<float>(nt);
+          mk[k] /= static_cast<float>(nt);
           std::fill_n(m + k * L, L, mk[k]);
         }
-        std::fill(sd, sd + len + kPad, 0.0f);
-        std::fill(sd2, sd2 + len + kPad, 0.0f);
-        for (int64_t oo = o; oo < oe; oo += r.step) {
-          const float* row = x + (oo * C + cb) * L;
-          acc_block_row<Arch, 1>(len, &row, [&](int64_t j, const B* xs) {
-            const B d = xs[0] - S::load(m + j);
-            S::store(sd + j, S::load(sd + j) + d);
-            S::store(sd2 + j, S::fma(d, d, S::load(sd2 + j)));
-          });
-        }
+        float* const sums2[2] = {sd, sd2};
+        acc_down_rows<Arch, 2>(x + cb * L, C * L, len, o, oe, r.step, sums2, deviations_of<Arch>(m));
         const MergeWeights w(n, nt);
+        float a[kSpread], b[kSpread];
+        sum_runs(sd, nc, L, a);
+        sum_runs(sd2, nc, L, b);
         for (int64_t k = 0; k < nc; ++k) {
-          float a = 0, b = 0;
-          for (int64_t i = 0; i < L; ++i) {
-            a += sd[k * L + i];
-            b += sd2[k * L + i];
-          }
           double mt, m2t;
-          tile_moments(1.0 / nt, mk[k], a, b, mt, m2t);
+          tile_moments(1.0 / nt, mk[k], a[k], b[k], mt, m2t);
           chan_merge(mu[k], q[k], mt, m2t, w);
         }
         n += nt;
@@ -223,7 +270,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
     return;
   }
   // Channels last: vectors run across channels.
-  const int64_t R = tile_rows_channels_last(C);
+  const int64_t R = kTileRows;
   for (int64_t c = r.c0; c < r.c1; ++c) mean[c - r.c0] = m2[c - r.c0] = 0.0;
   alignas(64) float s[kChannelBlock], m[kChannelBlock], sd[kChannelBlock], sd2[kChannelBlock];
   double n = 0;
@@ -234,21 +281,12 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
     for (int64_t cb = r.c0; cb < r.c1; cb += kChannelBlock) {
       const int64_t nb = std::min(kChannelBlock, r.c1 - cb);
       std::fill(s, s + kChannelBlock, 0.0f);
-      for (int64_t oo = o; oo < oe; oo += r.step) {
-        const float* row = x + oo * C + cb;
-        acc_block_row<Arch, 1>(nb, &row, [&](int64_t j, const B* xs) { S::store(s + j, S::load(s + j) + xs[0]); });
-      }
+      float* const sums1[1] = {s};
+      acc_down_rows<Arch, 1>(x + cb, C, nb, o, oe, r.step, sums1,
+                             [](int64_t, const B* xs, B* a) { a[0] = a[0] + xs[0]; });
       for (int64_t j = 0; j < kChannelBlock; ++j) m[j] = s[j] / static_cast<float>(nt);
-      std::fill(sd, sd + kChannelBlock, 0.0f);
-      std::fill(sd2, sd2 + kChannelBlock, 0.0f);
-      for (int64_t oo = o; oo < oe; oo += r.step) {
-        const float* row = x + oo * C + cb;
-        acc_block_row<Arch, 1>(nb, &row, [&](int64_t j, const B* xs) {
-          const B d = xs[0] - S::load(m + j);
-          S::store(sd + j, S::load(sd + j) + d);
-          S::store(sd2 + j, S::fma(d, d, S::load(sd2 + j)));
-        });
-      }
+      float* const sums2[2] = {sd, sd2};
+      acc_down_rows<Arch, 2>(x + cb, C, nb, o, oe, r.step, sums2, deviations_of<Arch>(m));
       const double inv_nt = 1.0 / nt;
       for (int64_t j = 0; j < nb; ++j) {
         double mt, m2t;
@@ -328,17 +366,16 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
             S::store(t[2] + j, S::load(t[2] + j) + xc);
           });
         }
-        for (int64_t k = 0; k < nb; ++k)
-          for (int q = 0; q < 3; ++q) {
-            float a = 0;
-            for (int64_t i = 0; i < L; ++i) a += t[q][k * L + i];
-            sums[q][cb + k - r.c0] += static_cast<double>(a);
-          }
+        for (int q = 0; q < 3; ++q) {
+          float a[kSpread];
+          sum_runs(t[q], nb, L, a);
+          for (int64_t k = 0; k < nb; ++k) sums[q][cb + k - r.c0] += static_cast<double>(a[k]);
+        }
       });
     }
     return;
   }
-  const int64_t R = tile_rows_channels_last(C);
+  const int64_t R = kTileRows;
   alignas(64) float m[kChannelBlock], t[3][kChannelBlock];
   for (int64_t o = r.o0; o < r.o1; o += R * r.step) {
     const int64_t oe = std::min(r.o1, o + R * r.step);
