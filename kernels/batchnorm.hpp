@@ -68,60 +68,67 @@ struct DzOp {
   }
 };
 
-// backward_sums' dy source for the fused kernels: dz, computed run by run
-// into `out` where given (the caller wants dz), else into a buffer; with
-// `stream`, into the buffer and from there to `out` past the cache.
+// backward_sums' dy source for the fused kernels: dz, computed into `out`
+// where given (the caller wants dz), else into a buffer of kBuf floats;
+// with `stream`, into the buffer and from there to `out` past the cache.
 template <class Arch, bool Res, class A>
 struct FusedDz {
+  static constexpr int64_t kBuf = kTileInner;
   DzOp<Arch, Res, A> op;
   const float *x, *res, *dy;
   float* out;
   const float *mean, *zscale, *zshift;
   bool stream;
-  alignas(64) mutable float buf[std::max(kTileInner, kChannelBlock)];  // left uninitialized
-  alignas(64) mutable float sp[3][kSpread + kPad];                      // spread parameters
+  alignas(64) mutable float buf[kBuf];                // left uninitialized
+  alignas(64) mutable float sp[3][kSpread + kPad];   // spread parameters
 
   FusedDz(const A& a, const float* x_, const float* res_, const float* dy_, float* out_, const float* mean_,
           const float* zscale_, const float* zshift_, bool stream_)
       : op{a}, x(x_), res(res_), dy(dy_), out(out_), mean(mean_), zscale(zscale_), zshift(zshift_),
         stream(stream_) {}
 
+  bool in_place() const { return out && !stream; }
   const float* run(int64_t off, int64_t n, int64_t c) const {
     BroadcastParams<Arch, 3> p;
     p.p[0] = simd<Arch>::set1(mean[c]);
     p.p[1] = simd<Arch>::set1(zscale[c]);
     p.p[2] = simd<Arch>::set1(zshift[c]);
-    return compute(off, n, p);
+    return rows(off, 0, 1, n, p).p;
   }
-  const float* row(int64_t off, int64_t cb, int64_t nb) const {
+  int64_t max_rows(int64_t len) const { return in_place() ? INT64_MAX : std::max<int64_t>(1, kBuf / len); }
+  RowSet rows_of_block(int64_t off, int64_t stride, int64_t nrows, int64_t cb, int64_t nb) const {
     LaneParams<Arch, 3> p;
     p.p[0] = mean + cb;
     p.p[1] = zscale + cb;
     p.p[2] = zshift + cb;
-    return compute(off, nb, p);
+    return rows(off, stride, nrows, nb, p);
   }
   void spread(int64_t cb, int64_t nb, int64_t L) const {
     const float* src[3] = {mean, zscale, zshift};
     for (int q = 0; q < 3; ++q)
       for (int64_t k = 0; k < nb; ++k) std::fill_n(sp[q] + k * L, L, src[q][cb + k]);
   }
-  const float* stretch(int64_t off, int64_t len) const {
+  RowSet rows_of_stretch(int64_t off, int64_t stride, int64_t nrows, int64_t len) const {
     LaneParams<Arch, 3> p;
     for (int q = 0; q < 3; ++q) p.p[q] = sp[q];
-    return compute(off, len, p);
+    return rows(off, stride, nrows, len, p);
   }
+  // dz of nrows rows of n elements, row i from off + i * stride.
   template <class Par>
-  const float* compute(int64_t off, int64_t n, const Par& p) const {
-    float* dst = out && !stream ? out + off : buf;
-    const float* in[3] = {x + off, dy + off, Res ? res + off : nullptr};
-    map_run<Arch, Res ? 3 : 2, 3>(op, n, in, dst, p, false);
-    if (out && stream) {
-      using B = typename simd<Arch>::batch;
-      const float* from[1] = {buf};
-      map_run<Arch, 1, 0>([](const B* xs, const B*) { return xs[0]; }, n, from, out + off,
-                          BroadcastParams<Arch, 0>{}, true);
+  RowSet rows(int64_t off, int64_t stride, int64_t nrows, int64_t n, const Par& p) const {
+    using B = typename simd<Arch>::batch;
+    for (int64_t i = 0; i < nrows; ++i) {
+      const int64_t o = off + i * stride;
+      const float* in[3] = {x + o, dy + o, Res ? res + o : nullptr};
+      float* dst = in_place() ? out + o : buf + i * n;
+      map_run<Arch, Res ? 3 : 2, 3>(op, n, in, dst, p, false);
+      if (out && stream) {
+        const float* from[1] = {dst};
+        map_run<Arch, 1, 0>([](const B* xs, const B*) { return xs[0]; }, n, from, out + o,
+                            BroadcastParams<Arch, 0>{}, true);
+      }
     }
-    return dst;
+    return in_place() ? RowSet{out + off, stride} : RowSet{buf, n};
   }
 };
 

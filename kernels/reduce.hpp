@@ -100,36 +100,21 @@ inline void tile_moments(double inv_nt, float m, float sd, float sd2, double& mt
   m2t = static_cast<double>(sd2) - static_cast<double>(sd) * d;
 }
 
-// Channels last: acc[j] op= row[j] for j < n over a channel block, whose
-// accumulator arrays are padded to whole vectors, so every channel gets the
-// same vector arithmetic wherever the block starts.
-template <class Arch, int NIn, class Body>
-inline void acc_block_row(int64_t n, const float* const* row, const Body& body) {
-  using S = simd<Arch>;
-  using B = typename S::batch;
-  constexpr int64_t W = static_cast<int64_t>(S::width);
-  B xs[NIn];
-  int64_t j = 0;
-  for (; j + W <= n; j += W) {
-    for (int k = 0; k < NIn; ++k) xs[k] = S::load(row[k] + j);
-    body(j, xs);
-  }
-  if (j < n) {
-    for (int k = 0; k < NIn; ++k) xs[k] = S::load_partial(row[k] + j, n - j);
-    body(j, xs);
-  }
-}
+// Rows of a tile as a pointer and a stride: row i starts at p + i * stride.
+struct RowSet {
+  const float* p;
+  int64_t stride;
+};
 
-// Float sums down the rows of a tile, per position j of a stretch of len
-// floats: out[k][j] = the fold of body over rows [o, oe) (step), from 0.
-// A chunk of vectors is held in registers through all the rows — the same
-// sums in the same order as accumulating row by row into memory, without a
-// load and a store of each accumulator per row. out[k] is padded to whole
-// vectors; lanes past len read 0.
-// body(j, xs, acc): acc[0..K) of the vector at position j; xs[0] = x there.
-template <class Arch, int K, class Body>
-inline void acc_down_rows(const float* x, int64_t row_stride, int64_t len, int64_t o, int64_t oe, int64_t step,
-                          float* const* out, const Body& body) {
+// Float sums down nrows rows, per position j of a stretch of len floats:
+// out[k][j] is folded with body over the rows, in order, from its value on
+// entry. A chunk of vectors is held in registers through all the rows — the
+// same sums in the same order as accumulating row by row into memory,
+// without a load and a store of each accumulator per row. out[k] is padded
+// to whole vectors; lanes past len read 0.
+// body(j, xs, acc): acc[0..K) of the vector at position j; xs[i] = input i.
+template <class Arch, int NIn, int K, class Body>
+inline void acc_down_rows(const RowSet* in, int64_t nrows, int64_t len, float* const* out, const Body& body) {
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
@@ -137,26 +122,28 @@ inline void acc_down_rows(const float* x, int64_t row_stride, int64_t len, int64
   int64_t j0 = 0;
   for (; j0 + U * W <= len; j0 += U * W) {
     B acc[U][K];
-    for (auto& a : acc)
-      for (auto& v : a) v = S::zero();
-    for (int64_t oo = o; oo < oe; oo += step) {
-      const float* row = x + oo * row_stride + j0;
+    for (int u = 0; u < U; ++u)
+      for (int k = 0; k < K; ++k) acc[u][k] = S::load(out[k] + j0 + u * W);
+    for (int64_t i = 0; i < nrows; ++i)
       for (int u = 0; u < U; ++u) {
-        const B xs = S::load(row + u * W);
-        body(j0 + u * W, &xs, acc[u]);
+        B xs[NIn];
+        for (int q = 0; q < NIn; ++q) xs[q] = S::load(in[q].p + i * in[q].stride + j0 + u * W);
+        body(j0 + u * W, xs, acc[u]);
       }
-    }
     for (int u = 0; u < U; ++u)
       for (int k = 0; k < K; ++k) S::store(out[k] + j0 + u * W, acc[u][k]);
   }
   for (; j0 < len; j0 += W) {  // the last vectors one at a time
     B acc[K];
-    for (auto& v : acc) v = S::zero();
+    for (int k = 0; k < K; ++k) acc[k] = S::load(out[k] + j0);
     const int64_t m = std::min(W, len - j0);
-    for (int64_t oo = o; oo < oe; oo += step) {
-      const float* row = x + oo * row_stride + j0;
-      const B xs = m == W ? S::load(row) : S::load_partial(row, m);
-      body(j0, &xs, acc);
+    for (int64_t i = 0; i < nrows; ++i) {
+      B xs[NIn];
+      for (int q = 0; q < NIn; ++q) {
+        const float* row = in[q].p + i * in[q].stride + j0;
+        xs[q] = m == W ? S::load(row) : S::load_partial(row, m);
+      }
+      body(j0, xs, acc);
     }
     for (int k = 0; k < K; ++k) S::store(out[k] + j0, acc[k]);
   }
@@ -240,9 +227,11 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
       double n = 0;
       for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t, int64_t) {
         const double nt = static_cast<double>(rows_between(o, oe, r.step) * L);
+        const RowSet rows{x + (o * C + cb) * L, r.step * C * L};
+        const int64_t nrows = rows_between(o, oe, r.step);
         float* const sums1[1] = {s};
-        acc_down_rows<Arch, 1>(x + cb * L, C * L, len, o, oe, r.step, sums1,
-                               [](int64_t, const B* xs, B* a) { a[0] = a[0] + xs[0]; });
+        std::fill(s, s + len + kPad, 0.0f);
+        acc_down_rows<Arch, 1, 1>(&rows, nrows, len, sums1, [](int64_t, const B* xs, B* a) { a[0] = a[0] + xs[0]; });
         float mk[kSpread];
         sum_runs(s, nc, L, mk);
         for (int64_t k = 0; k < nc; ++k) {
@@ -250,7 +239,9 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
           std::fill_n(m + k * L, L, mk[k]);
         }
         float* const sums2[2] = {sd, sd2};
-        acc_down_rows<Arch, 2>(x + cb * L, C * L, len, o, oe, r.step, sums2, deviations_of<Arch>(m));
+        std::fill(sd, sd + len + kPad, 0.0f);
+        std::fill(sd2, sd2 + len + kPad, 0.0f);
+        acc_down_rows<Arch, 1, 2>(&rows, nrows, len, sums2, deviations_of<Arch>(m));
         const MergeWeights w(n, nt);
         float a[kSpread], b[kSpread];
         sum_runs(sd, nc, L, a);
@@ -280,13 +271,16 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
     const MergeWeights w(n, nt);
     for (int64_t cb = r.c0; cb < r.c1; cb += kChannelBlock) {
       const int64_t nb = std::min(kChannelBlock, r.c1 - cb);
+      const RowSet rows{x + o * C + cb, r.step * C};
+      const int64_t nrows = rows_between(o, oe, r.step);
       std::fill(s, s + kChannelBlock, 0.0f);
       float* const sums1[1] = {s};
-      acc_down_rows<Arch, 1>(x + cb, C, nb, o, oe, r.step, sums1,
-                             [](int64_t, const B* xs, B* a) { a[0] = a[0] + xs[0]; });
+      acc_down_rows<Arch, 1, 1>(&rows, nrows, nb, sums1, [](int64_t, const B* xs, B* a) { a[0] = a[0] + xs[0]; });
       for (int64_t j = 0; j < kChannelBlock; ++j) m[j] = s[j] / static_cast<float>(nt);
+      std::fill(sd, sd + kChannelBlock, 0.0f);
+      std::fill(sd2, sd2 + kChannelBlock, 0.0f);
       float* const sums2[2] = {sd, sd2};
-      acc_down_rows<Arch, 2>(x + cb, C, nb, o, oe, r.step, sums2, deviations_of<Arch>(m));
+      acc_down_rows<Arch, 1, 2>(&rows, nrows, nb, sums2, deviations_of<Arch>(m));
       const double inv_nt = 1.0 / nt;
       for (int64_t j = 0; j < nb; ++j) {
         double mt, m2t;
@@ -299,18 +293,47 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
 }
 
 // Where the backward sums read dy from: the caller's dy as it is. (The fused
-// kernels compute dz = act'(z) * dy instead, run by run.) run(off, n, c): n
-// elements of channel c from offset off; row(off, cb, nb): channels
-// [cb, cb + nb) of one row.
-// spread(cb, nb, L) then stretch(off, len): a block of nb channels with
-// runs of L, one row's stretch of len = nb * L from offset off.
+// kernels compute dz = act'(z) * dy instead.) run(off, n, c): n elements of
+// channel c from offset off. Blocks of rows, at most max_rows(len) at a
+// time: rows_of_block(off, stride, nrows, cb, nb), channels [cb, cb + nb) of
+// each row (channels last); after spread(cb, nb, L), rows_of_stretch(off,
+// stride, nrows, len), a block of nb channels with runs of L, one stretch
+// of len = nb * L per row. Row i starts at off + i * stride in x.
 struct DyAsGiven {
   const float* dy;
   const float* run(int64_t off, int64_t, int64_t) const { return dy + off; }
-  const float* row(int64_t off, int64_t, int64_t) const { return dy + off; }
+  int64_t max_rows(int64_t) const { return INT64_MAX; }
+  RowSet rows_of_block(int64_t off, int64_t stride, int64_t, int64_t, int64_t) const { return {dy + off, stride}; }
   void spread(int64_t, int64_t, int64_t) const {}
-  const float* stretch(int64_t off, int64_t) const { return dy + off; }
+  RowSet rows_of_stretch(int64_t off, int64_t stride, int64_t, int64_t) const { return {dy + off, stride}; }
 };
+
+// backward_sums' accumulation of a vector: with xc = x - m[j],
+// acc[0] += dy, acc[1] += dy * xc, acc[2] += xc.
+template <class Arch>
+inline auto dy_sums_of(const float* m) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  return [m](int64_t j, const B* xs, B* a) {
+    const B xc = xs[0] - S::load(m + j);
+    a[0] = a[0] + xs[1];
+    a[1] = S::fma(xs[1], xc, a[1]);
+    a[2] = a[2] + xc;
+  };
+}
+
+// acc_down_rows of (x, dy) over nrows rows from offset off (row stride
+// `stride` in x), in blocks of rows the dy source can hold.
+template <class Arch, class Rows>
+inline void acc_dy_rows(const float* x, int64_t off, int64_t stride, int64_t nrows, int64_t len, int64_t cap,
+                        const Rows& dy_rows, float* const* t, const float* m) {
+  for (int64_t i0 = 0; i0 < nrows; i0 += cap) {
+    const int64_t n = std::min(cap, nrows - i0);
+    const int64_t o = off + i0 * stride;
+    const RowSet in[2] = {{x + o, stride}, dy_rows(o, n)};
+    acc_down_rows<Arch, 2, 3>(in, n, len, t, dy_sums_of<Arch>(m));
+  }
+}
 
 // Backward sums of each channel of r over rows [o0, o1), with xc = x - mean[c]:
 // sums[0][c - c0] = sum(dy), sums[1][...] = sum(dy * xc), sums[2][...] = sum(xc).
@@ -356,16 +379,11 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
       dys.spread(cb, nb, L);
       for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t, int64_t) {
         for (auto& tk : t) std::fill(tk, tk + len + kPad, 0.0f);
-        for (int64_t oo = o; oo < oe; oo += r.step) {
-          const int64_t off = (oo * C + cb) * L;
-          const float* rows[2] = {x + off, dys.stretch(off, len)};
-          acc_block_row<Arch, 2>(len, rows, [&](int64_t j, const B* xs) {
-            const B xc = xs[0] - S::load(m + j);
-            S::store(t[0] + j, S::load(t[0] + j) + xs[1]);
-            S::store(t[1] + j, S::fma(xs[1], xc, S::load(t[1] + j)));
-            S::store(t[2] + j, S::load(t[2] + j) + xc);
-          });
-        }
+        float* const tp[3] = {t[0], t[1], t[2]};
+        acc_dy_rows<Arch>(x, (o * C + cb) * L, r.step * C * L, rows_between(o, oe, r.step), len,
+                          dys.max_rows(len),
+                          [&](int64_t off, int64_t n) { return dys.rows_of_stretch(off, r.step * C * L, n, len); },
+                          tp, m);
         for (int q = 0; q < 3; ++q) {
           float a[kSpread];
           sum_runs(t[q], nb, L, a);
@@ -384,15 +402,10 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
       std::fill(m, m + kChannelBlock, 0.0f);
       std::copy(mean + cb, mean + cb + nb, m);
       for (auto& tk : t) std::fill(tk, tk + kChannelBlock, 0.0f);
-      for (int64_t oo = o; oo < oe; oo += r.step) {
-        const float* rows[2] = {x + oo * C + cb, dys.row(oo * C + cb, cb, nb)};
-        acc_block_row<Arch, 2>(nb, rows, [&](int64_t j, const B* xs) {
-          const B xc = xs[0] - S::load(m + j);
-          S::store(t[0] + j, S::load(t[0] + j) + xs[1]);
-          S::store(t[1] + j, S::fma(xs[1], xc, S::load(t[1] + j)));
-          S::store(t[2] + j, S::load(t[2] + j) + xc);
-        });
-      }
+      float* const tp[3] = {t[0], t[1], t[2]};
+      acc_dy_rows<Arch>(x, o * C + cb, r.step * C, rows_between(o, oe, r.step), nb, dys.max_rows(nb),
+                        [&](int64_t off, int64_t n) { return dys.rows_of_block(off, r.step * C, n, cb, nb); }, tp,
+                        m);
       for (int k = 0; k < 3; ++k)
         for (int64_t j = 0; j < nb; ++j) sums[k][cb - r.c0 + j] += static_cast<double>(t[k][j]);
     }
