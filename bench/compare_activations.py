@@ -63,37 +63,30 @@ print(json.dumps(out))
 """ % (ALPHA, LAMBDA)
 
 
+def gbench_medians(exe, args, reps):
+    """[(run_name split at '/', bytes_per_second)] of the medians of a Google Benchmark run."""
+    cmd = [exe] + args + ["--benchmark_format=json", "--benchmark_repetitions=%d" % reps,
+                          "--benchmark_report_aggregates_only=true"]
+    res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    # With one repetition Google Benchmark reports no aggregates.
+    return [(b["run_name"].split("/"), b["bytes_per_second"]) for b in res["benchmarks"]
+            if b.get("aggregate_name", "median" if reps == 1 else None) == "median"]
+
+
 def normkit(build, elems, threads, reps):
     exe = os.path.join(ROOT, build, "bench", "nk_bench_act")
-    cmd = [exe, "--nk_elems=%d" % elems, "--nk_threads=" + ",".join(map(str, threads)),
-           "--benchmark_format=json", "--benchmark_repetitions=%d" % reps,
-           "--benchmark_report_aggregates_only=true"]
-    res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    out = {}
-    for b in res["benchmarks"]:
-        # With one repetition Google Benchmark reports no aggregates.
-        if b.get("aggregate_name", "median" if reps == 1 else None) != "median":
-            continue
-        parts = b["run_name"].split("/")  # selu_fwd/N/isa:X/threads:T/real_time
-        t = int(parts[3].split(":")[1])
-        out[(parts[0], t)] = b["bytes_per_second"] / 1e9
-    return out
+    args = ["--nk_elems=%d" % elems, "--nk_threads=" + ",".join(map(str, threads))]
+    # selu_fwd/N/isa:X/threads:T/real_time
+    return {(parts[0], int(parts[3].split(":")[1])): bps / 1e9
+            for parts, bps in gbench_medians(exe, args, reps)}
 
 
 def copy_bandwidth(build, threads, reps):
     """{threads: GB/s} of nk_bench's membw_copy (bytes read + written)."""
     exe = os.path.join(ROOT, build, "bench", "nk_bench")
-    cmd = [exe, "--benchmark_filter=^membw_copy/", "--nk_threads=" + ",".join(map(str, threads)),
-           "--benchmark_format=json", "--benchmark_repetitions=%d" % reps,
-           "--benchmark_report_aggregates_only=true"]
-    res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    out = {}
-    for b in res["benchmarks"]:
-        if b.get("aggregate_name", "median" if reps == 1 else None) != "median":
-            continue
-        parts = b["run_name"].split("/")  # membw_copy/960MiB/threads:T/real_time
-        out[int(parts[2].split(":")[1])] = b["bytes_per_second"] / 1e9
-    return out
+    args = ["--benchmark_filter=^membw_copy/", "--nk_threads=" + ",".join(map(str, threads))]
+    # membw_copy/960MiB/threads:T/real_time
+    return {int(parts[2].split(":")[1]): bps / 1e9 for parts, bps in gbench_medians(exe, args, reps)}
 
 
 def torch_rates(elems, t, reps):
