@@ -18,13 +18,18 @@ ninja -C build >/dev/null
 
 norms=()
 torch=()
+common=()  # what compare_activations.py and compare_fused.py take too
 while [ $# -gt 0 ]; do
   case $1 in
     --quick | --no-onednn) norms+=("$1") ;;
     --no-torch) norms+=("$1"); torch+=(--no-torch) ;;
     --normkit-only) norms+=(--no-torch --no-onednn); torch+=(--no-torch) ;;
-    --threads=* | --reps=* | --min-time=* | --isa=* | --probe-mib=* | --torch-malloc=* | --build=*) norms+=("$1") ;;
-    --threads | --reps | --min-time | --isa | --probe-mib | --torch-malloc | --build)
+    --threads=* | --reps=* | --build=*) norms+=("$1"); common+=("$1") ;;
+    --threads | --reps | --build)
+      norms+=("$1" "${2:-}"); common+=("$1" "${2:-}")
+      shift ;;
+    --min-time=* | --isa=* | --probe-mib=* | --torch-malloc=*) norms+=("$1") ;;
+    --min-time | --isa | --probe-mib | --torch-malloc)
       norms+=("$1" "${2:-}")
       shift ;;
     --from | --from=*) exit 0 ;;
@@ -34,6 +39,6 @@ done
 echo
 /usr/bin/python3 bench/compare_norms.py "${norms[@]}"
 echo
-/usr/bin/python3 bench/compare_activations.py
+/usr/bin/python3 bench/compare_activations.py "${common[@]}"
 echo
-/usr/bin/python3 bench/compare_fused.py "${torch[@]}"
+/usr/bin/python3 bench/compare_fused.py "${common[@]}" "${torch[@]}"
