@@ -166,21 +166,21 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     }
   }
   float* const dz = dz_buffer(f, x, dx, dres);
-  const bool stream = backward_streams_dx(f, dz, dx, e.v.outer * C * e.v.inner);
-  // dresidual, an output, goes past the cache where dx does. Then, where a
-  // channel stays in cache through the passes, the apply pass recomputes dz
-  // from x, the residual and dy rather than read dresidual back from memory.
-  const bool stream_dz = dz && dz == dres && stream;
-  const bool recompute = !dz || (stream_dz && e.channel_resident());
+  const BackwardStores out = backward_stores(f, dz, dx, e.v.outer * C * e.v.inner, e.channel_resident());
+  const bool stream = out.dx;
+  // Where dresidual went past the cache and a channel stays in cache
+  // through the passes, the apply pass recomputes dz from x, the residual
+  // and dy rather than read dresidual back from memory.
+  const bool recompute = !dz || (dz == dres && out.dz && e.channel_resident());
   auto sums = [&](int64_t b, int64_t c0, int64_t c1) {
-    double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
+    double* sums3[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
     const int64_t goff = e.block_group(b) * C;
     const kernels::Range r = e.block_range(c0, c1, b);
     if (f.fused)
       e.k.bn_act_backward_sums(x, f.res, dy, dz, e.v, r, st.saved_mean + goff, zscale.data() + goff,
-                               zshift.data() + goff, f.act, out, stream_dz);
+                               zshift.data() + goff, f.act, sums3, out.dz);
     else
-      e.k.bn_backward_sums(x, dy, e.v, r, st.saved_mean + goff, out);
+      e.k.bn_backward_sums(x, dy, e.v, r, st.saved_mean + goff, sums3);
   };
   auto coefficients = [&](int64_t c) {
     const double gm = gamma ? gamma[c] : 1.0;

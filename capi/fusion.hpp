@@ -65,14 +65,23 @@ inline float* dz_buffer(const Fusion& f, const float* x, float* dx, float* dres)
   return costly && dx != x ? dx : nullptr;
 }
 
-// Whether backward's apply pass writes dx past the cache: where the bytes
-// it moves (x, dy, dx, and the residual where dz is recomputed with it)
-// would not fit in the cache anyway; never where dz sits in dx's buffer,
-// since the apply pass then overwrites lines the sums pass left in the
-// cache, which a streaming store would first write back.
-inline bool backward_streams_dx(const Fusion& f, const float* dz, const float* dx, int64_t elems) {
+// Which of backward's outputs go past the cache: dx, and dz where
+// dz_buffer gave it a buffer; where the bytes moved (x, dy, dx, and the
+// residual where dz is recomputed with it) would not fit in the cache
+// anyway. Not where dz sits in dx's buffer and a channel stays in cache
+// between the passes (`resident`): the apply pass then overwrites lines the
+// sums pass left in the cache, which a streaming store would first write
+// back. Elsewhere dz in dx's buffer is streamed too: the apply pass reads it
+// back from memory either way, and saves the read for ownership.
+struct BackwardStores {
+  bool dz, dx;
+};
+inline BackwardStores backward_stores(const Fusion& f, const float* dz, const float* dx, int64_t elems,
+                                      bool resident) {
   const int64_t streams = 3 + (f.res && !dz ? 1 : 0);
-  return dz != dx && streams * static_cast<int64_t>(sizeof(float)) * elems >= stream_threshold();
+  const bool big = streams * static_cast<int64_t>(sizeof(float)) * elems >= stream_threshold();
+  const bool stream = big && !(dz == dx && resident);
+  return {dz != nullptr && stream, stream};
 }
 
 // z = (x - saved_mean) * scale + shift, from the float statistics that

@@ -155,7 +155,8 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   }
   std::vector<double> s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
   float* const dz = dz_buffer(f, x, dx, dres);
-  const bool stream = backward_streams_dx(f, dz, dx, a.sh.s.total);
+  // A sample stays in cache through the passes; dresidual is read back.
+  const bool stream = backward_stores(f, dz, dx, a.sh.s.total, true).dx;
   const kernels::View sv = a.sh.sample_view();
   auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };
   auto sums = [&](int64_t n, int64_t c0, int64_t c1) {
