@@ -146,7 +146,9 @@ void check_bn(const ref::Layout& l, const ActCase& a, bool residual, bool affine
             NK_OK)
       << nk_last_error();
   EXPECT_LE(err(dx, r.dx), 5e-5);
-  if (residual) EXPECT_LE(err(dres, r.dres), 5e-6);
+  if (residual) {
+    EXPECT_LE(err(dres, r.dres), 5e-6);
+  }
   if (grads) {
     EXPECT_LE(err(dg, r.dgamma), 5e-5);
     EXPECT_LE(err(db, r.dbeta), 5e-5);
@@ -265,7 +267,9 @@ void check_bn_composition(const ref::Layout& l, const Options& op, const ActCase
   EXPECT_LE(err(dx, dx_u), 2e-5);
   EXPECT_LE(err(dg, dg_u), 2e-5);
   EXPECT_LE(err(db, db_u), 2e-5);
-  if (residual) EXPECT_LE(err(dres, dz), 2e-6);
+  if (residual) {
+    EXPECT_LE(err(dres, dz), 2e-6);
+  }
 }
 
 class FusedBn : public IsaTest {};
@@ -426,7 +430,9 @@ void check_gn(const ref::Layout& l, int64_t G, const ActCase& a, bool residual, 
             NK_OK)
       << nk_last_error();
   EXPECT_LE(err(dx, r.dx), 5e-5);
-  if (residual) EXPECT_LE(err(dres, r.dres), 5e-6);
+  if (residual) {
+    EXPECT_LE(err(dres, r.dres), 5e-6);
+  }
   EXPECT_LE(err(dg, r.dgamma), 5e-5);
   EXPECT_LE(err(db, r.dbeta), 5e-5);
 }
