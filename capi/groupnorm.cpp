@@ -155,18 +155,22 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   }
   std::vector<double> s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
   float* const dz = dz_buffer(f, x, dx, dres);
-  // A sample stays in cache through the passes; dresidual is read back.
-  const bool stream = backward_stores(f, dz, dx, a.sh.s.total, true).dx;
+  // As Batch Norm's backward: where a group stays in cache through the
+  // passes and dresidual went past it, the apply pass recomputes dz.
+  const bool resident = group_resident(a.sh);
+  const BackwardStores out = backward_stores(f, dz, dx, a.sh.s.total, resident);
+  const bool stream = out.dx;
+  const bool recompute = !dz || (dz == dres && out.dz && resident);
   const kernels::View sv = a.sh.sample_view();
   auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };
   auto sums = [&](int64_t n, int64_t c0, int64_t c1) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
-    double* out[3] = {&s0[pc + c0], &s1[pc + c0], &s2[pc + c0]};
+    double* sums3[3] = {&s0[pc + c0], &s1[pc + c0], &s2[pc + c0]};
     if (f.fused)
       a.k.bn_act_backward_sums(x + off, at(f.res, off), dy + off, at(dz, off), sv, {c0, c1, 0, P}, &mexp[pc],
-                               &zscale[pc], &zshift[pc], f.act, out, false);
+                               &zscale[pc], &zshift[pc], f.act, sums3, out.dz);
     else
-      a.k.bn_backward_sums(x + off, dy + off, sv, {c0, c1, 0, P}, &mexp[pc], out);
+      a.k.bn_backward_sums(x + off, dy + off, sv, {c0, c1, 0, P}, &mexp[pc], sums3);
   };
   // dx = g*s*dy + b*(x - mu_s) + d per channel, with the group's A = sum(g*dy),
   // Pb = sum(g*dy*(x - mean)), delta = mean - mu_s.
@@ -192,7 +196,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   };
   auto apply = [&](int64_t n, kernels::Range r) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
-    if (f.fused && !dz)
+    if (f.fused && recompute)
       a.k.bn_act_backward_apply(x + off, at(f.res, off), dy + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
                                 &pd[pc], &zscale[pc], &zshift[pc], f.act, stream);
     else
