@@ -104,8 +104,24 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
   using S = simd<Arch>;
   const int64_t C = v.channels;
   const float* ins[NIn];
+  alignas(64) float spread[NPar > 0 ? NPar : 1][kSpread];
   if (v.inner == 1) {
     LaneParams<Arch, NPar> lp;
+    // Whole rows of few channels are consecutive in memory: several rows
+    // make one run, with the parameters tiled over them (the same
+    // arithmetic per element), where a run per row would spend more on its
+    // setup and its partial lines than on its few vectors.
+    const int64_t per = r.c1 - r.c0 == C && r.step == 1 ? kSpread / C : 0;
+    if (per > 1) {
+      for (int k = 0; k < NPar; ++k)
+        for (int64_t i = 0; i < per; ++i) std::copy(par[k], par[k] + C, spread[k] + i * C);
+      for (int k = 0; k < NPar; ++k) lp.p[k] = spread[k];
+      for (int64_t o = r.o0; o < r.o1; o += per) {
+        for (int k = 0; k < NIn; ++k) ins[k] = in[k] + o * C;
+        map_run<Arch, NIn, NPar>(op, std::min(per, r.o1 - o) * C, ins, out + o * C, lp, stream);
+      }
+      return;
+    }
     for (int k = 0; k < NPar; ++k) lp.p[k] = par[k] + r.c0;
     for (int64_t o = r.o0; o < r.o1; o += r.step) {
       const int64_t off = o * C + r.c0;
@@ -128,7 +144,6 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
       // Short runs: the parameters of a block of channels spread over their
       // runs, so that each row of the block is one long run (the same
       // arithmetic per element).
-      alignas(64) float spread[NPar > 0 ? NPar : 1][kSpread];
       const int64_t per = spread_channels(v.inner);
       LaneParams<Arch, NPar> lp;
       for (int k = 0; k < NPar; ++k) lp.p[k] = spread[k];
