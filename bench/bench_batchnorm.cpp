@@ -321,12 +321,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("nk_probe_default_mib", std::to_string(default_probe_mib()));
   benchmark::AddCustomContext("l3_bytes", std::to_string(sysconf(_SC_LEVEL3_CACHE_SIZE)));
 
-  int bargc = static_cast<int>(args.rest.size());
-  args.rest.push_back(nullptr);
-  benchmark::Initialize(&bargc, args.rest.data());
-  if (benchmark::ReportUnrecognizedArguments(bargc, args.rest.data())) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  if (!args.run_benchmarks()) return 1;
   probe_data(0, true);
   nkbench::release_shape_data();
   return 0;

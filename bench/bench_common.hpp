@@ -189,6 +189,17 @@ struct Args {
     const char* e = env ? std::getenv(env) : nullptr;
     return (e && *e) ? std::string(e) : def;
   }
+  // Runs Google Benchmark on the rest of argv; false where it found flags
+  // it does not know.
+  bool run_benchmarks() {
+    int bargc = static_cast<int>(rest.size());
+    rest.push_back(nullptr);
+    benchmark::Initialize(&bargc, rest.data());
+    if (benchmark::ReportUnrecognizedArguments(bargc, rest.data())) return false;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return true;
+  }
   void check_known(const std::vector<std::string>& known) const {
     for (const auto& f : ours) {
       bool ok = false;

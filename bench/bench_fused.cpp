@@ -175,11 +175,6 @@ int main(int argc, char** argv) {
           }
   benchmark::AddCustomContext("nk_version", nk_version_string());
   benchmark::AddCustomContext("nk_isa", nk_active_isa());
-  int bargc = static_cast<int>(args.rest.size());
-  args.rest.push_back(nullptr);
-  benchmark::Initialize(&bargc, args.rest.data());
-  if (benchmark::ReportUnrecognizedArguments(bargc, args.rest.data())) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  if (!args.run_benchmarks()) return 1;
   return 0;
 }

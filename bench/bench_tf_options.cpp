@@ -119,12 +119,7 @@ int main(int argc, char** argv) {
                 ->UseRealTime()
                 ->Unit(benchmark::kMillisecond);
           }
-  int bargc = static_cast<int>(args.rest.size());
-  args.rest.push_back(nullptr);
-  benchmark::Initialize(&bargc, args.rest.data());
-  if (benchmark::ReportUnrecognizedArguments(bargc, args.rest.data())) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  if (!args.run_benchmarks()) return 1;
   nkbench::release_shape_data();
   return 0;
 }

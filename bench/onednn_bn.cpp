@@ -161,12 +161,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("onednn_cpu_runtime", v->cpu_runtime == DNNL_RUNTIME_OMP ? "omp" : "other");
   benchmark::AddCustomContext("onednn_isa", isa_name(dnnl::get_effective_cpu_isa()));
 
-  int bargc = static_cast<int>(args.rest.size());
-  args.rest.push_back(nullptr);
-  benchmark::Initialize(&bargc, args.rest.data());
-  if (benchmark::ReportUnrecognizedArguments(bargc, args.rest.data())) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  if (!args.run_benchmarks()) return 1;
   nkbench::release_shape_data();
   return 0;
 }
