@@ -166,12 +166,8 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     }
   }
   float* const dz = dz_buffer(f, x, dx, dres);
-  const BackwardStores out = backward_stores(f, dz, dx, e.v.outer * C * e.v.inner, e.channel_resident());
+  const BackwardStores out = backward_stores(f, dz, dx, dres, e.v.outer * C * e.v.inner, e.channel_resident());
   const bool stream = out.dx;
-  // Where dresidual went past the cache and a channel stays in cache
-  // through the passes, the apply pass recomputes dz from x, the residual
-  // and dy rather than read dresidual back from memory.
-  const bool recompute = !dz || (dz == dres && out.dz && e.channel_resident());
   auto sums = [&](int64_t b, int64_t c0, int64_t c1) {
     double* sums3[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
     const int64_t goff = e.block_group(b) * C;
@@ -214,7 +210,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   };
   auto apply = [&](const kernels::Range& r, int64_t g) {
     const int64_t off = g * C;
-    if (f.fused && recompute)
+    if (f.fused && out.recompute)
       e.k.bn_act_backward_apply(x, f.res, dy, dx, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off,
                                 p.d.data() + off, zscale.data() + off, zshift.data() + off, f.act, stream);
     else

@@ -65,23 +65,27 @@ inline float* dz_buffer(const Fusion& f, const float* x, float* dx, float* dres)
   return costly && dx != x ? dx : nullptr;
 }
 
-// Which of backward's outputs go past the cache: dx, and dz where
-// dz_buffer gave it a buffer; where the bytes moved (x, dy, dx, and the
-// residual where dz is recomputed with it) would not fit in the cache
-// anyway. Not where dz sits in dx's buffer and a channel stays in cache
-// between the passes (`resident`): the apply pass then overwrites lines the
-// sums pass left in the cache, which a streaming store would first write
-// back. Elsewhere dz in dx's buffer is streamed too: the apply pass reads it
-// back from memory either way, and saves the read for ownership.
+// How backward's passes store and read dz (dz: dz_buffer's choice, given
+// dresidual and whether a channel stays in cache between the passes).
+// Outputs go past the cache (dx, and dz where it has a buffer) where the
+// bytes moved (x, dy, dx, and the residual where dz is recomputed with it)
+// would not fit in the cache anyway; not where dz sits in dx's buffer and
+// `resident`: the apply pass then overwrites lines the sums pass left in
+// the cache, which a streaming store would first write back. Elsewhere dz in
+// dx's buffer is streamed too: the apply pass reads it back from memory
+// either way, and saves the read for ownership. The apply pass recomputes
+// dz where there is no buffer, and where dresidual went past the cache but
+// x, the residual and dy are still in it.
 struct BackwardStores {
-  bool dz, dx;
+  bool dz, dx, recompute;
 };
-inline BackwardStores backward_stores(const Fusion& f, const float* dz, const float* dx, int64_t elems,
-                                      bool resident) {
+inline BackwardStores backward_stores(const Fusion& f, const float* dz, const float* dx, const float* dres,
+                                      int64_t elems, bool resident) {
   const int64_t streams = 3 + (f.res && !dz ? 1 : 0);
   const bool big = streams * static_cast<int64_t>(sizeof(float)) * elems >= stream_threshold();
   const bool stream = big && !(dz == dx && resident);
-  return {dz != nullptr && stream, stream};
+  const bool stream_dz = dz != nullptr && stream;
+  return {stream_dz, stream, !dz || (dz == dres && stream_dz && resident)};
 }
 
 // z = (x - saved_mean) * scale + shift, from the float statistics that

@@ -155,12 +155,8 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   }
   std::vector<double> s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
   float* const dz = dz_buffer(f, x, dx, dres);
-  // As Batch Norm's backward: where a group stays in cache through the
-  // passes and dresidual went past it, the apply pass recomputes dz.
-  const bool resident = group_resident(a.sh);
-  const BackwardStores out = backward_stores(f, dz, dx, a.sh.s.total, resident);
+  const BackwardStores out = backward_stores(f, dz, dx, dres, a.sh.s.total, group_resident(a.sh));
   const bool stream = out.dx;
-  const bool recompute = !dz || (dz == dres && out.dz && resident);
   const kernels::View sv = a.sh.sample_view();
   auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };
   auto sums = [&](int64_t n, int64_t c0, int64_t c1) {
@@ -196,7 +192,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   };
   auto apply = [&](int64_t n, kernels::Range r) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
-    if (f.fused && recompute)
+    if (f.fused && out.recompute)
       a.k.bn_act_backward_apply(x + off, at(f.res, off), dy + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
                                 &pd[pc], &zscale[pc], &zshift[pc], f.act, stream);
     else
