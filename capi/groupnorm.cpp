@@ -26,14 +26,25 @@ bool group_resident(const SampleShape& sh) { return sh.inner > 1; }
 // Channel blocks for channels-last units.
 constexpr int64_t kChannelUnit = 256;
 
+// Channels interleave, but every thread can take whole samples whose slabs
+// (`streams` tensors read by both passes) fit the last-level cache together:
+// a thread then takes a sample through all its passes, and the second read
+// of the slab comes from the cache instead of memory.
+bool samples_resident(const SampleShape& sh, int64_t streams) {
+  const int64_t T = num_threads();
+  const int64_t bytes = sh.sample_elems() * streams * static_cast<int64_t>(sizeof(float)) * T;
+  return !group_resident(sh) && (sh.N % T == 0 || sh.N >= 4 * T) && bytes <= stream_threshold();
+}
+
 // The passes of Group/Instance Norm: reduce(n, c0, c1) per sample and channel
 // range, step(n, g) per sample and group, apply(n, range). Where channels are
 // runs, one unit per (sample, group) takes it through all three while it is in
 // cache; where channels interleave, statistics go per (sample, channel block)
-// and apply per (sample, row block).
+// and apply per (sample, row block), one sample per unit where
+// samples_resident. The units never change the bits.
 template <class Reduce, class Step, class Apply>
-void run_group_passes(const SampleShape& sh, int64_t G, const Reduce& reduce, const Step& step,
-                      const Apply& apply) {
+void run_group_passes(const SampleShape& sh, int64_t G, bool by_sample, const Reduce& reduce,
+                      const Step& step, const Apply& apply) {
   const int64_t N = sh.N, C = sh.C, Cg = C / G, P = sh.P;
   if (group_resident(sh)) {
     parallel_units(N * G, [&](int64_t u) {
@@ -45,17 +56,25 @@ void run_group_passes(const SampleShape& sh, int64_t G, const Reduce& reduce, co
     return;
   }
   const int64_t cb = (C + kChannelUnit - 1) / kChannelUnit;
-  parallel_units(N * cb, [&](int64_t u) {
-    const int64_t n = u / cb, b = u % cb;
+  const int64_t rb = std::clamp<int64_t>(P * C / 65536, 1, P);
+  auto reduce_block = [&](int64_t n, int64_t b) {
     reduce(n, b * kChannelUnit, std::min(C, (b + 1) * kChannelUnit));
-  });
+  };
+  auto apply_block = [&](int64_t n, int64_t b) {
+    apply(n, kernels::Range{0, C, P * b / rb, P * (b + 1) / rb});
+  };
+  if (by_sample) {
+    parallel_units(N, [&](int64_t n) {
+      for (int64_t b = 0; b < cb; ++b) reduce_block(n, b);
+      for (int64_t g = 0; g < G; ++g) step(n, g);
+      for (int64_t b = rb - 1; b >= 0; --b) apply_block(n, b);  // the end is what the cache holds
+    });
+    return;
+  }
+  parallel_units(N * cb, [&](int64_t u) { reduce_block(u / cb, u % cb); });
   for (int64_t n = 0; n < N; ++n)
     for (int64_t g = 0; g < G; ++g) step(n, g);
-  const int64_t rb = std::clamp<int64_t>(P * C / 65536, 1, P);
-  parallel_units(N * rb, [&](int64_t u) {
-    const int64_t n = u / rb, b = u % rb;
-    apply(n, kernels::Range{0, C, P * b / rb, P * (b + 1) / rb});
-  });
+  parallel_units(N * rb, [&](int64_t u) { apply_block(u / rb, u % rb); });
 }
 
 
@@ -124,7 +143,8 @@ struct GnForward {
   }
 
   void run() {
-    run_group_passes(a.sh, a.G, [&](int64_t n, int64_t c0, int64_t c1) { stats(n, c0, c1); },
+    run_group_passes(a.sh, a.G, samples_resident(a.sh, f.res ? 2 : 1),
+                     [&](int64_t n, int64_t c0, int64_t c1) { stats(n, c0, c1); },
                      [&](int64_t n, int64_t g) { finalize(n, g); },
                      [&](int64_t n, const kernels::Range& r) { apply(n, r); });
   }
@@ -154,6 +174,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
       }
   }
   std::vector<double> s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
+  const bool by_sample = samples_resident(a.sh, f.res ? 3 : 2);
   float* const dz = dz_buffer(f, x, dx, dres);
   const BackwardStores out = backward_stores(f, dz, dx, dres, a.sh.s.total, group_resident(a.sh));
   const bool stream = out.dx;
@@ -199,7 +220,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
       a.k.bn_backward_apply(x + off, (dz ? dz : dy) + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
                             &pd[pc], stream);
   };
-  run_group_passes(a.sh, G, sums, coefficients, apply);
+  run_group_passes(a.sh, G, by_sample, sums, coefficients, apply);
   for (int64_t c = 0; c < C; ++c) {
     double dg = 0, db = 0;
     for (int64_t n = 0; n < N; ++n) {
