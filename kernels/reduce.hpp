@@ -119,17 +119,22 @@ inline void acc_down_rows(const RowSet* in, int64_t nrows, int64_t len, float* c
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
   constexpr int U = K == 1 ? 8 : 4;  // vectors per chunk: U * K accumulators in registers
+  constexpr int64_t kLineFloats = 64 / sizeof(float), kAhead = 2;
   int64_t j0 = 0;
   for (; j0 + U * W <= len; j0 += U * W) {
     B acc[U][K];
     for (int u = 0; u < U; ++u)
       for (int k = 0; k < K; ++k) acc[u][k] = S::load(out[k] + j0 + u * W);
-    for (int64_t i = 0; i < nrows; ++i)
+    for (int64_t i = 0; i < nrows; ++i) {
+      for (int q = 0; q < NIn; ++q)
+        for (int64_t l = 0; l < U * W; l += kLineFloats)
+          __builtin_prefetch(in[q].p + i * in[q].stride + j0 + kAhead * U * W + l);
       for (int u = 0; u < U; ++u) {
         B xs[NIn];
         for (int q = 0; q < NIn; ++q) xs[q] = S::load(in[q].p + i * in[q].stride + j0 + u * W);
         body(j0 + u * W, xs, acc[u]);
       }
+    }
     for (int u = 0; u < U; ++u)
       for (int k = 0; k < K; ++k) S::store(out[k] + j0 + u * W, acc[u][k]);
   }
