@@ -81,11 +81,17 @@ bool overlaps(const void* a, int64_t abytes, const void* b, int64_t bbytes) {
 }
 
 // CReLU's shape: one feature axis, and the doubled channel count must fit.
+// The view is taken around that axis even where it has size 1 (which the
+// canonical view drops): the output's layout depends on where it sits.
 Shape crelu_shape(const nk_tensor_desc* desc) {
-  const Shape s = canonicalize(desc);
+  Shape s = canonicalize(desc);
   if (desc->num_axes != 1)
     fail(NK_ERR_BAD_AXIS, "num_axes = %d: CReLU concatenates along exactly one feature axis", desc->num_axes);
   checked_mul(s.total, 2 * static_cast<int64_t>(sizeof(float)) * 4, "output size in bytes");
+  const int ax = desc->axes[0] < 0 ? desc->axes[0] + desc->ndim : desc->axes[0];
+  int64_t outer = 1;
+  for (int i = 0; i < ax; ++i) outer *= desc->dims[i];
+  s.view = {outer, desc->dims[ax], s.total / outer / desc->dims[ax]};
   return s;
 }
 
