@@ -100,7 +100,7 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
       if (st.saved_d) st.saved_d[c] = 0.0f;
     }
     update_moving(o, c, m, mean_avg, var_avg, st);
-    // y = gamma * ((xhat * a + b) * r + d) + beta = xhat * scale + shift.
+    // y = gamma * (a * (xhat * r + d) + b) + beta = xhat * scale + shift.
     const double gm = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
     const double a = st.adjustment_scale ? st.adjustment_scale[c] : 1.0;
     const double b = st.adjustment_bias ? st.adjustment_bias[c] : 0.0;
@@ -117,7 +117,7 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
         p.c[i] = z.scale;
         p.d[i] = z.shift;
       } else {
-        set_coefficients(p, i, mean, gm * a * r * invstd, gm * (b * r + d) + bt);
+        set_coefficients(p, i, mean, gm * a * r * invstd, gm * (a * d + b) + bt);
       }
       if (st.saved_mean) st.saved_mean[g * C + c] = p.a[g * C + c];
       if (st.saved_invstd) st.saved_invstd[g * C + c] = static_cast<float>(invstd);
@@ -202,7 +202,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
       p.c[i] = static_cast<float>(bc);
       // With the rounded dy coefficient, so the mean of dy cancels exactly.
       p.d[i] = static_cast<float>(-static_cast<double>(p.b[i]) * sdy / m - bc * delta);
-      dg += a * r * P * sd + (b * r + d) * sdy;
+      dg += a * r * P * sd + (a * d + b) * sdy;
       db += sdy;
     }
     if (dgamma) dgamma[c] = static_cast<float>(dg);

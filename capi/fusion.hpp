@@ -90,15 +90,15 @@ inline BackwardStores backward_stores(const Fusion& f, const float* dz, const fl
 
 // z = (x - saved_mean) * scale + shift, from the float statistics that
 // backward receives: gamma' = gamma * adjustment_scale * r, and
-// shift = gamma * (adjustment_bias * r + d) + beta (r, d: renorm's saved
-// values; 1, 0 without renorm).
+// shift = gamma * (adjustment_scale * d + adjustment_bias) + beta (r, d:
+// renorm's saved values; 1, 0 without renorm).
 struct ZCoefficients {
   float scale, shift;
 };
 inline ZCoefficients fused_z(double gamma, double beta, double adj_scale, double adj_bias, double r, double d,
                              float invstd) {
   return {static_cast<float>(gamma * adj_scale * r * static_cast<double>(invstd)),
-          static_cast<float>(gamma * (adj_bias * r + d) + beta)};
+          static_cast<float>(gamma * (adj_scale * d + adj_bias) + beta)};
 }
 
 }  // namespace nk

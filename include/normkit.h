@@ -211,8 +211,9 @@ NK_API void nk_bn_state_init(nk_bn_state* state);
 /* Training forward with every option: with a the adjustment scale and b its
  * bias (1 and 0 when absent), r and d the renorm corrections (1 and 0 when
  * off), and mean/var those of x's virtual batch,
- *   y = gamma * ((xhat * a + b) * r + d) + beta,  xhat = (x - mean) / sqrt(var + eps),
- * composed in TensorFlow's order. Renorm (arXiv 1702.03275, TF's rules):
+ *   y = gamma * (a * (xhat * r + d) + b) + beta,  xhat = (x - mean) / sqrt(var + eps),
+ * composed in TensorFlow's order (renorm's correction first, then the
+ * adjustment, then gamma and beta). Renorm (arXiv 1702.03275, TF's rules):
  * sigma_B = sqrt(var + eps) and mean of the batch (under virtual batches: the
  * averages over them); s = max(renorm_stddev, sqrt(eps)); r = clip(sigma_B / s,
  * rmin, rmax), d = clip((mean - renorm_mean) / s, -dmax, dmax), from the state

@@ -99,7 +99,7 @@ inline TfStep tf_train_step(const Layout& l, const std::vector<float>& x, const 
     const double a = st.adj_scale.empty() ? 1.0 : st.adj_scale[c];
     const double b = st.adj_bias.empty() ? 0.0 : st.adj_bias[c];
     const double g = gamma.empty() ? 1.0 : gamma[c], bt = beta.empty() ? 0.0 : beta[c];
-    s.y[i] = g * ((xhat * a + b) * s.r[c] + s.d[c]) + bt;
+    s.y[i] = g * (a * (xhat * s.r[c] + s.d[c]) + b) + bt;
   }
   return s;
 }
@@ -124,7 +124,7 @@ inline std::vector<double> tf_forward_fixed(const Layout& l, const std::vector<d
     const double xhat = (x[i] - mean[k]) / std::sqrt(var[k] / n[k] + eps);
     const double a = st.adj_scale.empty() ? 1.0 : st.adj_scale[c];
     const double b = st.adj_bias.empty() ? 0.0 : st.adj_bias[c];
-    y[i] = gamma[c] * ((xhat * a + b) * s.r[c] + s.d[c]) + beta[c];
+    y[i] = gamma[c] * (a * (xhat * s.r[c] + s.d[c]) + b) + beta[c];
   }
   return y;
 }
@@ -146,7 +146,7 @@ inline Grads tf_backward(const Layout& l, const std::vector<float>& x, const std
     sdy[k] += dy[i];
     sdyx[k] += dy[i] * xhat;
     g.dbeta[c] += dy[i];
-    g.dgamma[c] += dy[i] * ((xhat * a + b) * s.r[c] + s.d[c]);
+    g.dgamma[c] += dy[i] * (a * (xhat * s.r[c] + s.d[c]) + b);
   }
   for (size_t i = 0; i < x.size(); ++i) {
     const int64_t c = ch[i], k = s.group[i] * C + c;

@@ -385,6 +385,40 @@ TEST(TensorFlowCases, GhostBN2Dims) {
   }
 }
 
+// Keras composes the adjustment's transform first and renorm's after it, so
+// renorm's correction acts on xhat inside the adjustment:
+// y = gamma * (a * (xhat * r + d) + b) + beta. With x = [0, 1, 2, 3],
+// renorm_mean 0.5 and renorm_stddev 2: xhat * r = (x - 1.5) / 2 and d = 0.5,
+// so with a = 2, b = 1: y = x + 0.5 (the other order gives about x - 1.44).
+TEST(TensorFlowCases, RenormCorrectsInsideTheAdjustment) {
+  const int64_t dims[2] = {4, 1};
+  nk_tensor_desc d;
+  ASSERT_EQ(nk_tensor_desc_init(&d, 2, dims, 1), NK_OK);
+  nk_bn_options o;
+  nk_bn_options_init(&o);
+  o.renorm = 1;
+  const float x[4] = {0.0f, 1.0f, 2.0f, 3.0f}, a[1] = {2.0f}, b[1] = {1.0f}, dy[4] = {1.0f, 0.0f, 0.0f, 0.0f};
+  float y[4], dx[4], dg[1], db[1], mm[1] = {0.0f}, mv[1] = {1.0f}, rm[1] = {0.5f}, rsd[1] = {2.0f};
+  float sm[1], si[1], sr[1], sd[1];
+  nk_bn_state st;
+  nk_bn_state_init(&st);
+  st.moving_mean = mm;
+  st.moving_var = mv;
+  st.renorm_mean = rm;
+  st.renorm_stddev = rsd;
+  st.adjustment_scale = a;
+  st.adjustment_bias = b;
+  st.saved_mean = sm;
+  st.saved_invstd = si;
+  st.saved_r = sr;
+  st.saved_d = sd;
+  ASSERT_EQ(nk_bn_forward_training_ex(&d, &o, x, y, nullptr, nullptr, &st), NK_OK) << nk_last_error();
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(y[i], x[i] + 0.5, 1e-6) << i;
+  ASSERT_EQ(nk_bn_backward_ex(&d, &o, x, dy, nullptr, &st, dx, dg, db), NK_OK) << nk_last_error();
+  EXPECT_NEAR(dg[0], 0.5, 1e-6);  // dy . (y - beta) / gamma
+  EXPECT_NEAR(db[0], 1.0, 1e-6);
+}
+
 // TensorFlow's test_bessels_correction: x = [0, 2], momentum 0.5, moving
 // variance from 0; the fused path's Bessel correction gives exactly 1.
 TEST(TensorFlowCases, BesselsCorrection) {
