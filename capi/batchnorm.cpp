@@ -87,7 +87,7 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
       const double s = std::max(static_cast<double>(st.renorm_stddev[c]), std::sqrt(o.epsilon));
       r = std::clamp(sigma / s, o.rmin, o.rmax);
       d = std::clamp((mean_avg - st.renorm_mean[c]) / s, -o.dmax, o.dmax);
-      const double keep = o.convention == NK_MOMENTUM_TF ? o.renorm_momentum : 1.0 - o.renorm_momentum;
+      const double keep = o.renorm_momentum;  // TF's argument, so TF's convention always
       st.renorm_mean[c] = static_cast<float>(keep * st.renorm_mean[c] + (1.0 - keep) * mean_avg);
       st.renorm_stddev[c] = static_cast<float>(keep * st.renorm_stddev[c] + (1.0 - keep) * sigma);
       // The float values backward gets (fused_z uses them).

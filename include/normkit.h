@@ -142,7 +142,9 @@ typedef struct nk_bn_options {
   int32_t virtual_batch_size;  /* virtual_batch_size = None: 0; else V >= 1 dividing N */
   int32_t virtual_grouping;    /* NK_GHOST_STRIDED (TF, default) or NK_GHOST_CONTIGUOUS */
   int32_t renorm;              /* renorm = False: 0; 1 for Batch Renormalization */
-  float renorm_momentum;       /* renorm_momentum = 0.99; in [0, 1] */
+  float renorm_momentum;       /* renorm_momentum = 0.99; in [0, 1]; weights the old
+                                  value (TF's convention) whatever
+                                  momentum_convention says */
   float rmax;                  /* renorm_clipping['rmax'], missing = INFINITY */
   float rmin;                  /* renorm_clipping['rmin'], missing = 0 */
   float dmax;                  /* renorm_clipping['dmax'], missing = INFINITY; >= 0 */

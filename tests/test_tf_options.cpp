@@ -419,6 +419,32 @@ TEST(TensorFlowCases, RenormCorrectsInsideTheAdjustment) {
   EXPECT_NEAR(db[0], 1.0, 1e-6);
 }
 
+// renorm_momentum is TF's argument and keeps TF's convention (it weights the
+// old value) while momentum follows PyTorch's.
+TEST(TensorFlowCases, RenormMomentumKeepsTensorFlowsConvention) {
+  const int64_t dims[2] = {4, 1};
+  nk_tensor_desc d;
+  ASSERT_EQ(nk_tensor_desc_init(&d, 2, dims, 1), NK_OK);
+  nk_bn_options o;
+  nk_bn_options_init(&o);
+  o.renorm = 1;
+  o.momentum_convention = NK_MOMENTUM_TORCH;
+  o.momentum = 0.1f;
+  o.renorm_momentum = 0.9f;
+  const float x[4] = {0.0f, 1.0f, 2.0f, 3.0f};
+  float y[4], mm[1] = {0.0f}, mv[1] = {1.0f}, rm[1] = {0.5f}, rsd[1] = {2.0f};
+  nk_bn_state st;
+  nk_bn_state_init(&st);
+  st.moving_mean = mm;
+  st.moving_var = mv;
+  st.renorm_mean = rm;
+  st.renorm_stddev = rsd;
+  ASSERT_EQ(nk_bn_forward_training_ex(&d, &o, x, y, nullptr, nullptr, &st), NK_OK) << nk_last_error();
+  EXPECT_NEAR(rm[0], 0.9 * 0.5 + 0.1 * 1.5, 1e-6);
+  EXPECT_NEAR(rsd[0], 0.9 * 2.0 + 0.1 * std::sqrt(1.25 + 1e-3), 1e-6);
+  EXPECT_NEAR(mm[0], 0.1 * 1.5, 1e-6);
+}
+
 // TensorFlow's test_bessels_correction: x = [0, 2], momentum 0.5, moving
 // variance from 0; the fused path's Bessel correction gives exactly 1.
 TEST(TensorFlowCases, BesselsCorrection) {
