@@ -136,7 +136,7 @@ def _opts(opts):
 class _Tensor:
     """A float32 array in a dense memory order, and its nk_tensor_desc."""
 
-    def __init__(self, x, axis, name="x"):
+    def __init__(self, x, axis, name="x", batch_first=False):
         if not isinstance(x, np.ndarray):
             raise TypeError("%s must be a numpy.ndarray, not %s" % (name, type(x).__name__))
         if x.dtype != np.float32:
@@ -155,7 +155,10 @@ class _Tensor:
         self.axes = sorted(norm)
         perm = sorted(range(x.ndim), key=lambda i: -x.strides[i])
         mem_axes = [perm.index(a) for a in self.axes]
-        if not np.transpose(x, perm).flags.c_contiguous or mem_axes != sorted(mem_axes):
+        # batch_first: axis 0 must stay the outermost in memory (virtual
+        # batches are taken along the first dimension the library is given).
+        if (not np.transpose(x, perm).flags.c_contiguous or mem_axes != sorted(mem_axes)
+                or (batch_first and perm[0] != 0)):
             perm = list(range(x.ndim))
             x = np.ascontiguousarray(x)
             mem_axes = list(self.axes)
@@ -244,9 +247,9 @@ def bn_forward_training(x, gamma=None, beta=None, moving_mean=None, moving_var=N
                         out=None, **opts):
     """Training forward. Returns (y, saved_mean, saved_invstd); moving_mean and
     moving_var (float32 arrays) are updated in place. opts: see bn_options."""
-    t = _Tensor(x, axis)
-    C = t.channels
     o = _opts(opts)
+    t = _Tensor(x, axis, batch_first=o.virtual_batch_size > 0)
+    C = t.channels
     gamma, beta = _vec_in(gamma, C, "gamma"), _vec_in(beta, C, "beta")
     _both_or_neither(moving_mean, moving_var, "moving_mean, moving_var")
     mm, mv = _vec_inout(moving_mean, C, "moving_mean"), _vec_inout(moving_var, C, "moving_var")
@@ -261,9 +264,9 @@ def bn_forward_training(x, gamma=None, beta=None, moving_mean=None, moving_var=N
 
 def bn_forward_inference(x, moving_mean, moving_var, gamma=None, beta=None, axis=1, out=None,
                          **opts):
-    t = _Tensor(x, axis)
-    C = t.channels
     o = _opts(opts)
+    t = _Tensor(x, axis, batch_first=o.virtual_batch_size > 0)
+    C = t.channels
     y = t.out(out)
     args = [_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (beta, "beta"),
                                           (moving_mean, "moving_mean"), (moving_var, "moving_var"))]
@@ -276,9 +279,9 @@ def bn_backward(x, dy, saved_mean, saved_invstd, gamma=None, axis=1, trainable=T
                 **opts):
     """Training backward. Returns (dx, dgamma, dbeta); dgamma, dbeta are None
     when trainable is False."""
-    t = _Tensor(x, axis)
-    C = t.channels
     o = _opts(opts)
+    t = _Tensor(x, axis, batch_first=o.virtual_batch_size > 0)
+    C = t.channels
     G = _groups(x, o)
     dy = t.like(dy, "dy")
     gamma = _vec_in(gamma, C, "gamma")
@@ -345,8 +348,8 @@ def _training_state(state, t, x, o):
 def bn_forward_training_ex(x, state, gamma=None, beta=None, axis=1, out=None, **opts):
     """Training forward with every option (renorm, virtual batches, adjustment).
     state: BnStateArrays, updated. Returns y."""
-    t = _Tensor(x, axis)
     o = _opts(opts)
+    t = _Tensor(x, axis, batch_first=o.virtual_batch_size > 0)
     st = _training_state(state, t, x, o)
     gamma, beta = _vec_in(gamma, t.channels, "gamma"), _vec_in(beta, t.channels, "beta")
     y = t.out(out)
@@ -356,8 +359,8 @@ def bn_forward_training_ex(x, state, gamma=None, beta=None, axis=1, out=None, **
 
 
 def bn_backward_ex(x, dy, state, gamma=None, axis=1, trainable=True, out=None, **opts):
-    t = _Tensor(x, axis)
     o = _opts(opts)
+    t = _Tensor(x, axis, batch_first=o.virtual_batch_size > 0)
     C = t.channels
     G = _groups(x, o)
     st = state._c(C, G, allocate=False)
@@ -790,8 +793,8 @@ def bn_act_forward_training(x, state, gamma=None, beta=None, residual=None, act=
     """y = act(BN(x) + residual) with the batch statistics: bn_forward_training_ex
     (every option) with the add and the activation fused in. state: BnStateArrays,
     updated (saved_mean, saved_invstd allocated when None). Returns y."""
-    t = _Tensor(x, axis)
     o = _opts(opts)
+    t = _Tensor(x, axis, batch_first=o.virtual_batch_size > 0)
     code, p = _activation(act, act_param)
     st = _training_state(state, t, x, o)
     gamma, beta = _vec_in(gamma, t.channels, "gamma"), _vec_in(beta, t.channels, "beta")
@@ -805,9 +808,9 @@ def bn_act_forward_training(x, state, gamma=None, beta=None, residual=None, act=
 def bn_act_forward_inference(x, moving_mean, moving_var, gamma=None, beta=None, residual=None, act=None,
                              act_param=None, axis=1, out=None, **opts):
     """y = act(BN(x) + residual) with the moving statistics. Returns y."""
-    t = _Tensor(x, axis)
-    C = t.channels
     o = _opts(opts)
+    t = _Tensor(x, axis, batch_first=o.virtual_batch_size > 0)
+    C = t.channels
     code, p = _activation(act, act_param)
     args = [_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (beta, "beta"),
                                           (moving_mean, "moving_mean"), (moving_var, "moving_var"))]
@@ -822,8 +825,8 @@ def bn_act_backward(x, dy, state, gamma=None, beta=None, residual=None, act=None
                     trainable=True, out=None, **opts):
     """Backward of bn_act_forward_training from the state it filled. Returns
     (dx, dresidual, dgamma, dbeta)."""
-    t = _Tensor(x, axis)
     o = _opts(opts)
+    t = _Tensor(x, axis, batch_first=o.virtual_batch_size > 0)
     code, p = _activation(act, act_param)
     C = t.channels
     st = state._c(C, _groups(x, o), allocate=False)
