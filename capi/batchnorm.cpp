@@ -59,6 +59,22 @@ BnExec make_exec(const Step& s) {
   return e;
 }
 
+// Each virtual batch's mean of every channel (g * C + c), from the same
+// statistics pass and merge as the training forward's: the same bits.
+std::vector<double> batch_means(const BnExec& e, const float* x) {
+  const int64_t C = e.v.channels, G = e.groups;
+  std::vector<double> bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size()), mean(static_cast<size_t>(G * C));
+  e.parallel_blocks([&](int64_t b, int64_t c0, int64_t c1) {
+    e.k.bn_stats(x, e.v, e.block_range(c0, c1, b), &bmean[b * C + c0], &bm2[b * C + c0]);
+  });
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t g = 0; g < G; ++g) {
+      double m2;
+      merge_blocks(e, bmean.data(), bm2.data(), c, g, mean[g * C + c], m2);
+    }
+  return mean;
+}
+
 // Training forward on the canonical view: statistics per virtual batch, the
 // per-channel step (renorm, moving statistics, coefficients), then apply.
 void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st, const float* x, float* y,
@@ -113,7 +129,7 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
       if (f.fused) {
         const ZCoefficients z = fused_z(gm, bt, a, b, r, d, static_cast<float>(invstd));
         p.a[i] = static_cast<float>(mean);
-        p.b[i] = 0.0f;
+        p.b[i] = fused_mean_lo(mean, p.a[i], static_cast<float>(invstd));
         p.c[i] = z.scale;
         p.d[i] = z.shift;
       } else {
@@ -149,10 +165,18 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   const size_t nb = static_cast<size_t>(e.blocks * C);
   std::vector<double> bsum(3 * nb);
   ChannelArrays p(G * C);
-  std::vector<float> zscale, zshift;
+  std::vector<float> zscale, zshift, zlo;
   if (f.fused) {
     zscale.resize(static_cast<size_t>(G * C));
     zshift.resize(zscale.size());
+    zlo.assign(zscale.size(), 0.0f);
+    // The forward's mean_lo where it used one: the exact mean again.
+    bool any = false;
+    for (int64_t i = 0; i < G * C; ++i) any = any || needs_mean_lo(st.saved_mean[i], st.saved_invstd[i]);
+    if (any) {
+      const std::vector<double> mean = batch_means(e, x);
+      for (int64_t i = 0; i < G * C; ++i) zlo[i] = fused_mean_lo(mean[i], st.saved_mean[i], st.saved_invstd[i]);
+    }
     for (int64_t c = 0; c < C; ++c) {
       const double gm = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
       const double a = st.adjustment_scale ? st.adjustment_scale[c] : 1.0;
@@ -168,13 +192,15 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   float* const dz = dz_buffer(f, x, dx, dres);
   const BackwardStores out = backward_stores(f, dz, dx, dres, e.v.outer * C * e.v.inner, e.channel_resident());
   const bool stream = out.dx;
+  auto zparams = [&](int64_t goff) {
+    return kernels::ZParams{st.saved_mean + goff, zlo.data() + goff, zscale.data() + goff, zshift.data() + goff};
+  };
   auto sums = [&](int64_t b, int64_t c0, int64_t c1) {
     double* sums3[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
     const int64_t goff = e.block_group(b) * C;
     const kernels::Range r = e.block_range(c0, c1, b);
     if (f.fused)
-      e.k.bn_act_backward_sums(x, f.res, dy, dz, e.v, r, st.saved_mean + goff, zscale.data() + goff,
-                               zshift.data() + goff, f.act, sums3, out.dz);
+      e.k.bn_act_backward_sums(x, f.res, dy, dz, e.v, r, zparams(goff), f.act, sums3, out.dz);
     else
       e.k.bn_backward_sums(x, dy, e.v, r, st.saved_mean + goff, sums3);
   };
@@ -211,8 +237,8 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   auto apply = [&](const kernels::Range& r, int64_t g) {
     const int64_t off = g * C;
     if (f.fused && out.recompute)
-      e.k.bn_act_backward_apply(x, f.res, dy, dx, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off,
-                                p.d.data() + off, zscale.data() + off, zshift.data() + off, f.act, stream);
+      e.k.bn_act_backward_apply(x, f.res, dy, dx, e.v, r, p.b.data() + off, p.c.data() + off, p.d.data() + off,
+                                zparams(off), f.act, stream);
     else
       e.k.bn_backward_apply(x, dz ? dz : dy, dx, e.v, r, p.a.data() + off, p.b.data() + off,
                             p.c.data() + off, p.d.data() + off, stream);

@@ -15,8 +15,9 @@ struct Fusion {
   kernels::Act act{kernels::kActIdentity, 0.0f};
   const float* res = nullptr;  // canonical residual, or NULL
   // Fused ops normalize with coefficients computed from the saved float
-  // statistics (fused_z), so that backward recomputes z bit for bit; plain
-  // ops keep the mean's low part (set_coefficients).
+  // statistics (fused_z) and the mean's low part only where it matters
+  // (fused_mean_lo), so that backward recomputes z bit for bit; plain ops
+  // always keep the low part (set_coefficients).
   bool fused = false;
 };
 
@@ -92,6 +93,15 @@ inline BackwardStores backward_stores(const Fusion& f, const float* dz, const fl
 // backward receives: gamma' = gamma * adjustment_scale * r, and
 // shift = gamma * (adjustment_scale * d + adjustment_bias) + beta (r, d:
 // renorm's saved values; 1, 0 without renorm).
+// The low part of the mean that a fused op subtracts after the saved float
+// mean hi: where the mean is large against the spread (|hi| * invstd > 4),
+// dropping it (up to half an ulp of hi) would move z by more than about one
+// rounding. Elsewhere 0, and backward need not recompute the exact mean.
+inline bool needs_mean_lo(float hi, float invstd) { return std::fabs(hi) * invstd > 4.0f; }
+inline float fused_mean_lo(double mean, float hi, float invstd) {
+  return needs_mean_lo(hi, invstd) ? static_cast<float>(mean - static_cast<double>(hi)) : 0.0f;
+}
+
 struct ZCoefficients {
   float scale, shift;
 };

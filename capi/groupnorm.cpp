@@ -122,7 +122,7 @@ struct GnForward {
       if (f.fused) {
         const ZCoefficients z = fused_z(gamma ? gamma[c] : 1.0, beta ? beta[c] : 0.0, 1.0, 0.0, 1.0, 0.0,
                                         static_cast<float>(invstd));
-        lo[n * C + c] = 0.0f;
+        lo[n * C + c] = fused_mean_lo(mu, h, static_cast<float>(invstd));
         scale[n * C + c] = z.scale;
         shift[n * C + c] = z.shift;
         continue;
@@ -150,6 +150,22 @@ struct GnForward {
   }
 };
 
+// The mean of each (sample, group) (n * G + g), from the same per-channel
+// statistics and merge as the forward's: the same bits.
+std::vector<double> group_means(const GnArgs& a, const float* x) {
+  const int64_t N = a.sh.N, C = a.sh.C, G = a.G, Cg = C / G;
+  std::vector<double> cmean(static_cast<size_t>(N * C)), cm2(cmean.size()), mean(static_cast<size_t>(N * G));
+  parallel_units(N, [&](int64_t n) {
+    a.k.bn_stats(x + n * a.sh.sample_elems(), a.sh.sample_view(), {0, C, 0, a.sh.P}, &cmean[n * C], &cm2[n * C]);
+    for (int64_t g = 0; g < G; ++g) {
+      double q;
+      merge_equal(&cmean[n * C + g * Cg], &cm2[n * C + g * Cg], Cg, static_cast<double>(a.sh.P * a.sh.inner),
+                  mean[n * G + g], q);
+    }
+  });
+  return mean;
+}
+
 // Fused (f.fused): as Batch Norm's fused backward, on dz = act'(z) * dy with
 // z recomputed from x (and the residual); where dz_buffer says, dz goes
 // there in the sums pass and the apply pass reads it back.
@@ -159,12 +175,24 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   const int64_t N = a.sh.N, C = a.sh.C, G = a.G, Cg = C / G, P = a.sh.P;
   const size_t NC = static_cast<size_t>(N * C);
   const double m = static_cast<double>(P * a.sh.inner * Cg);
-  std::vector<float> mexp(NC), pa(NC), pb(NC), pd(NC), zscale, zshift;
+  std::vector<float> mexp(NC), pa(NC), pb(NC), pd(NC), zscale, zshift, zlo;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) mexp[n * C + c] = smean[n * G + c / Cg];
   if (f.fused) {
     zscale.resize(NC);
     zshift.resize(NC);
+    zlo.assign(NC, 0.0f);
+    // The forward's mean_lo where it used one: the exact group means again.
+    bool any = false;
+    for (int64_t i = 0; i < N * G; ++i) any = any || needs_mean_lo(smean[i], sinvstd[i]);
+    if (any) {
+      const std::vector<double> mean = group_means(a, x);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t i = n * G + c / Cg;
+          zlo[n * C + c] = fused_mean_lo(mean[i], smean[i], sinvstd[i]);
+        }
+    }
     for (int64_t n = 0; n < N; ++n)
       for (int64_t c = 0; c < C; ++c) {
         const ZCoefficients z = fused_z(gamma ? gamma[c] : 1.0, beta ? beta[c] : 0.0, 1.0, 0.0, 1.0, 0.0,
@@ -180,12 +208,13 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   const bool stream = out.dx;
   const kernels::View sv = a.sh.sample_view();
   auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };
+  auto zparams = [&](int64_t pc) { return kernels::ZParams{&mexp[pc], &zlo[pc], &zscale[pc], &zshift[pc]}; };
   auto sums = [&](int64_t n, int64_t c0, int64_t c1) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
     double* sums3[3] = {&s0[pc + c0], &s1[pc + c0], &s2[pc + c0]};
     if (f.fused)
-      a.k.bn_act_backward_sums(x + off, at(f.res, off), dy + off, at(dz, off), sv, {c0, c1, 0, P}, &mexp[pc],
-                               &zscale[pc], &zshift[pc], f.act, sums3, out.dz);
+      a.k.bn_act_backward_sums(x + off, at(f.res, off), dy + off, at(dz, off), sv, {c0, c1, 0, P}, zparams(pc),
+                               f.act, sums3, out.dz);
     else
       a.k.bn_backward_sums(x + off, dy + off, sv, {c0, c1, 0, P}, &mexp[pc], sums3);
   };
@@ -214,8 +243,8 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   auto apply = [&](int64_t n, kernels::Range r) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
     if (f.fused && out.recompute)
-      a.k.bn_act_backward_apply(x + off, at(f.res, off), dy + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
-                                &pd[pc], &zscale[pc], &zshift[pc], f.act, stream);
+      a.k.bn_act_backward_apply(x + off, at(f.res, off), dy + off, dx + off, sv, r, &pa[pc], &pb[pc], &pd[pc],
+                                zparams(pc), f.act, stream);
     else
       a.k.bn_backward_apply(x + off, (dz ? dz : dy) + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
                             &pd[pc], stream);

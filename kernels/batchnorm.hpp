@@ -55,14 +55,15 @@ void bn_act_apply(const float* x, const float* res, float* y, View v, Range r, c
 }
 
 // The gradient at the activation's input, dz = act'(z) * dy with
-// z = (x - mean) * zscale + zshift (+ res): the forward's z, recomputed with
-// the same arithmetic (its mean_lo was 0). Inputs {x, dy, res}.
+// z = ((x - mean) - mean_lo) * zscale + zshift (+ res): the forward's z,
+// recomputed with the same arithmetic (apply_fused). Inputs {x, dy, res};
+// parameters ZParams' four.
 template <class Arch, bool Res, class A>
 struct DzOp {
   using B = typename simd<Arch>::batch;
   const A& act;
   B operator()(const B* xs, const B* p) const {
-    B z = simd<Arch>::fma(xs[0] - p[0], p[1], p[2]);
+    B z = simd<Arch>::fma((xs[0] - p[0]) - p[1], p[2], p[3]);
     if constexpr (Res) z = z + xs[2];
     return act.grad(z, xs[1]);
   }
@@ -74,43 +75,38 @@ struct DzOp {
 template <class Arch, bool Res, class A>
 struct FusedDz {
   static constexpr int64_t kBuf = kTileInner;
+  static constexpr int kPar = 4;  // ZParams
   DzOp<Arch, Res, A> op;
   const float *x, *res, *dy;
   float* out;
-  const float *mean, *zscale, *zshift;
+  const float* zp[kPar];
   bool stream;
-  alignas(64) mutable float buf[kBuf];                // left uninitialized
-  alignas(64) mutable float sp[3][kSpread + kPad];   // spread parameters
+  alignas(64) mutable float buf[kBuf];                   // left uninitialized
+  alignas(64) mutable float sp[kPar][kSpread + kPad];   // spread parameters
 
-  FusedDz(const A& a, const float* x_, const float* res_, const float* dy_, float* out_, const float* mean_,
-          const float* zscale_, const float* zshift_, bool stream_)
-      : op{a}, x(x_), res(res_), dy(dy_), out(out_), mean(mean_), zscale(zscale_), zshift(zshift_),
-        stream(stream_) {}
+  FusedDz(const A& a, const float* x_, const float* res_, const float* dy_, float* out_, ZParams z,
+          bool stream_)
+      : op{a}, x(x_), res(res_), dy(dy_), out(out_), zp{z.mean, z.mean_lo, z.scale, z.shift}, stream(stream_) {}
 
   bool in_place() const { return out && !stream; }
   const float* run(int64_t off, int64_t n, int64_t c) const {
-    BroadcastParams<Arch, 3> p;
-    p.p[0] = simd<Arch>::set1(mean[c]);
-    p.p[1] = simd<Arch>::set1(zscale[c]);
-    p.p[2] = simd<Arch>::set1(zshift[c]);
+    BroadcastParams<Arch, kPar> p;
+    for (int q = 0; q < kPar; ++q) p.p[q] = simd<Arch>::set1(zp[q][c]);
     return rows(off, 0, 1, n, p).p;
   }
   int64_t max_rows(int64_t len) const { return in_place() ? INT64_MAX : std::max<int64_t>(1, kBuf / len); }
   RowSet rows_of_block(int64_t off, int64_t stride, int64_t nrows, int64_t cb, int64_t nb) const {
-    LaneParams<Arch, 3> p;
-    p.p[0] = mean + cb;
-    p.p[1] = zscale + cb;
-    p.p[2] = zshift + cb;
+    LaneParams<Arch, kPar> p;
+    for (int q = 0; q < kPar; ++q) p.p[q] = zp[q] + cb;
     return rows(off, stride, nrows, nb, p);
   }
   void spread(int64_t cb, int64_t nb, int64_t L) const {
-    const float* src[3] = {mean, zscale, zshift};
-    for (int q = 0; q < 3; ++q)
-      for (int64_t k = 0; k < nb; ++k) std::fill_n(sp[q] + k * L, L, src[q][cb + k]);
+    for (int q = 0; q < kPar; ++q)
+      for (int64_t k = 0; k < nb; ++k) std::fill_n(sp[q] + k * L, L, zp[q][cb + k]);
   }
   RowSet rows_of_stretch(int64_t off, int64_t stride, int64_t nrows, int64_t len) const {
-    LaneParams<Arch, 3> p;
-    for (int q = 0; q < 3; ++q) p.p[q] = sp[q];
+    LaneParams<Arch, kPar> p;
+    for (int q = 0; q < kPar; ++q) p.p[q] = sp[q];
     return rows(off, stride, nrows, len, p);
   }
   // dz of nrows rows of n elements, row i from off + i * stride.
@@ -121,7 +117,7 @@ struct FusedDz {
       const int64_t o = off + i * stride;
       const float* in[3] = {x + o, dy + o, Res ? res + o : nullptr};
       float* dst = in_place() ? out + o : buf + i * n;
-      map_run<Arch, Res ? 3 : 2, 3>(op, n, in, dst, p, false);
+      map_run<Arch, Res ? 3 : 2, kPar>(op, n, in, dst, p, false);
       if (out && stream) {
         const float* from[1] = {dst};
         map_run<Arch, 1, 0>([](const B* xs, const B*) { return xs[0]; }, n, from, out + o,
@@ -134,14 +130,13 @@ struct FusedDz {
 
 template <class Arch>
 void bn_act_backward_sums(const float* x, const float* res, const float* dy, float* dz_out, View v, Range r,
-                          const float* mean, const float* zscale, const float* zshift, Act act,
-                          double* const* sums, bool stream_dz) {
+                          ZParams z, Act act, double* const* sums, bool stream_dz) {
   with_act<Arch>(act, [&](const auto& a) {
     with_residual(res, [&](auto has_res) {
       constexpr bool R = decltype(has_res)::value;
       using A = std::decay_t<decltype(a)>;
-      const FusedDz<Arch, R, A> dz(a, x, res, dy, dz_out, mean, zscale, zshift, stream_dz && dz_out);
-      backward_sums<Arch>(x, dz, v, r, mean, sums);
+      const FusedDz<Arch, R, A> dz(a, x, res, dy, dz_out, z, stream_dz && dz_out);
+      backward_sums<Arch>(x, dz, v, r, z.mean, sums);
     });
   });
   if (stream_dz && dz_out) simd<Arch>::stream_fence();
@@ -164,18 +159,17 @@ void bn_backward_apply(const float* x, const float* dy, float* dx, View v, Range
 
 template <class Arch>
 void bn_act_backward_apply(const float* x, const float* res, const float* dy, float* dx, View v, Range r,
-                           const float* mean, const float* a, const float* b, const float* d,
-                           const float* zscale, const float* zshift, Act act, bool stream) {
+                           const float* a, const float* b, const float* d, ZParams z, Act act, bool stream) {
   using S = simd<Arch>;
   using B = typename S::batch;
   with_act<Arch>(act, [&](const auto& fn) {
     with_residual(res, [&](auto has_res) {
       constexpr bool R = decltype(has_res)::value;
       const DzOp<Arch, R, std::decay_t<decltype(fn)>> dz{fn};
-      // Parameters: mean, a, b, d, then the dz op's mean, zscale, zshift.
+      // Parameters: mean, a, b, d, then the dz op's ZParams.
       const float* in[3] = {x, dy, res};
-      const float* par[7] = {mean, a, b, d, mean, zscale, zshift};
-      map_view<Arch, R ? 3 : 2, 7>(
+      const float* par[8] = {z.mean, a, b, d, z.mean, z.mean_lo, z.scale, z.shift};
+      map_view<Arch, R ? 3 : 2, 8>(
           [&dz](const B* xs, const B* p) {
             return S::fma(p[1], dz(xs, p + 4), S::fma(p[2], xs[0] - p[0], p[3]));
           },

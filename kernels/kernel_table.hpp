@@ -16,6 +16,13 @@ struct Act {
   float p;
 };
 
+// Per-channel arrays of the fused kernels' pre-activation
+// z = ((x - mean) - mean_lo) * scale + shift: the forward's arithmetic,
+// which backward repeats bit for bit.
+struct ZParams {
+  const float *mean, *mean_lo, *scale, *shift;
+};
+
 struct KernelTable {
   const char* isa;
   int simd_width;  // floats per vector
@@ -29,18 +36,18 @@ struct KernelTable {
                             bool stream);
   // Fused normalization + residual + activation (batchnorm.hpp); res may be
   // NULL. Forward: y = act(bn_apply(x) + res). Backward, with
-  // dz = act'(z) * dy and z = (x - mean) * zscale + zshift (+ res) recomputed:
-  // the sums of bn_backward_sums over (x, dz), dz also written to dz_out
-  // unless NULL (past the cache where stream_dz); and
+  // dz = act'(z) * dy and z = ((x - mean) - mean_lo) * zscale + zshift (+ res)
+  // recomputed as the forward computed it (ZParams): the sums of
+  // bn_backward_sums over (x, dz) with xc = x - mean, dz also written to
+  // dz_out unless NULL (past the cache where stream_dz); and
   // dx = a * dz + b * (x - mean) + d.
   void (*bn_act_apply)(const float* x, const float* res, float* y, View v, Range r, const float* mean_hi,
                        const float* mean_lo, const float* scale, const float* shift, Act act, bool stream);
   void (*bn_act_backward_sums)(const float* x, const float* res, const float* dy, float* dz_out, View v,
-                               Range r, const float* mean, const float* zscale, const float* zshift, Act act,
-                               double* const* sums, bool stream_dz);
+                               Range r, ZParams z, Act act, double* const* sums, bool stream_dz);
   void (*bn_act_backward_apply)(const float* x, const float* res, const float* dy, float* dx, View v,
-                                Range r, const float* mean, const float* a, const float* b, const float* d,
-                                const float* zscale, const float* zshift, Act act, bool stream);
+                                Range r, const float* a, const float* b, const float* d, ZParams z, Act act,
+                                bool stream);
   // Activations (activations.hpp).
   void (*act_forward)(int32_t kind, float p, const float* x, float* y, int64_t n, bool stream);
   void (*act_backward)(int32_t kind, float p, const float* x, const float* dy, float* dx, int64_t n,

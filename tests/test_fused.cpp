@@ -92,9 +92,11 @@ double err(const std::vector<float>& got, const V& want) {
 struct Data {
   std::vector<float> x, res, dy, gamma, beta;
 };
-Data make_data(const ref::Layout& l, int64_t C, bool residual, bool affine, uint32_t seed) {
+// offset: x with mean 1e4 and spread 0.1, which must normalize as well as
+// centred data (the saved float mean alone is up to 5e-3 spreads off).
+Data make_data(const ref::Layout& l, int64_t C, bool residual, bool affine, uint32_t seed, bool offset = false) {
   Data d;
-  d.x = random_vec(ref::total(l), seed, 0.5f, 2.0f);
+  d.x = offset ? random_vec(ref::total(l), seed, 1e4f, 0.1f) : random_vec(ref::total(l), seed, 0.5f, 2.0f);
   if (residual) d.res = random_vec(d.x.size(), seed + 1, 0.2f, 1.0f);
   d.dy = random_vec(d.x.size(), seed + 2);
   if (affine) {
@@ -106,11 +108,13 @@ Data make_data(const ref::Layout& l, int64_t C, bool residual, bool affine, uint
 
 // ---- Batch Norm ------------------------------------------------------------
 
-void check_bn(const ref::Layout& l, const ActCase& a, bool residual, bool affine, uint32_t seed) {
-  SCOPED_TRACE(nkt::layout_name(l) + " " + a.name + (residual ? " +residual" : "") + (affine ? " affine" : ""));
+void check_bn(const ref::Layout& l, const ActCase& a, bool residual, bool affine, uint32_t seed,
+              bool offset = false) {
+  SCOPED_TRACE(nkt::layout_name(l) + " " + a.name + (residual ? " +residual" : "") + (affine ? " affine" : "") +
+               (offset ? " offset" : ""));
   int64_t C;
   ref::channel_of(l, &C);
-  const Data d = make_data(l, C, residual, affine, seed);
+  const Data d = make_data(l, C, residual, affine, seed, offset);
   const auto desc = nkt::desc_of(l);
   nk_bn_options o;
   nk_bn_options_init(&o);
@@ -290,6 +294,16 @@ TEST_P(FusedBn, EveryActivationWithAndWithoutResidual) {
       for (bool res : {false, true}) check_bn(l, a, res, true, seed++);
 }
 
+// Mean 1e4, spread 0.1: the fused ops subtract the mean's low part after the
+// saved float mean, forward and (recomputing it) backward.
+TEST_P(FusedBn, LargeOffsetLikeCentredData) {
+  uint32_t seed = 700;
+  for (const auto& l : {nkt::nchw(3, 5, 7, 9), nkt::nhwc(3, 7, 9, 5), nkt::nchw(2, 3, 40, 41),
+                        ref::Layout{{8, 3, 4, 5}, {1, 3}}})
+    for (const auto& a : kActs)
+      for (bool res : {false, true}) check_bn(l, a, res, true, seed++, true);
+}
+
 // Streaming stores: dresidual past the cache (NCHW: the apply pass
 // recomputes dz; NHWC: reads it back), and dz kept in dx's buffer (NCHW: in
 // cache between the passes; NHWC: past it).
@@ -404,12 +418,14 @@ NKT_INSTANTIATE_ISAS(FusedBn);
 
 // ---- Group Norm ------------------------------------------------------------
 
-void check_gn(const ref::Layout& l, int64_t G, const ActCase& a, bool residual, uint32_t seed) {
-  SCOPED_TRACE(nkt::layout_name(l) + " G=" + std::to_string(G) + " " + a.name + (residual ? " +residual" : ""));
+void check_gn(const ref::Layout& l, int64_t G, const ActCase& a, bool residual, uint32_t seed,
+              bool offset = false) {
+  SCOPED_TRACE(nkt::layout_name(l) + " G=" + std::to_string(G) + " " + a.name + (residual ? " +residual" : "") +
+               (offset ? " offset" : ""));
   int64_t C;
   ref::channel_of(l, &C);
   const int64_t N = l.dims[0];
-  const Data d = make_data(l, C, residual, seed % 4 != 0, seed);
+  const Data d = make_data(l, C, residual, seed % 4 != 0, seed, offset);
   const auto desc = nkt::desc_of(l);
   nk_gn_options o;
   nk_gn_options_init(&o);
@@ -450,6 +466,13 @@ TEST_P(FusedGn, MatchesReference) {
           check_gn(l, G, a, seed % 2 == 0, seed);
           ++seed;
         }
+}
+
+TEST_P(FusedGn, LargeOffsetLikeCentredData) {
+  uint32_t seed = 800;
+  for (const auto& l : {nkt::nchw(2, 6, 7, 9), nkt::nhwc(3, 6, 7, 9), ref::Layout{{2, 6, 33}, {1}}})
+    for (const auto& a : kActs)
+      for (bool res : {false, true}) check_gn(l, 2, a, res, seed++, true);
 }
 
 TEST_P(FusedGn, LargeWithStreamingStores) {
@@ -511,9 +534,11 @@ NKT_INSTANTIATE_ISAS(FusedGn);
 TEST(FusedDeterminism, AnyThreadCount) {
   for (const ref::Layout& l : {nkt::nchw(8, 24, 100, 100), nkt::nhwc(8, 24, 100, 100), nkt::nchw(400, 24, 1, 18)})
     for (int64_t threshold : {int64_t{-1}, int64_t{0}}) {
+      // Offset data (backward recomputes the exact mean) in the streaming-store run.
+      const bool offset = threshold == 0;
       SCOPED_TRACE(nkt::layout_name(l) + " threshold " + std::to_string(threshold));
       ASSERT_EQ(nk_set_stream_threshold(threshold), NK_OK);
-      const Data d = make_data(l, 24, true, true, 5);
+      const Data d = make_data(l, 24, true, true, 5, offset);
       const auto desc = nkt::desc_of(l);
       nk_bn_options o;
       nk_bn_options_init(&o);
