@@ -65,8 +65,12 @@ void update_moving(const BnOptions& o, int64_t c, double count, double mean, dou
                    const nk_bn_state& st);
 
 // y = gamma * (x - mean) * invstd + beta with given per-channel statistics
-// (inference, and the apply step of split statistics).
+// (inference, and the apply step of split statistics); a double mean keeps
+// its low part.
 // With a residual and an activation (res may be NULL): y = act(... + res).
+void apply_given_stats(const Shape& s, const void* x, void* y, const float* gamma, const float* beta,
+                       const double* mean, const float* invstd, const void* res = nullptr,
+                       kernels::Act act = {kernels::kActIdentity, 0.0f});
 void apply_given_stats(const Shape& s, const void* x, void* y, const float* gamma, const float* beta,
                        const float* mean, const float* invstd, const void* res = nullptr,
                        kernels::Act act = {kernels::kActIdentity, 0.0f});

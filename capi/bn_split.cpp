@@ -16,6 +16,81 @@ void stats(const BnExec& e, const float* x, double* mean, double* m2) {
   for (int64_t c = 0; c < C; ++c) merge_blocks(e, bmean.data(), bm2.data(), c, 0, mean[c], m2[c]);
 }
 
+// A float mean as the double the shared code takes (its low part 0).
+struct Widened {
+  std::vector<double> v;
+  operator const double*() const { return v.data(); }
+};
+Widened widened(const float* mean, int64_t n) { return {std::vector<double>(mean, mean + n)}; }
+
+// mean = hi + lo, hi the nearest float: the kernels center on hi, and the
+// low part enters the per-channel sums and coefficients in double.
+float mean_hi(double mean) { return static_cast<float>(mean); }
+double mean_lo(double mean) { return mean - static_cast<double>(mean_hi(mean)); }
+
+// sum(dy) and sum(dy * xhat) of the local part, xhat = (x - mean) * invstd:
+// sum(dy * (x - hi)) from the kernels, less lo * sum(dy).
+void backward_reduce(const Shape& s, const void* x, const void* dy, const double* mean, const float* invstd,
+                     double* sum_dy, double* sum_dy_xhat) {
+  require(x, "x");
+  require(dy, "dy");
+  require(invstd, "invstd");
+  require(sum_dy, "sum_dy");
+  require(sum_dy_xhat, "sum_dy_xhat");
+  const BnExec e(kernels_for_call(), s.view);
+  const Canonical io(s, {x, dy}, nullptr);
+  const int64_t C = s.channels;
+  std::vector<float> hi(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) hi[c] = mean_hi(mean[c]);
+  const size_t nb = static_cast<size_t>(e.blocks * C);
+  std::vector<double> bsum(3 * nb);
+  e.parallel_blocks([&](int64_t b, int64_t c0, int64_t c1) {
+    double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
+    e.k.bn_backward_sums(io.in(0), io.in(1), e.v, e.block_range(c0, c1, b), hi.data(), out);
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    double sdy = 0, sdyxc = 0;
+    for (int64_t b = 0; b < e.blocks; ++b) {
+      sdy += bsum[b * C + c];
+      sdyxc += bsum[nb + b * C + c];
+    }
+    sum_dy[c] = sdy;
+    sum_dy_xhat[c] = (sdyxc - mean_lo(mean[c]) * sdy) * invstd[c];
+  }
+}
+
+// dx = g * s * (dy - sum_dy / m - xhat * sum_dy_xhat / m), as
+// b * dy + c * (x - hi) + d with the low part of the mean in d.
+void backward_apply(const Shape& s, int64_t count, const void* x, const void* dy, const float* gamma,
+                    const double* mean, const float* invstd, const double* sum_dy, const double* sum_dy_xhat,
+                    void* dx) {
+  if (count < 1) fail(NK_ERR_BAD_ARGUMENT, "count = %lld: must be >= 1", static_cast<long long>(count));
+  require(x, "x");
+  require(dy, "dy");
+  require(invstd, "invstd");
+  require(sum_dy, "sum_dy");
+  require(sum_dy_xhat, "sum_dy_xhat");
+  require(dx, "dx");
+  const BnExec e(kernels_for_call(), s.view);
+  const double m = static_cast<double>(count);
+  ChannelArrays p(s.channels);
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const double sd = invstd[c], g = gamma ? gamma[c] : 1.0;
+    const double cc = -g * sd * sd * sum_dy_xhat[c] / m;
+    p.a[c] = mean_hi(mean[c]);
+    p.b[c] = static_cast<float>(g * sd);
+    p.c[c] = static_cast<float>(cc);
+    p.d[c] = static_cast<float>(-g * sd * sum_dy[c] / m - cc * mean_lo(mean[c]));
+  }
+  const Canonical io(s, {x, dy}, dx);
+  const bool stream = e.stream(3 * static_cast<int64_t>(sizeof(float)) * s.total);
+  e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
+    e.k.bn_backward_apply(io.in(0), io.in(1), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(),
+                          p.c.data(), p.d.data(), stream);
+  });
+  io.finish();
+}
+
 }  // namespace
 
 extern "C" {
@@ -126,35 +201,36 @@ NK_API nk_status nk_bn_apply(const nk_tensor_desc* desc, const void* x, void* y,
   });
 }
 
+NK_API nk_status nk_bn_apply_mean64(const nk_tensor_desc* desc, const void* x, void* y,
+                                    const float* gamma, const float* beta, const double* mean,
+                                    const float* invstd) {
+  return guarded("nk_bn_apply_mean64", [&] {
+    const Shape s = canonicalize(desc);
+    require(x, "x");
+    require(y, "y");
+    require(mean, "mean");
+    require(invstd, "invstd");
+    apply_given_stats(s, x, y, gamma, beta, mean, invstd);
+  });
+}
+
 NK_API nk_status nk_bn_backward_reduce(const nk_tensor_desc* desc, const void* x, const void* dy,
                                        const float* mean, const float* invstd, double* sum_dy,
                                        double* sum_dy_xhat) {
   return guarded("nk_bn_backward_reduce", [&] {
     const Shape s = canonicalize(desc);
-    require(x, "x");
-    require(dy, "dy");
     require(mean, "mean");
-    require(invstd, "invstd");
-    require(sum_dy, "sum_dy");
-    require(sum_dy_xhat, "sum_dy_xhat");
-    const BnExec e(kernels_for_call(), s.view);
-    const Canonical io(s, {x, dy}, nullptr);
-    const int64_t C = s.channels;
-    const size_t nb = static_cast<size_t>(e.blocks * C);
-    std::vector<double> bsum(3 * nb);
-    e.parallel_blocks([&](int64_t b, int64_t c0, int64_t c1) {
-      double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
-      e.k.bn_backward_sums(io.in(0), io.in(1), e.v, e.block_range(c0, c1, b), mean, out);
-    });
-    for (int64_t c = 0; c < C; ++c) {
-      double sdy = 0, sdyxc = 0;
-      for (int64_t b = 0; b < e.blocks; ++b) {
-        sdy += bsum[b * C + c];
-        sdyxc += bsum[nb + b * C + c];
-      }
-      sum_dy[c] = sdy;
-      sum_dy_xhat[c] = sdyxc * invstd[c];
-    }
+    backward_reduce(s, x, dy, widened(mean, s.channels), invstd, sum_dy, sum_dy_xhat);
+  });
+}
+
+NK_API nk_status nk_bn_backward_reduce_mean64(const nk_tensor_desc* desc, const void* x, const void* dy,
+                                              const double* mean, const float* invstd, double* sum_dy,
+                                              double* sum_dy_xhat) {
+  return guarded("nk_bn_backward_reduce_mean64", [&] {
+    const Shape s = canonicalize(desc);
+    require(mean, "mean");
+    backward_reduce(s, x, dy, mean, invstd, sum_dy, sum_dy_xhat);
   });
 }
 
@@ -164,32 +240,19 @@ NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count,
                                       const double* sum_dy_xhat, void* dx) {
   return guarded("nk_bn_backward_apply", [&] {
     const Shape s = canonicalize(desc);
-    if (count < 1) fail(NK_ERR_BAD_ARGUMENT, "count = %lld: must be >= 1", static_cast<long long>(count));
-    require(x, "x");
-    require(dy, "dy");
     require(mean, "mean");
-    require(invstd, "invstd");
-    require(sum_dy, "sum_dy");
-    require(sum_dy_xhat, "sum_dy_xhat");
-    require(dx, "dx");
-    const BnExec e(kernels_for_call(), s.view);
-    const double m = static_cast<double>(count);
-    ChannelArrays p(s.channels);
-    for (int64_t c = 0; c < s.channels; ++c) {
-      const double sd = invstd[c], g = gamma ? gamma[c] : 1.0;
-      p.a[c] = mean[c];
-      p.b[c] = static_cast<float>(g * sd);
-      p.c[c] = static_cast<float>(-g * sd * sd * sum_dy_xhat[c] / m);
-      p.d[c] = static_cast<float>(-g * sd * sum_dy[c] / m);
-    }
-    const Canonical io(s, {x, dy}, dx);
-    const bool stream = e.stream(3 * static_cast<int64_t>(sizeof(float)) * s.total);
-    e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
-      e.k.bn_backward_apply(io.in(0), io.in(1), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(),
-                            p.c.data(), p.d.data(), stream);
-    });
-    io.finish();
+    backward_apply(s, count, x, dy, gamma, widened(mean, s.channels), invstd, sum_dy, sum_dy_xhat, dx);
   });
 }
 
+NK_API nk_status nk_bn_backward_apply_mean64(const nk_tensor_desc* desc, int64_t count, const void* x,
+                                             const void* dy, const float* gamma, const double* mean,
+                                             const float* invstd, const double* sum_dy,
+                                             const double* sum_dy_xhat, void* dx) {
+  return guarded("nk_bn_backward_apply_mean64", [&] {
+    const Shape s = canonicalize(desc);
+    require(mean, "mean");
+    backward_apply(s, count, x, dy, gamma, mean, invstd, sum_dy, sum_dy_xhat, dx);
+  });
+}
 }  // extern "C"

@@ -241,7 +241,11 @@ NK_API nk_status nk_bn_backward_ex(const nk_tensor_desc* desc, const nk_bn_optio
  * and merged (Chan et al.; exact, any counts); finalize gives invstd and
  * updates the moving statistics; apply normalizes the local part.
  * Backward: each process reduces sum(dy) and sum(dy * xhat); these are
- * summed across processes (MPI_Allreduce) and backward_apply gives dx. */
+ * summed across processes (MPI_Allreduce) and backward_apply gives dx.
+ * The *_mean64 forms take the merged mean as the double it is: a float mean
+ * is off by up to half its ulp (5e-4 at 1e4), which moves xhat by that over
+ * the standard deviation; with the double mean, data whose mean is large
+ * against its spread normalize as exactly as nk_bn_forward_training does. */
 NK_API nk_status nk_bn_partial_stats(const nk_tensor_desc* desc, const void* x, int64_t* count,
                                      double* mean, double* m2);
 /* Merges num_parts partials (means/m2s: num_parts rows of `channels`). The
@@ -258,9 +262,16 @@ NK_API nk_status nk_bn_finalize_stats(int64_t channels, const nk_bn_options* opt
 NK_API nk_status nk_bn_apply(const nk_tensor_desc* desc, const void* x, void* y,
                              const float* gamma, const float* beta, const float* mean,
                              const float* invstd);
+NK_API nk_status nk_bn_apply_mean64(const nk_tensor_desc* desc, const void* x, void* y,
+                                    const float* gamma, const float* beta, const double* mean,
+                                    const float* invstd);
 NK_API nk_status nk_bn_backward_reduce(const nk_tensor_desc* desc, const void* x, const void* dy,
                                        const float* mean, const float* invstd, double* sum_dy,
                                        double* sum_dy_xhat);
+NK_API nk_status nk_bn_backward_reduce_mean64(const nk_tensor_desc* desc, const void* x,
+                                              const void* dy, const double* mean,
+                                              const float* invstd, double* sum_dy,
+                                              double* sum_dy_xhat);
 /* count: the total number of elements per feature over all processes.
  * The parameter gradients are the reduced sums themselves:
  * dgamma = sum_dy_xhat, dbeta = sum_dy. */
@@ -268,6 +279,11 @@ NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count,
                                       const void* dy, const float* gamma, const float* mean,
                                       const float* invstd, const double* sum_dy,
                                       const double* sum_dy_xhat, void* dx);
+NK_API nk_status nk_bn_backward_apply_mean64(const nk_tensor_desc* desc, int64_t count,
+                                             const void* x, const void* dy, const float* gamma,
+                                             const double* mean, const float* invstd,
+                                             const double* sum_dy, const double* sum_dy_xhat,
+                                             void* dx);
 
 /* ---- Activations ---------------------------------------------------------- *
  * Element-wise over n >= 0 floats (any shape: pass the element count); y may

@@ -249,6 +249,23 @@ TEST(Errors, SplitStatistics) {
   EXPECT_FAILS(nk_bn_backward_apply(&d, 40, kX.data(), kDy.data(), nullptr, kPos.data(), kPos.data(),
                                     nullptr, m2s.data(), outs.dx.data()),
                NK_ERR_NULL_POINTER, "sum_dy");
+  // The forms with the mean in double.
+  EXPECT_FAILS(nk_bn_apply_mean64(&d, kX.data(), outs.y.data(), nullptr, nullptr, nullptr, kPos.data()),
+               NK_ERR_NULL_POINTER, "mean");
+  EXPECT_FAILS(nk_bn_apply_mean64(&d, kX.data(), outs.y.data(), nullptr, nullptr, means.data(), nullptr),
+               NK_ERR_NULL_POINTER, "invstd");
+  EXPECT_FAILS(nk_bn_backward_reduce_mean64(&d, kX.data(), nullptr, means.data(), kPos.data(), outs.d1.data(),
+                                            outs.d2.data()),
+               NK_ERR_NULL_POINTER, "dy");
+  EXPECT_FAILS(nk_bn_backward_reduce_mean64(&d, kX.data(), kDy.data(), nullptr, kPos.data(), outs.d1.data(),
+                                            outs.d2.data()),
+               NK_ERR_NULL_POINTER, "mean");
+  EXPECT_FAILS(nk_bn_backward_apply_mean64(&d, 0, kX.data(), kDy.data(), nullptr, means.data(), kPos.data(),
+                                           means.data(), m2s.data(), outs.dx.data()),
+               NK_ERR_BAD_ARGUMENT, "count = 0");
+  EXPECT_FAILS(nk_bn_backward_apply_mean64(&d, 40, kX.data(), kDy.data(), nullptr, means.data(), kPos.data(),
+                                           means.data(), m2s.data(), nullptr),
+               NK_ERR_NULL_POINTER, "dx");
 }
 
 TEST(Errors, Settings) {

@@ -93,6 +93,72 @@ TEST_P(SyncBn, ThreeUnequalPartsEqualTheWholeBatch) {
   }
 }
 
+// Mean 1e4, spread 0.1: with the merged mean in double (the *_mean64
+// forms) the split path is as exact as the whole batch in one call.
+TEST_P(SyncBn, LargeOffsetWithTheDoubleMean) {
+  const std::vector<int64_t> parts = {2, 3, 6};
+  for (bool channels_last : {false, true}) {
+    SCOPED_TRACE(channels_last ? "NHWC" : "NCHW");
+    const int64_t N = 11, C = 5, H = 3, W = 7, per_sample = C * H * W;
+    const auto whole_layout = channels_last ? nkt::nhwc(N, C, H, W) : nkt::nchw(N, C, H, W);
+    const auto x = random_vec(N * per_sample, 75, 1e4f, 0.1f);
+    const auto dy = random_vec(x.size(), 76);
+    const auto gamma = random_vec(C, 77), beta = random_vec(C, 78);
+    const auto wd = nkt::desc_of(whole_layout);
+    std::vector<float> y(x.size()), sm(C), si(C), dx(x.size()), dg(C), db(C);
+    ASSERT_EQ(nk_bn_forward_training(&wd, nullptr, x.data(), y.data(), gamma.data(), beta.data(), sm.data(),
+                                     si.data(), nullptr, nullptr),
+              NK_OK);
+    ASSERT_EQ(nk_bn_backward(&wd, nullptr, x.data(), dy.data(), gamma.data(), sm.data(), si.data(), dx.data(),
+                             dg.data(), db.data()),
+              NK_OK);
+    std::vector<int64_t> counts(parts.size()), offsets;
+    std::vector<double> means(parts.size() * C), m2s(parts.size() * C);
+    std::vector<nk_tensor_desc> descs;
+    int64_t off = 0;
+    for (size_t p = 0; p < parts.size(); ++p) {
+      descs.push_back(nkt::desc_of(channels_last ? nkt::nhwc(parts[p], C, H, W) : nkt::nchw(parts[p], C, H, W)));
+      offsets.push_back(off);
+      ASSERT_EQ(nk_bn_partial_stats(&descs[p], x.data() + off, &counts[p], &means[p * C], &m2s[p * C]), NK_OK);
+      off += parts[p] * per_sample;
+    }
+    int64_t count;
+    std::vector<double> mean(C), m2(C);
+    ASSERT_EQ(nk_bn_merge_stats(C, parts.size(), counts.data(), means.data(), m2s.data(), &count, mean.data(),
+                                m2.data()),
+              NK_OK);
+    std::vector<float> gm(C), gi(C);
+    ASSERT_EQ(nk_bn_finalize_stats(C, nullptr, count, mean.data(), m2.data(), gm.data(), gi.data(), nullptr,
+                                   nullptr),
+              NK_OK);
+    auto sy = nkt::poisoned(x.size()), sdx = nkt::poisoned(x.size());
+    std::vector<double> sum_dy(C, 0.0), sum_dy_xhat(C, 0.0);
+    for (size_t p = 0; p < parts.size(); ++p) {
+      ASSERT_EQ(nk_bn_apply_mean64(&descs[p], x.data() + offsets[p], sy.data() + offsets[p], gamma.data(),
+                                   beta.data(), mean.data(), gi.data()),
+                NK_OK);
+      std::vector<double> a(C), b(C);
+      ASSERT_EQ(nk_bn_backward_reduce_mean64(&descs[p], x.data() + offsets[p], dy.data() + offsets[p],
+                                             mean.data(), gi.data(), a.data(), b.data()),
+                NK_OK);
+      for (int64_t c = 0; c < C; ++c) sum_dy[c] += a[c], sum_dy_xhat[c] += b[c];
+    }
+    for (size_t p = 0; p < parts.size(); ++p)
+      ASSERT_EQ(nk_bn_backward_apply_mean64(&descs[p], count, x.data() + offsets[p], dy.data() + offsets[p],
+                                            gamma.data(), mean.data(), gi.data(), sum_dy.data(), sum_dy_xhat.data(),
+                                            sdx.data() + offsets[p]),
+                NK_OK);
+    int64_t rc;
+    const auto ch = ref::channel_of(whole_layout, &rc);
+    const auto s = ref::batch_stats(x, ch, C);
+    EXPECT_LE(nkt::rel_error(sy, ref::normalize(x, ch, s.mean, s.var, 1e-3, gamma, beta)), 5e-5);
+    EXPECT_LE(nkt::rel_error(sy, y), 5e-5);
+    EXPECT_LE(nkt::rel_error(sdx, dx, nkt::rms(dx)), 5e-5);
+    EXPECT_LE(nkt::rel_error(sum_dy_xhat, dg, 1.0), 5e-5);
+    EXPECT_LE(nkt::rel_error(sum_dy, db, 1.0), 5e-5);
+  }
+}
+
 TEST_P(SyncBn, MergeOfOnePartIsThatPart) {
   const auto l = nkt::nchw(3, 4, 5, 6);
   const auto x = random_vec(ref::total(l), 81, 5.0f, 1.0f);
