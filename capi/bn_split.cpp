@@ -16,6 +16,15 @@ void stats(const BnExec& e, const float* x, double* mean, double* m2) {
   for (int64_t c = 0; c < C; ++c) merge_blocks(e, bmean.data(), bm2.data(), c, 0, mean[c], m2[c]);
 }
 
+// M2 is a sum of squares: a negative one is a caller's error (NaN passes,
+// as NaN data gives it).
+void check_m2(const double* m2, int64_t n, const char* name) {
+  for (int64_t i = 0; i < n; ++i)
+    if (m2[i] < 0)
+      fail(NK_ERR_BAD_ARGUMENT, "%s[%lld] = %g: a sum of squared deviations must be >= 0", name,
+           static_cast<long long>(i), m2[i]);
+}
+
 // A float mean as the double the shared code takes (its low part 0).
 struct Widened {
   std::vector<double> v;
@@ -132,6 +141,7 @@ NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const in
       if (counts[k] < 0)
         fail(NK_ERR_BAD_ARGUMENT, "counts[%lld] = %lld: must be >= 0", static_cast<long long>(k),
              static_cast<long long>(counts[k]));
+      if (counts[k] > 0) check_m2(m2s + k * channels, channels, "m2s (a part's row)");
       if (__builtin_add_overflow(total, counts[k], &total)) fail(NK_ERR_OVERFLOW, "total count overflows int64");
     }
     if (total == 0) fail(NK_ERR_BAD_ARGUMENT, "every part has count 0");
@@ -174,6 +184,7 @@ NK_API nk_status nk_bn_finalize_stats(int64_t channels, const nk_bn_options* opt
       fail(NK_ERR_BAD_ARGUMENT, "the unbiased moving variance needs count >= 2");
     if (o.renorm || o.virtual_batch > 0)
       fail(NK_ERR_UNSUPPORTED, "renorm and virtual batches are not available through split statistics");
+    check_m2(m2, channels, "m2");
     nk_bn_state st;
     nk_bn_state_init(&st);
     st.moving_mean = moving_mean;

@@ -124,7 +124,8 @@ NK_API nk_status nk_tensor_desc_init(nk_tensor_desc* desc, int32_t ndim, const i
 
 /* Options of Batch Norm, each with the tf.layers.batch_normalization
  * argument it stands for and its default there. Start from
- * nk_bn_options_init() (or NK_BN_OPTIONS_INIT), which gives those defaults;
+ * nk_bn_options_init() (or NK_BN_OPTIONS_INIT), which gives those defaults
+ * (as does a NULL options pointer, here and for every options struct);
  * struct_size lets later releases append fields without breaking callers
  * built against this one (fields past a caller's struct_size take their
  * defaults). TF's center/scale are NULL beta/gamma; its initializers,
@@ -249,7 +250,8 @@ NK_API nk_status nk_bn_backward_ex(const nk_tensor_desc* desc, const nk_bn_optio
 NK_API nk_status nk_bn_partial_stats(const nk_tensor_desc* desc, const void* x, int64_t* count,
                                      double* mean, double* m2);
 /* Merges num_parts partials (means/m2s: num_parts rows of `channels`). The
- * output may be fed to another merge. */
+ * output may be fed to another merge. A negative M2 (of a part with a
+ * nonzero count) is an error; NaN passes through. */
 NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const int64_t* counts,
                                    const double* means, const double* m2s, int64_t* count,
                                    double* mean, double* m2);

@@ -239,6 +239,15 @@ TEST(Errors, SplitStatistics) {
   EXPECT_FAILS(nk_bn_finalize_stats(3, &o, 1, means.data(), m2s.data(), outs.sm.data(), outs.si.data(),
                                     outs.mm.data(), outs.mv.data()),
                NK_ERR_BAD_ARGUMENT, "count >= 2");
+  const std::vector<double> negative_m2 = {1.0, -1e-3, 1.0};
+  EXPECT_FAILS(nk_bn_finalize_stats(3, nullptr, 10, means.data(), negative_m2.data(), outs.sm.data(),
+                                    outs.si.data(), nullptr, nullptr),
+               NK_ERR_BAD_ARGUMENT, "squared deviations");
+  const int64_t two_counts[2] = {4, 6};
+  const std::vector<double> m2_rows = {1.0, 1.0, 1.0, 1.0, -2.0, 1.0};
+  EXPECT_FAILS(nk_bn_merge_stats(3, 2, two_counts, means.data(), m2_rows.data(), &outs.count, outs.d1.data(),
+                                 outs.d2.data()),
+               NK_ERR_BAD_ARGUMENT, "squared deviations");
   EXPECT_FAILS(nk_bn_apply(&d, kX.data(), outs.y.data(), nullptr, nullptr, nullptr, kPos.data()),
                NK_ERR_NULL_POINTER, "mean");
   EXPECT_FAILS(nk_bn_backward_reduce(&d, kX.data(), kDy.data(), kPos.data(), kPos.data(), outs.d1.data(), nullptr),
