@@ -2,10 +2,12 @@
  *
  * Each rank holds an unequal share of one batch (rank r: r + 2 samples).
  * Forward: partial statistics of the local share -> MPI_Allgather ->
- * nk_bn_merge_stats -> nk_bn_finalize_stats (every rank updates its moving
- * statistics alike) -> nk_bn_apply on the local share.
- * Backward: nk_bn_backward_reduce -> MPI_Allreduce of (sum dy, sum dy*xhat),
- * which are also dbeta and dgamma -> nk_bn_backward_apply.
+ * nk_bn_merge_stats -> nk_bn_finalize_stats (invstd; every rank updates its
+ * moving statistics alike) -> nk_bn_apply_mean64 on the local share.
+ * Backward: nk_bn_backward_reduce_mean64 -> MPI_Allreduce of (sum dy,
+ * sum dy*xhat), which are also dbeta and dgamma -> nk_bn_backward_apply_mean64.
+ * The *_mean64 forms take the merged mean as the double it is, so data whose
+ * mean is large against its spread normalize as exactly as in one process.
  * Rank 0 then runs single-process Batch Norm over the whole batch and checks
  * that outputs, moving statistics and gradients agree to float32 rounding;
  * the exit status says whether they do. NCHW and NHWC are both run.
@@ -118,14 +120,14 @@ static int run(int rank, int size, int nhwc) {
   for (int c = 0; c < C; ++c) mm[c] = 0.0f, mv[c] = 1.0f;
   CHECK_NK(nk_bn_finalize_stats(C, &opt, total, gmean, gm2, fmean, finvstd, mm, mv));
   float* ly = malloc(sizeof(float) * n * per);
-  CHECK_NK(nk_bn_apply(&ld, lx, ly, gamma, beta, fmean, finvstd));
+  CHECK_NK(nk_bn_apply_mean64(&ld, lx, ly, gamma, beta, gmean, finvstd));
 
   /* ---- backward ---- */
   double sums[2 * C]; /* sum dy, then sum dy*xhat: one all-reduce */
-  CHECK_NK(nk_bn_backward_reduce(&ld, lx, ldy, fmean, finvstd, sums, sums + C));
+  CHECK_NK(nk_bn_backward_reduce_mean64(&ld, lx, ldy, gmean, finvstd, sums, sums + C));
   MPI_Allreduce(MPI_IN_PLACE, sums, 2 * C, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
   float* ldx = malloc(sizeof(float) * n * per);
-  CHECK_NK(nk_bn_backward_apply(&ld, total, lx, ldy, gamma, fmean, finvstd, sums, sums + C, ldx));
+  CHECK_NK(nk_bn_backward_apply_mean64(&ld, total, lx, ldy, gamma, gmean, finvstd, sums, sums + C, ldx));
   float dgamma[C], dbeta[C];
   for (int c = 0; c < C; ++c) dbeta[c] = (float)sums[c], dgamma[c] = (float)sums[C + c];
 

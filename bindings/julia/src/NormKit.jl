@@ -94,7 +94,8 @@ const FUNCTION_NAMES = [
     :nk_tensor_desc_init, :nk_bn_options_init, :nk_bn_forward_training, :nk_bn_forward_inference,
     :nk_bn_backward, :nk_bn_state_init, :nk_bn_forward_training_ex, :nk_bn_backward_ex,
     :nk_bn_partial_stats, :nk_bn_merge_stats, :nk_bn_finalize_stats, :nk_bn_apply,
-    :nk_bn_backward_reduce, :nk_bn_backward_apply,
+    :nk_bn_backward_reduce, :nk_bn_backward_apply, :nk_bn_apply_mean64,
+    :nk_bn_backward_reduce_mean64, :nk_bn_backward_apply_mean64,
     :nk_relu_forward, :nk_relu_backward, :nk_leaky_relu_forward, :nk_leaky_relu_backward,
     :nk_elu_forward, :nk_elu_backward, :nk_selu_forward, :nk_selu_backward, :nk_selu_alpha,
     :nk_selu_lambda, :nk_prelu_forward, :nk_prelu_backward, :nk_crelu_forward, :nk_crelu_backward,
@@ -499,6 +500,57 @@ function bn_backward_apply!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy:
     GC.@preserve x dy dx gamma mean invstd sum_dy sum_dy_xhat begin
         check(ccall(sym(:nk_bn_backward_apply), Int32,
                     (Ref{TensorDesc}, Int64, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat},
+                     Ptr{Cdouble}, Ptr{Cdouble}, Ptr{Cvoid}),
+                    desc, count, pointer(x), pointer(dy), ptr(gamma), pointer(mean), pointer(invstd),
+                    pointer(sum_dy), pointer(sum_dy_xhat), pointer(dx)))
+    end
+    return dx
+end
+
+# The same three with the merged mean as the Float64 that bn_merge_stats gives (the
+# *_mean64 forms): a Float32 mean is off by up to half its ulp, which moves xhat by that
+# over the standard deviation when the mean is large against the spread.
+
+function bn_apply!(y::DenseArray{Float32}, x::DenseArray{Float32}, mean::Vector{Float64},
+                   invstd::Vector{Float32}; gamma::F32=nothing, beta::F32=nothing, dims=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    samesize(y, x, "y")
+    foreach(((a, n),) -> checklen(a, C, n), ((gamma, "gamma"), (beta, "beta"), (mean, "mean"), (invstd, "invstd")))
+    GC.@preserve x y gamma beta mean invstd begin
+        check(ccall(sym(:nk_bn_apply_mean64), Int32,
+                    (Ref{TensorDesc}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cdouble},
+                     Ptr{Cfloat}),
+                    desc, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(mean), pointer(invstd)))
+    end
+    return y
+end
+
+function bn_backward_reduce(x::DenseArray{Float32}, dy::DenseArray{Float32}, mean::Vector{Float64},
+                            invstd::Vector{Float32}; dims=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy")
+    checklen(mean, C, "mean"); checklen(invstd, C, "invstd")
+    s1, s2 = Vector{Float64}(undef, C), Vector{Float64}(undef, C)
+    GC.@preserve x dy mean invstd s1 s2 begin
+        check(ccall(sym(:nk_bn_backward_reduce_mean64), Int32,
+                    (Ref{TensorDesc}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cdouble}, Ptr{Cfloat}, Ptr{Cdouble},
+                     Ptr{Cdouble}),
+                    desc, pointer(x), pointer(dy), pointer(mean), pointer(invstd), pointer(s1), pointer(s2)))
+    end
+    return s1, s2
+end
+
+function bn_backward_apply!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::DenseArray{Float32},
+                            count::Integer, mean::Vector{Float64}, invstd::Vector{Float32},
+                            sum_dy::Vector{Float64}, sum_dy_xhat::Vector{Float64};
+                            gamma::F32=nothing, dims=default_dims(x))
+    desc, C = tensor_desc(x, dims)
+    samesize(dy, x, "dy"); samesize(dx, x, "dx")
+    foreach(((a, n),) -> checklen(a, C, n), ((gamma, "gamma"), (mean, "mean"), (invstd, "invstd"),
+                                            (sum_dy, "sum_dy"), (sum_dy_xhat, "sum_dy_xhat")))
+    GC.@preserve x dy dx gamma mean invstd sum_dy sum_dy_xhat begin
+        check(ccall(sym(:nk_bn_backward_apply_mean64), Int32,
+                    (Ref{TensorDesc}, Int64, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cdouble}, Ptr{Cfloat},
                      Ptr{Cdouble}, Ptr{Cdouble}, Ptr{Cvoid}),
                     desc, count, pointer(x), pointer(dy), ptr(gamma), pointer(mean), pointer(invstd),
                     pointer(sum_dy), pointer(sum_dy_xhat), pointer(dx)))

@@ -108,6 +108,29 @@ end
         @test relerr(cat(dxs...; dims=4), Float64.(dx)) < 1e-5
     end
 
+    @testset "split statistics with the Float64 mean on offset data" begin
+        # mean 1e4, sd 0.1: bn_merge_stats' Float64 mean takes the *_mean64 forms
+        parts = [2, 3, 6]
+        x = randn(Float32, 7, 3, 5, sum(parts)) .* 0.1f0 .+ 1f4
+        dy = randn(Float32, size(x))
+        g, b = randn(Float32, 5), randn(Float32, 5)
+        y, sm, si = bn_training(x; gamma=g, beta=b)
+        dx, dg, db = bn_backward(x, dy, sm, si; gamma=g)
+        ranges = [sum(parts[1:p-1])+1:sum(parts[1:p]) for p in eachindex(parts)]
+        xs = [x[:, :, :, r] for r in ranges]
+        dys = [dy[:, :, :, r] for r in ranges]
+        st = [bn_partial_stats(xp) for xp in xs]
+        count, mean, m2 = bn_merge_stats([s[1] for s in st], hcat([s[2] for s in st]...), hcat([s[3] for s in st]...))
+        _, gi = bn_finalize_stats(count, mean, m2)
+        ys = [bn_apply!(similar(xp), xp, mean, gi; gamma=g, beta=b) for xp in xs]
+        @test relerr(cat(ys...; dims=4), Float64.(y)) < 5e-5
+        red = [bn_backward_reduce(xp, dyp, mean, gi) for (xp, dyp) in zip(xs, dys)]
+        s1, s2 = sum(first.(red)), sum(last.(red))
+        @test relerr(s1, Float64.(db)) < 5e-5 && relerr(s2, Float64.(dg)) < 5e-5
+        dxs = [bn_backward_apply!(similar(xp), xp, dyp, count, mean, gi, s1, s2; gamma=g) for (xp, dyp) in zip(xs, dys)]
+        @test relerr(cat(dxs...; dims=4), Float64.(dx)) < 5e-5
+    end
+
     @testset "errors" begin
         x = zeros(Float32, 3, 2)
         e = try bn_training(x; options=bn_options(epsilon=0)); nothing catch err; err end

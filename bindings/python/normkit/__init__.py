@@ -418,42 +418,57 @@ def bn_finalize_stats(count, mean, m2, moving_mean=None, moving_var=None, **opts
     return mo, io
 
 
+def _mean_in(mean, n):
+    """(mean, is64): a float64 array (bn_merge_stats' mean) goes to the *_mean64
+    forms as it is, since a float32 mean moves xhat by up to half its ulp over
+    the standard deviation; anything else is read as float32."""
+    if isinstance(mean, np.ndarray) and mean.dtype == np.float64:
+        return _vec_in(mean, n, "mean", np.float64), True
+    return _vec_in(mean, n, "mean"), False
+
+
 def bn_apply(x, mean, invstd, gamma=None, beta=None, axis=1, out=None):
+    """mean: float64 (exact on data with a large mean) or float32."""
     t = _Tensor(x, axis)
     C = t.channels
-    args = [_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (beta, "beta"), (mean, "mean"),
-                                          (invstd, "invstd"))]
+    gamma, beta, invstd = (_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (beta, "beta"),
+                                                         (invstd, "invstd")))
+    mean, m64 = _mean_in(mean, C)
+    f, pm = (_L.nk_bn_apply_mean64, _pd(mean)) if m64 else (_L.nk_bn_apply, _pf(mean))
     y = t.out(out)
-    _check(_L.nk_bn_apply(ctypes.byref(t.desc), _pv(t.array), _pv(y), *[_pf(a) for a in args]))
+    _check(f(ctypes.byref(t.desc), _pv(t.array), _pv(y), _pf(gamma), _pf(beta), pm, _pf(invstd)))
     return y
 
 
 def bn_backward_reduce(x, dy, mean, invstd, axis=1):
-    """Returns (sum_dy, sum_dy_xhat) of this part, float64: all-reduce them."""
+    """Returns (sum_dy, sum_dy_xhat) of this part, float64: all-reduce them.
+    mean: float64 or float32, as in bn_apply."""
     t = _Tensor(x, axis)
     C = t.channels
     dy = t.like(dy, "dy")
-    mean, invstd = _vec_in(mean, C, "mean"), _vec_in(invstd, C, "invstd")
+    invstd = _vec_in(invstd, C, "invstd")
+    mean, m64 = _mean_in(mean, C)
+    f, pm = (_L.nk_bn_backward_reduce_mean64, _pd(mean)) if m64 else (_L.nk_bn_backward_reduce, _pf(mean))
     s1 = np.empty(C, np.float64)
     s2 = np.empty(C, np.float64)
-    _check(_L.nk_bn_backward_reduce(ctypes.byref(t.desc), _pv(t.array), _pv(dy), _pf(mean), _pf(invstd),
-                                    _pd(s1), _pd(s2)))
+    _check(f(ctypes.byref(t.desc), _pv(t.array), _pv(dy), pm, _pf(invstd), _pd(s1), _pd(s2)))
     return s1, s2
 
 
 def bn_backward_apply(x, dy, count, mean, invstd, sum_dy, sum_dy_xhat, gamma=None, axis=1,
                       out=None):
     """dx of this part from the all-reduced sums (count: elements per feature
-    over all parts). dgamma = sum_dy_xhat and dbeta = sum_dy."""
+    over all parts). dgamma = sum_dy_xhat and dbeta = sum_dy. mean: as in bn_apply."""
     t = _Tensor(x, axis)
     C = t.channels
     dy = t.like(dy, "dy")
-    gamma, mean, invstd = (_vec_in(a, C, n) for a, n in ((gamma, "gamma"), (mean, "mean"),
-                                                         (invstd, "invstd")))
+    gamma, invstd = _vec_in(gamma, C, "gamma"), _vec_in(invstd, C, "invstd")
+    mean, m64 = _mean_in(mean, C)
+    f, pm = (_L.nk_bn_backward_apply_mean64, _pd(mean)) if m64 else (_L.nk_bn_backward_apply, _pf(mean))
     s1, s2 = _vec_in(sum_dy, C, "sum_dy", np.float64), _vec_in(sum_dy_xhat, C, "sum_dy_xhat", np.float64)
     dx = t.out(out)
-    _check(_L.nk_bn_backward_apply(ctypes.byref(t.desc), int(count), _pv(t.array), _pv(dy), _pf(gamma),
-                                   _pf(mean), _pf(invstd), _pd(s1), _pd(s2), _pv(dx)))
+    _check(f(ctypes.byref(t.desc), int(count), _pv(t.array), _pv(dy), _pf(gamma), pm, _pf(invstd),
+             _pd(s1), _pd(s2), _pv(dx)))
     return dx
 
 

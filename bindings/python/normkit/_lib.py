@@ -145,8 +145,11 @@ FUNCTIONS = {
     "nk_bn_merge_stats": (_st, [c_int64, c_int64, _pi64, _pd, _pd, _pi64, _pd, _pd]),
     "nk_bn_finalize_stats": (_st, [c_int64, _opt, c_int64, _pd, _pd, PF, PF, PF, PF]),
     "nk_bn_apply": (_st, [_desc, _v, _v, PF, PF, PF, PF]),
+    "nk_bn_apply_mean64": (_st, [_desc, _v, _v, PF, PF, _pd, PF]),
     "nk_bn_backward_reduce": (_st, [_desc, _v, _v, PF, PF, _pd, _pd]),
+    "nk_bn_backward_reduce_mean64": (_st, [_desc, _v, _v, _pd, PF, _pd, _pd]),
     "nk_bn_backward_apply": (_st, [_desc, c_int64, _v, _v, PF, PF, PF, _pd, _pd, _v]),
+    "nk_bn_backward_apply_mean64": (_st, [_desc, c_int64, _v, _v, PF, _pd, PF, _pd, _pd, _v]),
     # activations
     "nk_relu_forward": (_st, [c_int64, PF, PF]),
     "nk_relu_backward": (_st, [c_int64, PF, PF, PF]),

@@ -118,6 +118,40 @@ def test_split_statistics_equal_single_process(channels_last):
     close(np.concatenate(dxs), dx, 1e-4)
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "channels_last"])
+def test_split_statistics_double_mean_large_offset(channels_last):
+    # bn_merge_stats' float64 mean goes to the *_mean64 forms: exact on mean 1e4,
+    # std 0.1, where a float32 mean (ulp 1e-3) would move xhat by up to 5e-3.
+    parts = [2, 3, 6]
+    N, C, H, W = sum(parts), 5, 3, 7
+    x = torch_input((N, C, H, W), 21, channels_last, mean=1e4, std=0.1).numpy()
+    dy = torch_input((N, C, H, W), 22, channels_last).numpy()
+    g = rng(23).standard_normal(C).astype(np.float32)
+    b = rng(24).standard_normal(C).astype(np.float32)
+    y, sm, si = nk.bn_forward_training(x, g, b)
+    dx, dg, db = nk.bn_backward(x, dy, sm, si, g)
+
+    bounds = np.cumsum([0] + parts)
+    xs = [x[bounds[p]:bounds[p + 1]] for p in range(len(parts))]
+    dys = [dy[bounds[p]:bounds[p + 1]] for p in range(len(parts))]
+    stats = [nk.bn_partial_stats(xp) for xp in xs]
+    count, mean, m2 = nk.bn_merge_stats([s[0] for s in stats], np.stack([s[1] for s in stats]),
+                                        np.stack([s[2] for s in stats]))
+    assert mean.dtype == np.float64
+    _, gi = nk.bn_finalize_stats(count, mean, m2)
+    ys = [nk.bn_apply(xp, mean, gi, g, b) for xp in xs]
+    close(np.concatenate(ys), y, 5e-5)
+    red = [nk.bn_backward_reduce(xp, dyp, mean, gi) for xp, dyp in zip(xs, dys)]
+    s1, s2 = sum(r[0] for r in red), sum(r[1] for r in red)
+    close(s1, db, 5e-5)
+    close(s2, dg, 5e-5)
+    dxs = [nk.bn_backward_apply(xp, dyp, count, mean, gi, s1, s2, g) for xp, dyp in zip(xs, dys)]
+    close(np.concatenate(dxs), dx, 5e-5)
+    # The same mean as float32 takes the float forms, which miss by far more.
+    with pytest.raises(AssertionError):
+        close(np.concatenate([nk.bn_apply(xp, mean.astype(np.float32), gi, g, b) for xp in xs]), y, 5e-5)
+
+
 # ---- float64 references ----------------------------------------------------
 def ref_bn(x, axes, gamma, beta, eps):
     x = x.astype(np.float64)

@@ -301,11 +301,29 @@ extern "C" {
         mean: *const f32,
         invstd: *const f32,
     ) -> nk_status;
+    pub fn nk_bn_apply_mean64(
+        desc: *const nk_tensor_desc,
+        x: *const std::ffi::c_void,
+        y: *mut std::ffi::c_void,
+        gamma: *const f32,
+        beta: *const f32,
+        mean: *const f64,
+        invstd: *const f32,
+    ) -> nk_status;
     pub fn nk_bn_backward_reduce(
         desc: *const nk_tensor_desc,
         x: *const std::ffi::c_void,
         dy: *const std::ffi::c_void,
         mean: *const f32,
+        invstd: *const f32,
+        sum_dy: *mut f64,
+        sum_dy_xhat: *mut f64,
+    ) -> nk_status;
+    pub fn nk_bn_backward_reduce_mean64(
+        desc: *const nk_tensor_desc,
+        x: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        mean: *const f64,
         invstd: *const f32,
         sum_dy: *mut f64,
         sum_dy_xhat: *mut f64,
@@ -317,6 +335,18 @@ extern "C" {
         dy: *const std::ffi::c_void,
         gamma: *const f32,
         mean: *const f32,
+        invstd: *const f32,
+        sum_dy: *const f64,
+        sum_dy_xhat: *const f64,
+        dx: *mut std::ffi::c_void,
+    ) -> nk_status;
+    pub fn nk_bn_backward_apply_mean64(
+        desc: *const nk_tensor_desc,
+        count: i64,
+        x: *const std::ffi::c_void,
+        dy: *const std::ffi::c_void,
+        gamma: *const f32,
+        mean: *const f64,
         invstd: *const f32,
         sum_dy: *const f64,
         sum_dy_xhat: *const f64,

@@ -630,6 +630,64 @@ pub fn bn_backward_apply(
     })
 }
 
+// The same three with the merged mean as the f64 that bn_merge_stats gives: a
+// float mean is off by up to half its ulp, which moves xhat by that over the
+// standard deviation when the mean is large against the spread.
+
+/// [`bn_apply`] with the merged mean in double.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_apply_mean64(layout: &Layout, x: &[f32], y: &mut [f32], gamma: Option<&[f32]>, beta: Option<&[f32]>, mean: &[f64], invstd: &[f32]) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("y", y.len())?;
+    let c = layout.channels();
+    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
+    check_len("mean", mean.len(), c)?;
+    let i = opt_ptr("invstd", Some(invstd), c)?;
+    check(unsafe { sys::nk_bn_apply_mean64(layout.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mean.as_ptr(), i) })
+}
+
+/// [`bn_backward_reduce`] with the merged mean in double.
+pub fn bn_backward_reduce_mean64(layout: &Layout, x: &[f32], dy: &[f32], mean: &[f64], invstd: &[f32], sum_dy: &mut [f64], sum_dy_xhat: &mut [f64]) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    let c = layout.channels();
+    check_len("mean", mean.len(), c)?;
+    let i = opt_ptr("invstd", Some(invstd), c)?;
+    check_len("sum_dy", sum_dy.len(), c)?;
+    check_len("sum_dy_xhat", sum_dy_xhat.len(), c)?;
+    check(unsafe {
+        sys::nk_bn_backward_reduce_mean64(layout.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), mean.as_ptr(), i, sum_dy.as_mut_ptr(), sum_dy_xhat.as_mut_ptr())
+    })
+}
+
+/// [`bn_backward_apply`] with the merged mean in double.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward_apply_mean64(
+    layout: &Layout,
+    count: i64,
+    x: &[f32],
+    dy: &[f32],
+    gamma: Option<&[f32]>,
+    mean: &[f64],
+    invstd: &[f32],
+    sum_dy: &[f64],
+    sum_dy_xhat: &[f64],
+    dx: &mut [f32],
+) -> Result<()> {
+    layout.check_tensor("x", x.len())?;
+    layout.check_tensor("dy", dy.len())?;
+    layout.check_tensor("dx", dx.len())?;
+    let c = layout.channels();
+    let g = opt_ptr("gamma", gamma, c)?;
+    check_len("mean", mean.len(), c)?;
+    let i = opt_ptr("invstd", Some(invstd), c)?;
+    check_len("sum_dy", sum_dy.len(), c)?;
+    check_len("sum_dy_xhat", sum_dy_xhat.len(), c)?;
+    check(unsafe {
+        sys::nk_bn_backward_apply_mean64(layout.raw(), count, x.as_ptr().cast(), dy.as_ptr().cast(), g, mean.as_ptr(), i, sum_dy.as_ptr(), sum_dy_xhat.as_ptr(), dx.as_mut_ptr().cast::<c_void>())
+    })
+}
+
 // ---- layer --------------------------------------------------------------------------
 
 /// A Batch Norm layer holding its variables as tf.keras does: gamma = 1,

@@ -232,6 +232,66 @@ fn split_statistics_equal_the_whole_batch() {
     let _ = per;
 }
 
+// Mean 1e4, sd 0.1: with bn_merge_stats' f64 mean (the *_mean64 forms) the
+// split path is as exact as the whole batch; an f32 mean (ulp 1e-3) is not.
+#[test]
+fn split_statistics_with_the_f64_mean_on_offset_data() {
+    let parts = [2i64, 3, 6];
+    let (n, c, h, w) = (11, 5, 3, 7);
+    let cu = c as usize;
+    for nhwc in [false, true] {
+        let layout = |n| if nhwc { Layout::nhwc(n, h, w, c) } else { Layout::nchw(n, c, h, w) };
+        let whole = layout(n);
+        let x = normal(whole.len(), 22, 1e4, 0.1);
+        let dy = normal(whole.len(), 23, 0.0, 1.0);
+        let gamma = normal(cu, 24, 1.0, 0.5);
+        let beta = normal(cu, 25, 0.0, 0.5);
+        let opt = BnOptions::default();
+        let (mut y, mut sm, mut si) = (vec![0.0; x.len()], vec![0.0; cu], vec![0.0; cu]);
+        bn_forward_training(&whole, &opt, &x, &mut y, Some(&gamma), Some(&beta), Some(Saved { mean: &mut sm, invstd: &mut si }), None).unwrap();
+        let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; cu], vec![0.0; cu]);
+        bn_backward(&whole, &opt, &x, &dy, Some(&gamma), &sm, &si, &mut dx, Some((&mut dg, &mut db))).unwrap();
+
+        let mut counts = vec![];
+        let (mut means, mut m2s) = (vec![0.0; parts.len() * cu], vec![0.0; parts.len() * cu]);
+        let mut off = vec![0usize];
+        for (p, &np) in parts.iter().enumerate() {
+            let (a, b) = (off[p], off[p] + layout(np).len());
+            counts.push(bn_partial_stats(&layout(np), &x[a..b], &mut means[p * cu..(p + 1) * cu], &mut m2s[p * cu..(p + 1) * cu]).unwrap());
+            off.push(b);
+        }
+        let (mut mean, mut m2) = (vec![0.0; cu], vec![0.0; cu]);
+        let count = bn_merge_stats(&counts, &means, &m2s, &mut mean, &mut m2).unwrap();
+        let (mut gm, mut gi) = (vec![0.0; cu], vec![0.0; cu]);
+        bn_finalize_stats(&opt, count, &mean, &m2, &mut gm, &mut gi, None).unwrap();
+        let (mut sy, mut fy, mut s1, mut s2) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; cu], vec![0.0; cu]);
+        for (p, &np) in parts.iter().enumerate() {
+            let r = off[p]..off[p + 1];
+            bn_apply_mean64(&layout(np), &x[r.clone()], &mut sy[r.clone()], Some(&gamma), Some(&beta), &mean, &gi).unwrap();
+            bn_apply(&layout(np), &x[r.clone()], &mut fy[r.clone()], Some(&gamma), Some(&beta), &gm, &gi).unwrap();
+            let (mut a, mut b) = (vec![0.0; cu], vec![0.0; cu]);
+            bn_backward_reduce_mean64(&layout(np), &x[r.clone()], &dy[r], &mean, &gi, &mut a, &mut b).unwrap();
+            for k in 0..cu {
+                s1[k] += a[k];
+                s2[k] += b[k];
+            }
+        }
+        let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        assert_close("y", &sy, &f64s(&y), 5e-5);
+        assert!(rel_err(&fy, &f64s(&y)) > 5e-5, "the f32 mean should miss on this data");
+        let mut sdx = vec![0.0; x.len()];
+        for (p, &np) in parts.iter().enumerate() {
+            let r = off[p]..off[p + 1];
+            bn_backward_apply_mean64(&layout(np), count, &x[r.clone()], &dy[r.clone()], Some(&gamma), &mean, &gi, &s1, &s2, &mut sdx[r]).unwrap();
+        }
+        assert_close("dx", &sdx, &f64s(&dx), 5e-5);
+        let s1f: Vec<f32> = s1.iter().map(|&v| v as f32).collect();
+        let s2f: Vec<f32> = s2.iter().map(|&v| v as f32).collect();
+        assert_close("dbeta", &s1f, &f64s(&db), 5e-5);
+        assert_close("dgamma", &s2f, &f64s(&dg), 5e-5);
+    }
+}
+
 #[test]
 fn errors_carry_status_and_message() {
     let layout = Layout::nc(2, 3);
