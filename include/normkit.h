@@ -290,8 +290,8 @@ NK_API nk_status nk_bn_backward_apply_mean64(const nk_tensor_desc* desc, int64_t
 /* ---- Activations ---------------------------------------------------------- *
  * Element-wise over n >= 0 floats (any shape: pass the element count); y may
  * equal x and dx may equal dy (in place). Backward takes the forward's input
- * x (not its output y) and dy. At x = 0 the gradient is that of the x > 0
- * side; NaN in x gives NaN in y (ReLU too). Results are bitwise the same for
+ * x (not its output y) and dy. At x = 0 ReLU's gradient is 0 (as PyTorch's)
+ * and the others' that of the x > 0 side; NaN in x gives NaN in y (ReLU too). Results are bitwise the same for
  * any thread count. */
 NK_API nk_status nk_relu_forward(int64_t n, const float* x, float* y);        /* x < 0 ? 0 : x */
 NK_API nk_status nk_relu_backward(int64_t n, const float* x, const float* dy, float* dx); /* x > 0 ? dy : 0 */

@@ -53,7 +53,8 @@ inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typena
   return V::select(neg, exp_neg_times<Arch>(xc, B(g.mant) * dy, B(g.shift)), dy * B(pos_scale));
 }
 
-// The derivative at 0 is that of the x > 0 side for every activation here.
+// The derivative at 0 is ReLU's 0 (as PyTorch's), and the x > 0 side's for
+// the others.
 template <class Arch>
 struct ActIdentity {
   using B = typename vm<Arch>::B;
