@@ -169,12 +169,13 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   if (f.fused) {
     zscale.resize(static_cast<size_t>(G * C));
     zshift.resize(zscale.size());
-    zlo.assign(zscale.size(), 0.0f);
-    // The forward's mean_lo where it used one: the exact mean again.
+    // The forward's mean_lo where it used one: the exact mean again (zlo
+    // stays empty, and the kernels leave it out, where none did).
     bool any = false;
     for (int64_t i = 0; i < G * C; ++i) any = any || needs_mean_lo(st.saved_mean[i], st.saved_invstd[i]);
     if (any) {
       const std::vector<double> mean = batch_means(e, x);
+      zlo.resize(zscale.size());
       for (int64_t i = 0; i < G * C; ++i) zlo[i] = fused_mean_lo(mean[i], st.saved_mean[i], st.saved_invstd[i]);
     }
     for (int64_t c = 0; c < C; ++c) {
@@ -193,7 +194,8 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   const BackwardStores out = backward_stores(f, dz, dx, dres, e.v.outer * C * e.v.inner, e.channel_resident());
   const bool stream = out.dx;
   auto zparams = [&](int64_t goff) {
-    return kernels::ZParams{st.saved_mean + goff, zlo.data() + goff, zscale.data() + goff, zshift.data() + goff};
+    return kernels::ZParams{st.saved_mean + goff, zlo.empty() ? nullptr : zlo.data() + goff, zscale.data() + goff,
+                            zshift.data() + goff};
   };
   auto sums = [&](int64_t b, int64_t c0, int64_t c1) {
     double* sums3[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};

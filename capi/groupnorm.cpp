@@ -181,12 +181,13 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   if (f.fused) {
     zscale.resize(NC);
     zshift.resize(NC);
-    zlo.assign(NC, 0.0f);
-    // The forward's mean_lo where it used one: the exact group means again.
+    // The forward's mean_lo where it used one: the exact group means again
+    // (zlo stays empty, and the kernels leave it out, where none did).
     bool any = false;
     for (int64_t i = 0; i < N * G; ++i) any = any || needs_mean_lo(smean[i], sinvstd[i]);
     if (any) {
       const std::vector<double> mean = group_means(a, x);
+      zlo.resize(NC);
       for (int64_t n = 0; n < N; ++n)
         for (int64_t c = 0; c < C; ++c) {
           const int64_t i = n * G + c / Cg;
@@ -208,7 +209,9 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   const bool stream = out.dx;
   const kernels::View sv = a.sh.sample_view();
   auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };
-  auto zparams = [&](int64_t pc) { return kernels::ZParams{&mexp[pc], &zlo[pc], &zscale[pc], &zshift[pc]}; };
+  auto zparams = [&](int64_t pc) {
+    return kernels::ZParams{&mexp[pc], zlo.empty() ? nullptr : &zlo[pc], &zscale[pc], &zshift[pc]};
+  };
   auto sums = [&](int64_t n, int64_t c0, int64_t c1) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
     double* sums3[3] = {&s0[pc + c0], &s1[pc + c0], &s2[pc + c0]};

@@ -3,6 +3,7 @@
 // the same kernels with per-(sample, channel) parameters.
 #pragma once
 
+#include <array>
 #include <type_traits>
 
 #include "act_ops.hpp"
@@ -11,11 +12,12 @@
 namespace nk::kernels {
 namespace {
 
-// f(std::integral_constant<bool, res != nullptr>): the residual as a template
-// flag, so the kernels without one read no third stream.
+// f(std::integral_constant<bool, p != nullptr>): an optional array as a
+// template flag, so the kernels without a residual read no third stream and
+// those without the mean's low part load no fourth parameter.
 template <class F>
-inline void with_residual(const float* res, const F& f) {
-  if (res) f(std::true_type{});
+inline void with_residual(const float* p, const F& f) {
+  if (p) f(std::true_type{});
   else f(std::false_type{});
 }
 
@@ -56,37 +58,44 @@ void bn_act_apply(const float* x, const float* res, float* y, View v, Range r, c
 
 // The gradient at the activation's input, dz = act'(z) * dy with
 // z = ((x - mean) - mean_lo) * zscale + zshift (+ res): the forward's z,
-// recomputed with the same arithmetic (apply_fused). Inputs {x, dy, res};
-// parameters ZParams' four.
-template <class Arch, bool Res, class A>
+// recomputed with the same arithmetic (apply_fused; x - mean - 0 is x - mean
+// exactly, so without the low part it is left out). Inputs {x, dy, res};
+// parameters those of zlist.
+template <class Arch, bool Res, class A, bool Lo>
 struct DzOp {
   using B = typename simd<Arch>::batch;
+  static constexpr int kPar = Lo ? 4 : 3;
   const A& act;
   B operator()(const B* xs, const B* p) const {
-    B z = simd<Arch>::fma((xs[0] - p[0]) - p[1], p[2], p[3]);
+    B z = Lo ? simd<Arch>::fma((xs[0] - p[0]) - p[1], p[2], p[3]) : simd<Arch>::fma(xs[0] - p[0], p[1], p[2]);
     if constexpr (Res) z = z + xs[2];
     return act.grad(z, xs[1]);
+  }
+  static std::array<const float*, kPar> zlist(const ZParams& z) {
+    if constexpr (Lo) return {z.mean, z.mean_lo, z.scale, z.shift};
+    else return {z.mean, z.scale, z.shift};
   }
 };
 
 // backward_sums' dy source for the fused kernels: dz, computed into `out`
 // where given (the caller wants dz), else into a buffer of kBuf floats;
 // with `stream`, into the buffer and from there to `out` past the cache.
-template <class Arch, bool Res, class A>
+template <class Arch, bool Res, class A, bool Lo>
 struct FusedDz {
+  using Op = DzOp<Arch, Res, A, Lo>;
   static constexpr int64_t kBuf = kTileInner;
-  static constexpr int kPar = 4;  // ZParams
-  DzOp<Arch, Res, A> op;
+  static constexpr int kPar = Op::kPar;
+  Op op;
   const float *x, *res, *dy;
   float* out;
-  const float* zp[kPar];
+  std::array<const float*, kPar> zp;
   bool stream;
   alignas(64) mutable float buf[kBuf];                   // left uninitialized
   alignas(64) mutable float sp[kPar][kSpread + kPad];   // spread parameters
 
   FusedDz(const A& a, const float* x_, const float* res_, const float* dy_, float* out_, ZParams z,
           bool stream_)
-      : op{a}, x(x_), res(res_), dy(dy_), out(out_), zp{z.mean, z.mean_lo, z.scale, z.shift}, stream(stream_) {}
+      : op{a}, x(x_), res(res_), dy(dy_), out(out_), zp(Op::zlist(z)), stream(stream_) {}
 
   bool in_place() const { return out && !stream; }
   const float* run(int64_t off, int64_t n, int64_t c) const {
@@ -133,10 +142,12 @@ void bn_act_backward_sums(const float* x, const float* res, const float* dy, flo
                           ZParams z, Act act, double* const* sums, bool stream_dz) {
   with_act<Arch>(act, [&](const auto& a) {
     with_residual(res, [&](auto has_res) {
-      constexpr bool R = decltype(has_res)::value;
-      using A = std::decay_t<decltype(a)>;
-      const FusedDz<Arch, R, A> dz(a, x, res, dy, dz_out, z, stream_dz && dz_out);
-      backward_sums<Arch>(x, dz, v, r, z.mean, sums);
+      with_residual(z.mean_lo, [&](auto has_lo) {
+        using A = std::decay_t<decltype(a)>;
+        const FusedDz<Arch, decltype(has_res)::value, A, decltype(has_lo)::value> dz(a, x, res, dy, dz_out, z,
+                                                                                    stream_dz && dz_out);
+        backward_sums<Arch>(x, dz, v, r, z.mean, sums);
+      });
     });
   });
   if (stream_dz && dz_out) simd<Arch>::stream_fence();
@@ -164,16 +175,22 @@ void bn_act_backward_apply(const float* x, const float* res, const float* dy, fl
   using B = typename S::batch;
   with_act<Arch>(act, [&](const auto& fn) {
     with_residual(res, [&](auto has_res) {
-      constexpr bool R = decltype(has_res)::value;
-      const DzOp<Arch, R, std::decay_t<decltype(fn)>> dz{fn};
-      // Parameters: mean, a, b, d, then the dz op's ZParams.
-      const float* in[3] = {x, dy, res};
-      const float* par[8] = {z.mean, a, b, d, z.mean, z.mean_lo, z.scale, z.shift};
-      map_view<Arch, R ? 3 : 2, 8>(
-          [&dz](const B* xs, const B* p) {
-            return S::fma(p[1], dz(xs, p + 4), S::fma(p[2], xs[0] - p[0], p[3]));
-          },
-          v, r, in, dx, par, stream);
+      with_residual(z.mean_lo, [&](auto has_lo) {
+        constexpr bool R = decltype(has_res)::value;
+        using Op = DzOp<Arch, R, std::decay_t<decltype(fn)>, decltype(has_lo)::value>;
+        const Op dz{fn};
+        // Parameters: mean, a, b, d, then the dz op's.
+        constexpr int kPar = 4 + Op::kPar;
+        const auto zl = Op::zlist(z);
+        const float* par[kPar] = {z.mean, a, b, d};
+        std::copy(zl.begin(), zl.end(), par + 4);
+        const float* in[3] = {x, dy, res};
+        map_view<Arch, R ? 3 : 2, kPar>(
+            [&dz](const B* xs, const B* p) {
+              return S::fma(p[1], dz(xs, p + 4), S::fma(p[2], xs[0] - p[0], p[3]));
+            },
+            v, r, in, dx, par, stream);
+      });
     });
   });
 }

@@ -51,9 +51,12 @@ struct loads_per_lane<P, std::void_t<decltype(P::kPerLane)>> : std::true_type {}
 // vectors are computed as whole vectors with masked loads and stores, so
 // every element gets exactly the same arithmetic wherever it sits (results
 // never depend on alignment).
+// Always inlined: its callers' parameters must stay in registers, which an
+// out-of-line copy (GCC's choice once an ISA's file holds many kernels)
+// reloads for every vector.
 template <class Arch, int NIn, int NPar, class Op, class Par>
-inline void map_run(const Op& op, int64_t n, const float* const* in, float* out,
-                    const Par& par, bool stream) {
+[[gnu::always_inline]] inline void map_run(const Op& op, int64_t n, const float* const* in, float* out,
+                                           const Par& par, bool stream) {
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
