@@ -25,12 +25,14 @@ void check_m2(const double* m2, int64_t n, const char* name) {
            static_cast<long long>(i), m2[i]);
 }
 
-// A float mean as the double the shared code takes (its low part 0).
-struct Widened {
-  std::vector<double> v;
-  operator const double*() const { return v.data(); }
+// The mean as the double the shared code takes: the merged double mean as
+// it is, a float one widened (its low part 0).
+struct Means {
+  std::vector<double> keep;
+  const double* p;
+  Means(const double* m, int64_t) : p(m) {}
+  Means(const float* m, int64_t n) : keep(m, m + n), p(keep.data()) {}
 };
-Widened widened(const float* mean, int64_t n) { return {std::vector<double>(mean, mean + n)}; }
 
 // mean = hi + lo, hi the nearest float: the kernels center on hi, and the
 // low part enters the per-channel sums and coefficients in double.
@@ -39,8 +41,12 @@ double mean_lo(double mean) { return mean - static_cast<double>(mean_hi(mean)); 
 
 // sum(dy) and sum(dy * xhat) of the local part, xhat = (x - mean) * invstd:
 // sum(dy * (x - hi)) from the kernels, less lo * sum(dy).
-void backward_reduce(const Shape& s, const void* x, const void* dy, const double* mean, const float* invstd,
+template <class M>
+void backward_reduce(const Shape& s, const void* x, const void* dy, const M* mean_in, const float* invstd,
                      double* sum_dy, double* sum_dy_xhat) {
+  require(mean_in, "mean");
+  const Means means(mean_in, s.channels);
+  const double* const mean = means.p;
   require(x, "x");
   require(dy, "dy");
   require(invstd, "invstd");
@@ -70,9 +76,13 @@ void backward_reduce(const Shape& s, const void* x, const void* dy, const double
 
 // dx = g * s * (dy - sum_dy / m - xhat * sum_dy_xhat / m), as
 // b * dy + c * (x - hi) + d with the low part of the mean in d.
+template <class M>
 void backward_apply(const Shape& s, int64_t count, const void* x, const void* dy, const float* gamma,
-                    const double* mean, const float* invstd, const double* sum_dy, const double* sum_dy_xhat,
+                    const M* mean_in, const float* invstd, const double* sum_dy, const double* sum_dy_xhat,
                     void* dx) {
+  require(mean_in, "mean");
+  const Means means(mean_in, s.channels);
+  const double* const mean = means.p;
   if (count < 1) fail(NK_ERR_BAD_ARGUMENT, "count = %lld: must be >= 1", static_cast<long long>(count));
   require(x, "x");
   require(dy, "dy");
@@ -98,6 +108,17 @@ void backward_apply(const Shape& s, int64_t count, const void* x, const void* dy
                           p.c.data(), p.d.data(), stream);
   });
   io.finish();
+}
+
+template <class M>
+void apply_entry(const nk_tensor_desc* desc, const void* x, void* y, const float* gamma, const float* beta,
+                 const M* mean, const float* invstd) {
+  const Shape s = canonicalize(desc);
+  require(x, "x");
+  require(y, "y");
+  require(mean, "mean");
+  require(invstd, "invstd");
+  apply_given_stats(s, x, y, gamma, beta, mean, invstd);
 }
 
 }  // namespace
@@ -202,47 +223,27 @@ NK_API nk_status nk_bn_finalize_stats(int64_t channels, const nk_bn_options* opt
 NK_API nk_status nk_bn_apply(const nk_tensor_desc* desc, const void* x, void* y,
                              const float* gamma, const float* beta, const float* mean,
                              const float* invstd) {
-  return guarded("nk_bn_apply", [&] {
-    const Shape s = canonicalize(desc);
-    require(x, "x");
-    require(y, "y");
-    require(mean, "mean");
-    require(invstd, "invstd");
-    apply_given_stats(s, x, y, gamma, beta, mean, invstd);
-  });
+  return guarded("nk_bn_apply", [&] { apply_entry(desc, x, y, gamma, beta, mean, invstd); });
 }
 
 NK_API nk_status nk_bn_apply_mean64(const nk_tensor_desc* desc, const void* x, void* y,
                                     const float* gamma, const float* beta, const double* mean,
                                     const float* invstd) {
-  return guarded("nk_bn_apply_mean64", [&] {
-    const Shape s = canonicalize(desc);
-    require(x, "x");
-    require(y, "y");
-    require(mean, "mean");
-    require(invstd, "invstd");
-    apply_given_stats(s, x, y, gamma, beta, mean, invstd);
-  });
+  return guarded("nk_bn_apply_mean64", [&] { apply_entry(desc, x, y, gamma, beta, mean, invstd); });
 }
 
 NK_API nk_status nk_bn_backward_reduce(const nk_tensor_desc* desc, const void* x, const void* dy,
                                        const float* mean, const float* invstd, double* sum_dy,
                                        double* sum_dy_xhat) {
-  return guarded("nk_bn_backward_reduce", [&] {
-    const Shape s = canonicalize(desc);
-    require(mean, "mean");
-    backward_reduce(s, x, dy, widened(mean, s.channels), invstd, sum_dy, sum_dy_xhat);
-  });
+  return guarded("nk_bn_backward_reduce",
+                 [&] { backward_reduce(canonicalize(desc), x, dy, mean, invstd, sum_dy, sum_dy_xhat); });
 }
 
 NK_API nk_status nk_bn_backward_reduce_mean64(const nk_tensor_desc* desc, const void* x, const void* dy,
                                               const double* mean, const float* invstd, double* sum_dy,
                                               double* sum_dy_xhat) {
-  return guarded("nk_bn_backward_reduce_mean64", [&] {
-    const Shape s = canonicalize(desc);
-    require(mean, "mean");
-    backward_reduce(s, x, dy, mean, invstd, sum_dy, sum_dy_xhat);
-  });
+  return guarded("nk_bn_backward_reduce_mean64",
+                 [&] { backward_reduce(canonicalize(desc), x, dy, mean, invstd, sum_dy, sum_dy_xhat); });
 }
 
 NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count, const void* x,
@@ -250,9 +251,7 @@ NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count,
                                       const float* invstd, const double* sum_dy,
                                       const double* sum_dy_xhat, void* dx) {
   return guarded("nk_bn_backward_apply", [&] {
-    const Shape s = canonicalize(desc);
-    require(mean, "mean");
-    backward_apply(s, count, x, dy, gamma, widened(mean, s.channels), invstd, sum_dy, sum_dy_xhat, dx);
+    backward_apply(canonicalize(desc), count, x, dy, gamma, mean, invstd, sum_dy, sum_dy_xhat, dx);
   });
 }
 
@@ -261,9 +260,7 @@ NK_API nk_status nk_bn_backward_apply_mean64(const nk_tensor_desc* desc, int64_t
                                              const float* invstd, const double* sum_dy,
                                              const double* sum_dy_xhat, void* dx) {
   return guarded("nk_bn_backward_apply_mean64", [&] {
-    const Shape s = canonicalize(desc);
-    require(mean, "mean");
-    backward_apply(s, count, x, dy, gamma, mean, invstd, sum_dy, sum_dy_xhat, dx);
+    backward_apply(canonicalize(desc), count, x, dy, gamma, mean, invstd, sum_dy, sum_dy_xhat, dx);
   });
 }
 }  // extern "C"
