@@ -98,6 +98,10 @@ struct FusedDz {
       : op{a}, x(x_), res(res_), dy(dy_), out(out_), zp(Op::zlist(z)), stream(stream_) {}
 
   bool in_place() const { return out && !stream; }
+  void prefetch(int64_t off, int64_t n) const {
+    prefetch_run(dy + off, n);
+    if (Res) prefetch_run(res + off, n);
+  }
   const float* run(int64_t off, int64_t n, int64_t c) const {
     BroadcastParams<Arch, kPar> p;
     for (int q = 0; q < kPar; ++q) p.p[q] = simd<Arch>::set1(zp[q][c]);

@@ -100,6 +100,14 @@ inline void tile_moments(double inv_nt, float m, float sd, float sd2, double& mt
   m2t = static_cast<double>(sd2) - static_cast<double>(sd) * d;
 }
 
+// Runs of up to a page (kPrefetchRun floats), one per row far apart: the
+// hardware prefetcher has no time to follow each, so the backward sums ask
+// for the run two rows ahead while they sum this one.
+constexpr int64_t kPrefetchRun = 1024;
+inline void prefetch_run(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(float))) __builtin_prefetch(p + i);
+}
+
 // Rows of a tile as a pointer and a stride: row i starts at p + i * stride.
 struct RowSet {
   const float* p;
@@ -310,9 +318,11 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
 // each row (channels last); after spread(cb, nb, L), rows_of_stretch(off,
 // stride, nrows, len), a block of nb channels with runs of L, one stretch
 // of len = nb * L per row. Row i starts at off + i * stride in x.
+// prefetch(off, n): asks for what run(off, n, c) will read besides x.
 struct DyAsGiven {
   const float* dy;
   const float* run(int64_t off, int64_t, int64_t) const { return dy + off; }
+  void prefetch(int64_t off, int64_t n) const { prefetch_run(dy + off, n); }
   int64_t max_rows(int64_t) const { return INT64_MAX; }
   RowSet rows_of_block(int64_t off, int64_t stride, int64_t, int64_t, int64_t) const { return {dy + off, stride}; }
   void spread(int64_t, int64_t, int64_t) const {}
@@ -362,6 +372,11 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
         RunAcc<Arch, 3> a;
         for (int64_t oo = o; oo < oe; oo += r.step) {
           const int64_t off = (oo * C + c) * v.inner + i0;
+          if (len <= kPrefetchRun && oo + 2 * r.step < oe) {
+            const int64_t ahead = off + 2 * r.step * C * v.inner;
+            prefetch_run(x + ahead, len);
+            dys.prefetch(ahead, len);
+          }
           const float* in[2] = {x + off, dys.run(off, len, c)};
           acc_run<Arch, 2>(
               len, in, a,
