@@ -69,8 +69,9 @@ void backward_reduce(const Shape& s, const void* x, const void* dy, const M* mea
       sdy += bsum[b * C + c];
       sdyxc += bsum[nb + b * C + c];
     }
+    const double xhat_sum = (sdyxc - mean_lo(mean[c]) * sdy) * invstd[c];  // before the stores: mean may alias them
     sum_dy[c] = sdy;
-    sum_dy_xhat[c] = (sdyxc - mean_lo(mean[c]) * sdy) * invstd[c];
+    sum_dy_xhat[c] = xhat_sum;
   }
 }
 

@@ -89,18 +89,20 @@ inline BackwardStores backward_stores(const Fusion& f, const float* dz, const fl
   return {stream_dz, stream, !dz || (dz == dres && stream_dz && resident)};
 }
 
-// z = (x - saved_mean) * scale + shift, from the float statistics that
-// backward receives: gamma' = gamma * adjustment_scale * r, and
-// shift = gamma * (adjustment_scale * d + adjustment_bias) + beta (r, d:
-// renorm's saved values; 1, 0 without renorm).
 // The low part of the mean that a fused op subtracts after the saved float
-// mean hi: where the mean is large against the spread (|hi| * invstd > 4),
-// dropping it (up to half an ulp of hi) would move z by more than about one
-// rounding. Elsewhere 0, and backward need not recompute the exact mean.
+// mean hi where the mean is large against the spread (|hi| * invstd > 4).
+// Dropping it (up to half an ulp of hi) moves xhat by up to
+// 2^-24 * |hi| * invstd: at most 2^-22 below the cut, a few roundings of a
+// z near 1. Elsewhere 0, and backward need not recompute the exact mean.
 inline bool needs_mean_lo(float hi, float invstd) { return std::fabs(hi) * invstd > 4.0f; }
 inline float fused_mean_lo(double mean, float hi, float invstd) {
   return needs_mean_lo(hi, invstd) ? static_cast<float>(mean - static_cast<double>(hi)) : 0.0f;
 }
+
+// z = ((x - saved_mean) - mean_lo) * scale + shift, from the float
+// statistics that backward receives: gamma' = gamma * adjustment_scale * r,
+// and shift = gamma * (adjustment_scale * d + adjustment_bias) + beta (r, d:
+// renorm's saved values; 1, 0 without renorm).
 
 struct ZCoefficients {
   float scale, shift;

@@ -27,7 +27,7 @@ bool group_resident(const SampleShape& sh) { return sh.inner > 1; }
 constexpr int64_t kChannelUnit = 256;
 
 // Channels interleave, but every thread can take whole samples whose slabs
-// (`streams` tensors read by both passes) fit the last-level cache together:
+// (`streams` tensors of the passes' reads) fit the last-level cache together:
 // a thread then takes a sample through all its passes, and the second read
 // of the slab comes from the cache instead of memory.
 bool samples_resident(const SampleShape& sh, int64_t streams) {

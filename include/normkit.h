@@ -255,9 +255,11 @@ NK_API nk_status nk_bn_partial_stats(const nk_tensor_desc* desc, const void* x, 
 NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const int64_t* counts,
                                    const double* means, const double* m2s, int64_t* count,
                                    double* mean, double* m2);
-/* From merged statistics: mean and invstd as float (for apply and backward),
- * and the moving statistics updated as nk_bn_forward_training would
- * (moving_mean, moving_var optional, both or neither). */
+/* From merged statistics: mean and invstd as float (for apply and backward;
+ * the *_mean64 forms take the merged double mean instead of mean_out), and
+ * the moving statistics updated as nk_bn_forward_training would
+ * (moving_mean, moving_var optional, both or neither). A negative M2 is an
+ * error. */
 NK_API nk_status nk_bn_finalize_stats(int64_t channels, const nk_bn_options* opt, int64_t count,
                                       const double* mean, const double* m2, float* mean_out,
                                       float* invstd_out, float* moving_mean, float* moving_var);
@@ -290,8 +292,8 @@ NK_API nk_status nk_bn_backward_apply_mean64(const nk_tensor_desc* desc, int64_t
 /* ---- Activations ---------------------------------------------------------- *
  * Element-wise over n >= 0 floats (any shape: pass the element count); y may
  * equal x and dx may equal dy (in place). Backward takes the forward's input
- * x (not its output y) and dy. At x = 0 ReLU's gradient is 0 (as PyTorch's)
- * and the others' that of the x > 0 side; NaN in x gives NaN in y (ReLU too). Results are bitwise the same for
+ * x (not its output y) and dy. At x = 0 ReLU's and CReLU's gradient is 0
+ * (as PyTorch's) and the others' that of the x > 0 side; NaN in x gives NaN in y (ReLU too). Results are bitwise the same for
  * any thread count. */
 NK_API nk_status nk_relu_forward(int64_t n, const float* x, float* y);        /* x < 0 ? 0 : x */
 NK_API nk_status nk_relu_backward(int64_t n, const float* x, const float* dy, float* dx); /* x > 0 ? dy : 0 */

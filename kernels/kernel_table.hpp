@@ -18,7 +18,8 @@ struct Act {
 
 // Per-channel arrays of the fused kernels' pre-activation
 // z = ((x - mean) - mean_lo) * scale + shift: the forward's arithmetic,
-// which backward repeats bit for bit.
+// which backward repeats bit for bit. mean_lo NULL: 0 everywhere (the
+// kernels then leave the subtraction out, the same bits).
 struct ZParams {
   const float *mean, *mean_lo, *scale, *shift;
 };
