@@ -67,10 +67,11 @@ std::vector<double> batch_means(const BnExec& e, const float* x) {
   e.parallel_blocks([&](int64_t b, int64_t c0, int64_t c1) {
     e.k.bn_stats(x, e.v, e.block_range(c0, c1, b), &bmean[b * C + c0], &bm2[b * C + c0]);
   });
+  const BlockMerge merge(e);
   for (int64_t c = 0; c < C; ++c)
     for (int64_t g = 0; g < G; ++g) {
       double m2;
-      merge_blocks(e, bmean.data(), bm2.data(), c, g, mean[g * C + c], m2);
+      merge(bmean.data(), bm2.data(), c, g, mean[g * C + c], m2);
     }
   return mean;
 }
@@ -82,6 +83,8 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
   const int64_t C = e.v.channels, G = e.groups;
   const double m = e.group_count();
   std::vector<double> bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size());
+  std::vector<double> gmean(static_cast<size_t>(G * C)), gm2(gmean.size());  // merged, per virtual batch
+  const BlockMerge merge(e);
   ChannelArrays p(G * C);
   const bool stream = e.stream((f.res ? 3 : 2) * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
 
@@ -92,8 +95,9 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
     // The batch statistics: under virtual batches, their averages.
     double mean_avg = 0, var_avg = 0;
     for (int64_t g = 0; g < G; ++g) {
-      double mean, m2;
-      merge_blocks(e, bmean.data(), bm2.data(), c, g, mean, m2);
+      double& mean = gmean[g * C + c];
+      double& m2 = gm2[g * C + c];
+      merge(bmean.data(), bm2.data(), c, g, mean, m2);
       mean_avg += mean / G;
       var_avg += std::max(m2, 0.0) / m / G;  // NaN stays NaN
     }
@@ -121,8 +125,7 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
     const double a = st.adjustment_scale ? st.adjustment_scale[c] : 1.0;
     const double b = st.adjustment_bias ? st.adjustment_bias[c] : 0.0;
     for (int64_t g = 0; g < G; ++g) {
-      double mean, m2;
-      merge_blocks(e, bmean.data(), bm2.data(), c, g, mean, m2);
+      const double mean = gmean[g * C + c], m2 = gm2[g * C + c];
       const double var = std::isnan(m2) ? m2 : std::max(m2, 0.0) / m;
       const double invstd = 1.0 / std::sqrt(var + o.epsilon);
       const int64_t i = g * C + c;

@@ -172,21 +172,37 @@ struct BnExec {
   }
 };
 
-// Chan et al.'s merge of the block partials of virtual batch g, channel c
-// (block-major arrays).
-inline void merge_blocks(const BnExec& e, const double* bmean, const double* bm2, int64_t c, int64_t g,
-                         double& mean, double& m2) {
-  const int64_t C = e.v.channels;
-  double n = 0;
-  mean = 0;
-  m2 = 0;
-  for (int64_t b = g * e.per_group; b < (g + 1) * e.per_group; ++b) {
-    const double nb = e.block_count(b);
-    const double d = bmean[b * C + c] - mean;
-    mean += d * (nb / (n + nb));
-    m2 += bm2[b * C + c] + d * d * (n * nb / (n + nb));
-    n += nb;
+// Chan et al.'s merge of the block partials of each virtual batch
+// (block-major arrays). The weights depend on the counts only, the same for
+// every channel, so they are computed once per call: merged feature axes give
+// thousands of channels, each merging its blocks.
+class BlockMerge {
+ public:
+  explicit BlockMerge(const BnExec& e) : C_(e.v.channels), per_group_(e.per_group) {
+    for (int64_t g = 0; g < e.groups; ++g) {
+      double n = 0;
+      for (int64_t b = g * per_group_; b < (g + 1) * per_group_; ++b) {
+        const double nb = e.block_count(b);
+        w_mean_.push_back(nb / (n + nb));
+        w_m2_.push_back(n * nb / (n + nb));
+        n += nb;
+      }
+    }
   }
-}
+  // Channel c of virtual batch g.
+  void operator()(const double* bmean, const double* bm2, int64_t c, int64_t g, double& mean, double& m2) const {
+    mean = 0;
+    m2 = 0;
+    for (int64_t b = g * per_group_; b < (g + 1) * per_group_; ++b) {
+      const double d = bmean[b * C_ + c] - mean;
+      mean += d * w_mean_[b];
+      m2 += bm2[b * C_ + c] + d * d * w_m2_[b];
+    }
+  }
+
+ private:
+  int64_t C_, per_group_;
+  std::vector<double> w_mean_, w_m2_;
+};
 
 }  // namespace nk

@@ -13,7 +13,8 @@ void stats(const BnExec& e, const float* x, double* mean, double* m2) {
   e.parallel_blocks([&](int64_t s, int64_t c0, int64_t c1) {
     e.k.bn_stats(x, e.v, e.block_range(c0, c1, s), &bmean[s * C + c0], &bm2[s * C + c0]);
   });
-  for (int64_t c = 0; c < C; ++c) merge_blocks(e, bmean.data(), bm2.data(), c, 0, mean[c], m2[c]);
+  const BlockMerge merge(e);
+  for (int64_t c = 0; c < C; ++c) merge(bmean.data(), bm2.data(), c, 0, mean[c], m2[c]);
 }
 
 // M2 is a sum of squares: a negative one is a caller's error (NaN passes,

@@ -15,7 +15,8 @@ namespace {
 
 constexpr int64_t kTileInner = 8192;
 constexpr int64_t kChannelBlock = 256;
-constexpr int64_t kPad = 16;  // floats past a spread block's stretch: a whole last vector
+constexpr int64_t kPad = 16;
+constexpr int64_t kRowGroup = 8;  // floats past a spread block's stretch: a whole last vector
 
 // Channels last: a tile is kTileRows rows (at most) of the range. Its double
 // merges are per channel, so many rows keep them small against the reading
@@ -133,38 +134,41 @@ inline void acc_down_rows(const RowSet* in, int64_t nrows, int64_t len, float* c
   constexpr int64_t W = static_cast<int64_t>(S::width);
   constexpr int U = K == 1 ? 8 : 4;  // vectors per chunk: U * K accumulators in registers
   constexpr int64_t kLineFloats = 64 / sizeof(float), kAhead = 2;
-  int64_t j0 = 0;
-  for (; j0 + U * W <= len; j0 += U * W) {
-    B acc[U][K];
-    for (int u = 0; u < U; ++u)
-      for (int k = 0; k < K; ++k) acc[u][k] = S::load(out[k] + j0 + u * W);
-    for (int64_t i = 0; i < nrows; ++i) {
-      if constexpr (Prefetch)
-        for (int q = 0; q < NIn; ++q)
-          for (int64_t l = 0; l < U * W; l += kLineFloats)
-            __builtin_prefetch(in[q].p + i * in[q].stride + j0 + kAhead * U * W + l);
-      for (int u = 0; u < U; ++u) {
+  for (int64_t i0 = 0; i0 < nrows; i0 += kRowGroup) {
+    const int64_t i1 = std::min(nrows, i0 + kRowGroup);
+    int64_t j0 = 0;
+    for (; j0 + U * W <= len; j0 += U * W) {
+      B acc[U][K];
+      for (int u = 0; u < U; ++u)
+        for (int k = 0; k < K; ++k) acc[u][k] = S::load(out[k] + j0 + u * W);
+      for (int64_t i = i0; i < i1; ++i) {
+        if constexpr (Prefetch)
+          for (int q = 0; q < NIn; ++q)
+            for (int64_t l = 0; l < U * W; l += kLineFloats)
+              __builtin_prefetch(in[q].p + i * in[q].stride + j0 + kAhead * U * W + l);
+        for (int u = 0; u < U; ++u) {
+          B xs[NIn];
+          for (int q = 0; q < NIn; ++q) xs[q] = S::load(in[q].p + i * in[q].stride + j0 + u * W);
+          body(j0 + u * W, xs, acc[u]);
+        }
+      }
+      for (int u = 0; u < U; ++u)
+        for (int k = 0; k < K; ++k) S::store(out[k] + j0 + u * W, acc[u][k]);
+    }
+    for (; j0 < len; j0 += W) {  // the last vectors one at a time
+      B acc[K];
+      for (int k = 0; k < K; ++k) acc[k] = S::load(out[k] + j0);
+      const int64_t m = std::min(W, len - j0);
+      for (int64_t i = i0; i < i1; ++i) {
         B xs[NIn];
-        for (int q = 0; q < NIn; ++q) xs[q] = S::load(in[q].p + i * in[q].stride + j0 + u * W);
-        body(j0 + u * W, xs, acc[u]);
+        for (int q = 0; q < NIn; ++q) {
+          const float* row = in[q].p + i * in[q].stride + j0;
+          xs[q] = m == W ? S::load(row) : S::load_partial(row, m);
+        }
+        body(j0, xs, acc);
       }
+      for (int k = 0; k < K; ++k) S::store(out[k] + j0, acc[k]);
     }
-    for (int u = 0; u < U; ++u)
-      for (int k = 0; k < K; ++k) S::store(out[k] + j0 + u * W, acc[u][k]);
-  }
-  for (; j0 < len; j0 += W) {  // the last vectors one at a time
-    B acc[K];
-    for (int k = 0; k < K; ++k) acc[k] = S::load(out[k] + j0);
-    const int64_t m = std::min(W, len - j0);
-    for (int64_t i = 0; i < nrows; ++i) {
-      B xs[NIn];
-      for (int q = 0; q < NIn; ++q) {
-        const float* row = in[q].p + i * in[q].stride + j0;
-        xs[q] = m == W ? S::load(row) : S::load_partial(row, m);
-      }
-      body(j0, xs, acc);
-    }
-    for (int k = 0; k < K; ++k) S::store(out[k] + j0, acc[k]);
   }
 }
 

@@ -100,6 +100,11 @@ template <class Arch, int NIn, int NPar, class Op, class Par>
   stores(body_end, n);
 }
 
+// Channels last: parameter floats (all arrays together) per chunk of a row,
+// and the rows each chunk goes through before the next.
+constexpr int64_t kParamChunk = 4096;
+constexpr int64_t kChunkRows = 8;
+
 // Element-wise map over a range of the view with per-channel parameters.
 template <class Arch, int NIn, int NPar, class Op>
 inline void map_view(const Op& op, const View& v, const Range& r, const float* const* in,
@@ -125,11 +130,21 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
       }
       return;
     }
-    for (int k = 0; k < NPar; ++k) lp.p[k] = par[k] + r.c0;
-    for (int64_t o = r.o0; o < r.o1; o += r.step) {
-      const int64_t off = o * C + r.c0;
-      for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
-      map_run<Arch, NIn, NPar>(op, r.c1 - r.c0, ins, out + off, lp, stream);
+    // Wide rows (merged feature axes): chunks of channels through a few
+    // rows at a time, so a chunk's parameters stay in L1 while the rows'
+    // bytes still go by in order.
+    const int64_t chunk = NPar > 0 ? kParamChunk / NPar : r.c1 - r.c0;
+    for (int64_t o0 = r.o0; o0 < r.o1; o0 += kChunkRows * r.step) {
+      const int64_t o1 = std::min(r.o1, o0 + kChunkRows * r.step);
+      for (int64_t c = r.c0; c < r.c1; c += chunk) {
+        const int64_t n = std::min(chunk, r.c1 - c);
+        for (int k = 0; k < NPar; ++k) lp.p[k] = par[k] + c;
+        for (int64_t o = o0; o < o1; o += r.step) {
+          const int64_t off = o * C + c;
+          for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
+          map_run<Arch, NIn, NPar>(op, n, ins, out + off, lp, stream);
+        }
+      }
     }
   } else {
     BroadcastParams<Arch, NPar> bp;

@@ -138,6 +138,7 @@ TEST_P(TfOptions, EveryOptionAloneAndCombinedMatchesReference) {
       ref::Layout{{6, 4, 3, 5}, {1, 3}},        // feature axes that do not merge
       ref::Layout{{6, 2, 3, 4, 5}, {1, 4}},
       ref::Layout{{6, 5}, {1}},
+      ref::Layout{{6, 2, 9, 131}, {2, 3}},      // merged axes: rows of 1179 channels, applied in chunks
   };
   uint32_t seed = 300;
   for (const auto& l : layouts)
@@ -169,7 +170,7 @@ TEST_P(TfOptions, VirtualBatchOfTheWholeBatchIsPlainBnBitForBit) {
 }
 
 TEST_P(TfOptions, GhostIsBitwiseIdenticalForAnyThreadCount) {
-  for (const auto& l : {nkt::nchw(8, 5, 33, 31), nkt::nhwc(8, 33, 17, 9)}) {
+  for (const auto& l : {nkt::nchw(8, 5, 33, 31), nkt::nhwc(8, 33, 17, 9), ref::Layout{{8, 3, 9, 131}, {2, 3}}}) {
     SCOPED_TRACE(nkt::layout_name(l));
     int64_t C;
     ref::channel_of(l, &C);
