@@ -60,14 +60,14 @@ template <class Arch, int NIn, int NPar, class Op, class Par>
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
-  auto partial = [&](int64_t i, int64_t m) {
+  auto partial = [&](int64_t i, int64_t m) __attribute__((always_inline)) {
     B xs[NIn];
     B ps[NPar > 0 ? NPar : 1];
     for (int k = 0; k < NIn; ++k) xs[k] = S::load_partial(in[k] + i, m);
     par.partial(i, m, ps);
     S::store_partial(out + i, op(xs, ps), m);
   };
-  auto full = [&](int64_t i) {
+  auto full = [&](int64_t i) __attribute__((always_inline)) {
     B xs[NIn];
     for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i);
     if constexpr (loads_per_lane<Par>::value) {
@@ -79,7 +79,7 @@ template <class Arch, int NIn, int NPar, class Op, class Par>
     }
   };
   // Ordinary stores up to `end`, whole vectors then one partial.
-  auto stores = [&](int64_t i, int64_t end) {
+  auto stores = [&](int64_t i, int64_t end) __attribute__((always_inline)) {
     for (; i + W <= end; i += W) S::store(out + i, full(i));
     if (i < end) partial(i, end - i);
   };
