@@ -152,7 +152,7 @@ struct BnExec {
     parallel_blocks(reduce);
     // The per-channel step in parallel where channels are many (each
     // channel's step is independent of the others).
-    const int step_threads = v.channels >= 4096 ? threads : 1;
+    const int step_threads = v.channels >= 1024 ? threads : 1;
     parallel_for(step_threads, v.channels, Schedule::Static, [&](int64_t c) { step(c); });
     parallel_apply(apply);
   }
