@@ -53,7 +53,8 @@ struct loads_per_lane<P, std::void_t<decltype(P::kPerLane)>> : std::true_type {}
 // never depend on alignment).
 // Always inlined: its callers' parameters must stay in registers, which an
 // out-of-line copy (GCC's choice once an ISA's file holds many kernels)
-// reloads for every vector.
+// reloads for every vector. So are its per-vector lambdas: GCC had made
+// hundreds of them out-of-line functions, a call per vector.
 template <class Arch, int NIn, int NPar, class Op, class Par>
 [[gnu::always_inline]] inline void map_run(const Op& op, int64_t n, const float* const* in, float* out,
                                            const Par& par, bool stream) {
