@@ -54,7 +54,8 @@ struct loads_per_lane<P, std::void_t<decltype(P::kPerLane)>> : std::true_type {}
 // Always inlined: its callers' parameters must stay in registers, which an
 // out-of-line copy (GCC's choice once an ISA's file holds many kernels)
 // reloads for every vector. (Forcing its per-vector lambda inline as well
-// measured up to 1.4x slower on tensors streamed from memory.)
+// measured 1.4x slower or 1.25x faster on the same streaming case,
+// depending on the benchmark program: left to the compiler.)
 template <class Arch, int NIn, int NPar, class Op, class Par>
 [[gnu::always_inline]] inline void map_run(const Op& op, int64_t n, const float* const* in, float* out,
                                            const Par& par, bool stream) {
