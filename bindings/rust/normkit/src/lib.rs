@@ -578,40 +578,89 @@ pub fn bn_finalize_stats(
     })
 }
 
-/// y = gamma * (x - mean) * invstd + beta on this part.
+/// The merged mean the apply and backward steps of split statistics take:
+/// `f32` (the saved float mean), or the `f64` that [`bn_merge_stats`] gives,
+/// which the C library's `*_mean64` entry points take. A float mean is off by
+/// up to half its ulp, which moves xhat by that over the standard deviation
+/// where the mean is large against the spread; the f64 one is not.
+pub trait SplitMean: sealed::Sealed + Copy {
+    #[doc(hidden)]
+    unsafe fn nk_apply(d: *const sys::nk_tensor_desc, x: *const c_void, y: *mut c_void, g: *const f32, b: *const f32, mean: *const Self, invstd: *const f32) -> sys::nk_status;
+    #[doc(hidden)]
+    unsafe fn nk_backward_reduce(d: *const sys::nk_tensor_desc, x: *const c_void, dy: *const c_void, mean: *const Self, invstd: *const f32, s1: *mut f64, s2: *mut f64) -> sys::nk_status;
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn nk_backward_apply(d: *const sys::nk_tensor_desc, count: i64, x: *const c_void, dy: *const c_void, g: *const f32, mean: *const Self, invstd: *const f32, s1: *const f64, s2: *const f64, dx: *mut c_void) -> sys::nk_status;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+impl SplitMean for f32 {
+    unsafe fn nk_apply(d: *const sys::nk_tensor_desc, x: *const c_void, y: *mut c_void, g: *const f32, b: *const f32, mean: *const f32, invstd: *const f32) -> sys::nk_status {
+        sys::nk_bn_apply(d, x, y, g, b, mean, invstd)
+    }
+    unsafe fn nk_backward_reduce(d: *const sys::nk_tensor_desc, x: *const c_void, dy: *const c_void, mean: *const f32, invstd: *const f32, s1: *mut f64, s2: *mut f64) -> sys::nk_status {
+        sys::nk_bn_backward_reduce(d, x, dy, mean, invstd, s1, s2)
+    }
+    unsafe fn nk_backward_apply(d: *const sys::nk_tensor_desc, count: i64, x: *const c_void, dy: *const c_void, g: *const f32, mean: *const f32, invstd: *const f32, s1: *const f64, s2: *const f64, dx: *mut c_void) -> sys::nk_status {
+        sys::nk_bn_backward_apply(d, count, x, dy, g, mean, invstd, s1, s2, dx)
+    }
+}
+
+impl SplitMean for f64 {
+    unsafe fn nk_apply(d: *const sys::nk_tensor_desc, x: *const c_void, y: *mut c_void, g: *const f32, b: *const f32, mean: *const f64, invstd: *const f32) -> sys::nk_status {
+        sys::nk_bn_apply_mean64(d, x, y, g, b, mean, invstd)
+    }
+    unsafe fn nk_backward_reduce(d: *const sys::nk_tensor_desc, x: *const c_void, dy: *const c_void, mean: *const f64, invstd: *const f32, s1: *mut f64, s2: *mut f64) -> sys::nk_status {
+        sys::nk_bn_backward_reduce_mean64(d, x, dy, mean, invstd, s1, s2)
+    }
+    unsafe fn nk_backward_apply(d: *const sys::nk_tensor_desc, count: i64, x: *const c_void, dy: *const c_void, g: *const f32, mean: *const f64, invstd: *const f32, s1: *const f64, s2: *const f64, dx: *mut c_void) -> sys::nk_status {
+        sys::nk_bn_backward_apply_mean64(d, count, x, dy, g, mean, invstd, s1, s2, dx)
+    }
+}
+
+/// y = gamma * (x - mean) * invstd + beta on this part; `mean` f32 or f64
+/// ([`SplitMean`]).
 #[allow(clippy::too_many_arguments)]
-pub fn bn_apply(layout: &Layout, x: &[f32], y: &mut [f32], gamma: Option<&[f32]>, beta: Option<&[f32]>, mean: &[f32], invstd: &[f32]) -> Result<()> {
+pub fn bn_apply<M: SplitMean>(layout: &Layout, x: &[f32], y: &mut [f32], gamma: Option<&[f32]>, beta: Option<&[f32]>, mean: &[M], invstd: &[f32]) -> Result<()> {
     layout.check_tensor("x", x.len())?;
     layout.check_tensor("y", y.len())?;
     let c = layout.channels();
     let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
-    let (m, i) = (opt_ptr("mean", Some(mean), c)?, opt_ptr("invstd", Some(invstd), c)?);
-    check(unsafe { sys::nk_bn_apply(layout.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, m, i) })
+    check_len("mean", mean.len(), c)?;
+    let i = opt_ptr("invstd", Some(invstd), c)?;
+    check(unsafe { M::nk_apply(layout.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mean.as_ptr(), i) })
 }
 
 /// sum(dy) and sum(dy * xhat) of this part (to be summed over all parts;
-/// they are also dbeta and dgamma).
-pub fn bn_backward_reduce(layout: &Layout, x: &[f32], dy: &[f32], mean: &[f32], invstd: &[f32], sum_dy: &mut [f64], sum_dy_xhat: &mut [f64]) -> Result<()> {
+/// they are also dbeta and dgamma); `mean` f32 or f64 ([`SplitMean`]).
+pub fn bn_backward_reduce<M: SplitMean>(layout: &Layout, x: &[f32], dy: &[f32], mean: &[M], invstd: &[f32], sum_dy: &mut [f64], sum_dy_xhat: &mut [f64]) -> Result<()> {
     layout.check_tensor("x", x.len())?;
     layout.check_tensor("dy", dy.len())?;
     let c = layout.channels();
-    let (m, i) = (opt_ptr("mean", Some(mean), c)?, opt_ptr("invstd", Some(invstd), c)?);
+    check_len("mean", mean.len(), c)?;
+    let i = opt_ptr("invstd", Some(invstd), c)?;
     check_len("sum_dy", sum_dy.len(), c)?;
     check_len("sum_dy_xhat", sum_dy_xhat.len(), c)?;
     check(unsafe {
-        sys::nk_bn_backward_reduce(layout.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), m, i, sum_dy.as_mut_ptr(), sum_dy_xhat.as_mut_ptr())
+        M::nk_backward_reduce(layout.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), mean.as_ptr(), i, sum_dy.as_mut_ptr(), sum_dy_xhat.as_mut_ptr())
     })
 }
 
-/// dx of this part from the summed reductions; `count` = elements per feature over all parts.
+/// dx of this part from the summed reductions; `count` = elements per
+/// feature over all parts; `mean` f32 or f64 ([`SplitMean`]).
 #[allow(clippy::too_many_arguments)]
-pub fn bn_backward_apply(
+pub fn bn_backward_apply<M: SplitMean>(
     layout: &Layout,
     count: i64,
     x: &[f32],
     dy: &[f32],
     gamma: Option<&[f32]>,
-    mean: &[f32],
+    mean: &[M],
     invstd: &[f32],
     sum_dy: &[f64],
     sum_dy_xhat: &[f64],
@@ -622,70 +671,30 @@ pub fn bn_backward_apply(
     layout.check_tensor("dx", dx.len())?;
     let c = layout.channels();
     let g = opt_ptr("gamma", gamma, c)?;
-    let (m, i) = (opt_ptr("mean", Some(mean), c)?, opt_ptr("invstd", Some(invstd), c)?);
+    check_len("mean", mean.len(), c)?;
+    let i = opt_ptr("invstd", Some(invstd), c)?;
     check_len("sum_dy", sum_dy.len(), c)?;
     check_len("sum_dy_xhat", sum_dy_xhat.len(), c)?;
     check(unsafe {
-        sys::nk_bn_backward_apply(layout.raw(), count, x.as_ptr().cast(), dy.as_ptr().cast(), g, m, i, sum_dy.as_ptr(), sum_dy_xhat.as_ptr(), dx.as_mut_ptr().cast::<c_void>())
+        M::nk_backward_apply(layout.raw(), count, x.as_ptr().cast(), dy.as_ptr().cast(), g, mean.as_ptr(), i, sum_dy.as_ptr(), sum_dy_xhat.as_ptr(), dx.as_mut_ptr().cast::<c_void>())
     })
 }
 
-// The same three with the merged mean as the f64 that bn_merge_stats gives: a
-// float mean is off by up to half its ulp, which moves xhat by that over the
-// standard deviation when the mean is large against the spread.
-
-/// [`bn_apply`] with the merged mean in double.
+/// [`bn_apply`] with the merged mean in double (`nk_bn_apply_mean64`).
 #[allow(clippy::too_many_arguments)]
 pub fn bn_apply_mean64(layout: &Layout, x: &[f32], y: &mut [f32], gamma: Option<&[f32]>, beta: Option<&[f32]>, mean: &[f64], invstd: &[f32]) -> Result<()> {
-    layout.check_tensor("x", x.len())?;
-    layout.check_tensor("y", y.len())?;
-    let c = layout.channels();
-    let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
-    check_len("mean", mean.len(), c)?;
-    let i = opt_ptr("invstd", Some(invstd), c)?;
-    check(unsafe { sys::nk_bn_apply_mean64(layout.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mean.as_ptr(), i) })
+    bn_apply(layout, x, y, gamma, beta, mean, invstd)
 }
 
 /// [`bn_backward_reduce`] with the merged mean in double.
 pub fn bn_backward_reduce_mean64(layout: &Layout, x: &[f32], dy: &[f32], mean: &[f64], invstd: &[f32], sum_dy: &mut [f64], sum_dy_xhat: &mut [f64]) -> Result<()> {
-    layout.check_tensor("x", x.len())?;
-    layout.check_tensor("dy", dy.len())?;
-    let c = layout.channels();
-    check_len("mean", mean.len(), c)?;
-    let i = opt_ptr("invstd", Some(invstd), c)?;
-    check_len("sum_dy", sum_dy.len(), c)?;
-    check_len("sum_dy_xhat", sum_dy_xhat.len(), c)?;
-    check(unsafe {
-        sys::nk_bn_backward_reduce_mean64(layout.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), mean.as_ptr(), i, sum_dy.as_mut_ptr(), sum_dy_xhat.as_mut_ptr())
-    })
+    bn_backward_reduce(layout, x, dy, mean, invstd, sum_dy, sum_dy_xhat)
 }
 
 /// [`bn_backward_apply`] with the merged mean in double.
 #[allow(clippy::too_many_arguments)]
-pub fn bn_backward_apply_mean64(
-    layout: &Layout,
-    count: i64,
-    x: &[f32],
-    dy: &[f32],
-    gamma: Option<&[f32]>,
-    mean: &[f64],
-    invstd: &[f32],
-    sum_dy: &[f64],
-    sum_dy_xhat: &[f64],
-    dx: &mut [f32],
-) -> Result<()> {
-    layout.check_tensor("x", x.len())?;
-    layout.check_tensor("dy", dy.len())?;
-    layout.check_tensor("dx", dx.len())?;
-    let c = layout.channels();
-    let g = opt_ptr("gamma", gamma, c)?;
-    check_len("mean", mean.len(), c)?;
-    let i = opt_ptr("invstd", Some(invstd), c)?;
-    check_len("sum_dy", sum_dy.len(), c)?;
-    check_len("sum_dy_xhat", sum_dy_xhat.len(), c)?;
-    check(unsafe {
-        sys::nk_bn_backward_apply_mean64(layout.raw(), count, x.as_ptr().cast(), dy.as_ptr().cast(), g, mean.as_ptr(), i, sum_dy.as_ptr(), sum_dy_xhat.as_ptr(), dx.as_mut_ptr().cast::<c_void>())
-    })
+pub fn bn_backward_apply_mean64(layout: &Layout, count: i64, x: &[f32], dy: &[f32], gamma: Option<&[f32]>, mean: &[f64], invstd: &[f32], sum_dy: &[f64], sum_dy_xhat: &[f64], dx: &mut [f32]) -> Result<()> {
+    bn_backward_apply(layout, count, x, dy, gamma, mean, invstd, sum_dy, sum_dy_xhat, dx)
 }
 
 // ---- layer --------------------------------------------------------------------------
