@@ -103,7 +103,6 @@ inline float fused_mean_lo(double mean, float hi, float invstd) {
 // statistics that backward receives: gamma' = gamma * adjustment_scale * r,
 // and shift = gamma * (adjustment_scale * d + adjustment_bias) + beta (r, d:
 // renorm's saved values; 1, 0 without renorm).
-
 struct ZCoefficients {
   float scale, shift;
 };

@@ -599,29 +599,24 @@ mod sealed {
     impl Sealed for f64 {}
 }
 
-impl SplitMean for f32 {
-    unsafe fn nk_apply(d: *const sys::nk_tensor_desc, x: *const c_void, y: *mut c_void, g: *const f32, b: *const f32, mean: *const f32, invstd: *const f32) -> sys::nk_status {
-        sys::nk_bn_apply(d, x, y, g, b, mean, invstd)
-    }
-    unsafe fn nk_backward_reduce(d: *const sys::nk_tensor_desc, x: *const c_void, dy: *const c_void, mean: *const f32, invstd: *const f32, s1: *mut f64, s2: *mut f64) -> sys::nk_status {
-        sys::nk_bn_backward_reduce(d, x, dy, mean, invstd, s1, s2)
-    }
-    unsafe fn nk_backward_apply(d: *const sys::nk_tensor_desc, count: i64, x: *const c_void, dy: *const c_void, g: *const f32, mean: *const f32, invstd: *const f32, s1: *const f64, s2: *const f64, dx: *mut c_void) -> sys::nk_status {
-        sys::nk_bn_backward_apply(d, count, x, dy, g, mean, invstd, s1, s2, dx)
-    }
+// Each mean type calls its own three C entry points.
+macro_rules! split_mean {
+    ($t:ty, $apply:ident, $reduce:ident, $backward:ident) => {
+        impl SplitMean for $t {
+            unsafe fn nk_apply(d: *const sys::nk_tensor_desc, x: *const c_void, y: *mut c_void, g: *const f32, b: *const f32, mean: *const $t, invstd: *const f32) -> sys::nk_status {
+                sys::$apply(d, x, y, g, b, mean, invstd)
+            }
+            unsafe fn nk_backward_reduce(d: *const sys::nk_tensor_desc, x: *const c_void, dy: *const c_void, mean: *const $t, invstd: *const f32, s1: *mut f64, s2: *mut f64) -> sys::nk_status {
+                sys::$reduce(d, x, dy, mean, invstd, s1, s2)
+            }
+            unsafe fn nk_backward_apply(d: *const sys::nk_tensor_desc, count: i64, x: *const c_void, dy: *const c_void, g: *const f32, mean: *const $t, invstd: *const f32, s1: *const f64, s2: *const f64, dx: *mut c_void) -> sys::nk_status {
+                sys::$backward(d, count, x, dy, g, mean, invstd, s1, s2, dx)
+            }
+        }
+    };
 }
-
-impl SplitMean for f64 {
-    unsafe fn nk_apply(d: *const sys::nk_tensor_desc, x: *const c_void, y: *mut c_void, g: *const f32, b: *const f32, mean: *const f64, invstd: *const f32) -> sys::nk_status {
-        sys::nk_bn_apply_mean64(d, x, y, g, b, mean, invstd)
-    }
-    unsafe fn nk_backward_reduce(d: *const sys::nk_tensor_desc, x: *const c_void, dy: *const c_void, mean: *const f64, invstd: *const f32, s1: *mut f64, s2: *mut f64) -> sys::nk_status {
-        sys::nk_bn_backward_reduce_mean64(d, x, dy, mean, invstd, s1, s2)
-    }
-    unsafe fn nk_backward_apply(d: *const sys::nk_tensor_desc, count: i64, x: *const c_void, dy: *const c_void, g: *const f32, mean: *const f64, invstd: *const f32, s1: *const f64, s2: *const f64, dx: *mut c_void) -> sys::nk_status {
-        sys::nk_bn_backward_apply_mean64(d, count, x, dy, g, mean, invstd, s1, s2, dx)
-    }
-}
+split_mean!(f32, nk_bn_apply, nk_bn_backward_reduce, nk_bn_backward_apply);
+split_mean!(f64, nk_bn_apply_mean64, nk_bn_backward_reduce_mean64, nk_bn_backward_apply_mean64);
 
 /// y = gamma * (x - mean) * invstd + beta on this part; `mean` f32 or f64
 /// ([`SplitMean`]).
