@@ -37,6 +37,53 @@ struct RowParams {
   }
 };
 
+// Pass 2 of row_stats for NR rows: sd[r] = sum(x - m[r]), sq[r] =
+// sum((x - m[r])^2), each in two vector accumulators and a scalar tail.
+// At most two rows per call: with four, GCC kept half the accumulators on
+// the stack (a store-forwarded add chain per vector).
+template <class Arch, int NR>
+inline void row_deviations(const float* const* row, const float* m, int64_t D, int64_t ahead, float* sd_out,
+                           float* sq_out) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  B mb[NR], sd[NR][2], sq[NR][2];
+  float td[NR], tq[NR];
+  for (int r = 0; r < NR; ++r) {
+    mb[r] = S::set1(m[r]);
+    sd[r][0] = sd[r][1] = sq[r][0] = sq[r][1] = S::zero();
+    td[r] = tq[r] = 0.0f;
+  }
+  int64_t i = 0;
+  for (; i + 2 * W <= D; i += 2 * W)
+    for (int r = 0; r < NR; ++r) {
+      if (ahead != 0)
+        for (int64_t b = 0; b < 2 * W; b += 16) __builtin_prefetch(row[r] + ahead + i + b, 0, 2);
+      const B d0 = S::load(row[r] + i) - mb[r];
+      sd[r][0] = sd[r][0] + d0;
+      sq[r][0] = S::fma(d0, d0, sq[r][0]);
+      const B d1 = S::load(row[r] + i + W) - mb[r];
+      sd[r][1] = sd[r][1] + d1;
+      sq[r][1] = S::fma(d1, d1, sq[r][1]);
+    }
+  for (; i + W <= D; i += W)
+    for (int r = 0; r < NR; ++r) {
+      const B d0 = S::load(row[r] + i) - mb[r];
+      sd[r][0] = sd[r][0] + d0;
+      sq[r][0] = S::fma(d0, d0, sq[r][0]);
+    }
+  for (; i < D; ++i)
+    for (int r = 0; r < NR; ++r) {
+      const float d = row[r][i] - m[r];
+      td[r] += d;
+      tq[r] += d * d;
+    }
+  for (int r = 0; r < NR; ++r) {
+    sd_out[r] = S::sum(sd[r][0] + sd[r][1]) + td[r];
+    sq_out[r] = S::sum(sq[r][0] + sq[r][1]) + tq[r];
+  }
+}
+
 // Mean and M2 of NR rows of D <= kTileInner elements, with exactly the
 // arithmetic bn_stats applies to a row of the (1, rows, D) view (one tile:
 // a sum, then the sums of deviations from its float mean, each in two
@@ -68,42 +115,13 @@ inline void row_stats(const float* const* row, int64_t D, double* mean, double* 
     for (int r = 0; r < NR; ++r) a[r][0] = a[r][0] + S::load(row[r] + i);
   for (; i < D; ++i)
     for (int r = 0; r < NR; ++r) t[r] += row[r][i];
-  float m[NR];
-  B mb[NR], sd[NR][2], sq[NR][2];
-  float td[NR], tq[NR];
-  for (int r = 0; r < NR; ++r) {
-    m[r] = (S::sum(a[r][0] + a[r][1]) + t[r]) / static_cast<float>(nt);
-    mb[r] = S::set1(m[r]);
-    sd[r][0] = sd[r][1] = sq[r][0] = sq[r][1] = S::zero();
-    td[r] = tq[r] = 0.0f;
-  }
-  for (i = 0; i + 2 * W <= D; i += 2 * W)
-    for (int r = 0; r < NR; ++r) {
-      if (ahead != 0)
-        for (int64_t b = 0; b < 2 * W; b += 16) __builtin_prefetch(row[r] + ahead + i + b, 0, 2);
-      const B d0 = S::load(row[r] + i) - mb[r];
-      sd[r][0] = sd[r][0] + d0;
-      sq[r][0] = S::fma(d0, d0, sq[r][0]);
-      const B d1 = S::load(row[r] + i + W) - mb[r];
-      sd[r][1] = sd[r][1] + d1;
-      sq[r][1] = S::fma(d1, d1, sq[r][1]);
-    }
-  for (; i + W <= D; i += W)
-    for (int r = 0; r < NR; ++r) {
-      const B d0 = S::load(row[r] + i) - mb[r];
-      sd[r][0] = sd[r][0] + d0;
-      sq[r][0] = S::fma(d0, d0, sq[r][0]);
-    }
-  for (; i < D; ++i)
-    for (int r = 0; r < NR; ++r) {
-      const float d = row[r][i] - m[r];
-      td[r] += d;
-      tq[r] += d * d;
-    }
+  float m[NR], sd[NR], sq[NR];
+  for (int r = 0; r < NR; ++r) m[r] = (S::sum(a[r][0] + a[r][1]) + t[r]) / static_cast<float>(nt);
+  constexpr int P = NR < 2 ? NR : 2;
+  for (int r = 0; r < NR; r += P) row_deviations<Arch, P>(row + r, m + r, D, ahead, sd + r, sq + r);
   for (int r = 0; r < NR; ++r) {
     double mt, m2t, mu = 0, q = 0;
-    tile_moments(1.0 / nt, m[r], S::sum(sd[r][0] + sd[r][1]) + td[r], S::sum(sq[r][0] + sq[r][1]) + tq[r], mt,
-                 m2t);
+    tile_moments(1.0 / nt, m[r], sd[r], sq[r], mt, m2t);
     chan_merge(mu, q, mt, m2t, MergeWeights(0.0, nt));
     mean[r] = mu;
     m2[r] = q;
