@@ -86,6 +86,10 @@ void backward_apply(const Shape& s, int64_t count, const void* x, const void* dy
   const Means means(mean_in, s.channels);
   const double* const mean = means.p;
   if (count < 1) fail(NK_ERR_BAD_ARGUMENT, "count = %lld: must be >= 1", static_cast<long long>(count));
+  if (count < s.count)
+    fail(NK_ERR_BAD_ARGUMENT, "count = %lld: less than this part's %lld values per feature (count is the total "
+         "over every part, nk_bn_merge_stats' count)", static_cast<long long>(count),
+         static_cast<long long>(s.count));
   require(x, "x");
   require(dy, "dy");
   require(invstd, "invstd");

@@ -276,7 +276,8 @@ NK_API nk_status nk_bn_backward_reduce_mean64(const nk_tensor_desc* desc, const 
                                               const void* dy, const double* mean,
                                               const float* invstd, double* sum_dy,
                                               double* sum_dy_xhat);
-/* count: the total number of elements per feature over all processes.
+/* count: the total number of elements per feature over all processes (at
+ * least this part's own; less is NK_ERR_BAD_ARGUMENT).
  * The parameter gradients are the reduced sums themselves:
  * dgamma = sum_dy_xhat, dbeta = sum_dy. */
 NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count, const void* x,

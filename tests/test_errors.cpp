@@ -258,6 +258,13 @@ TEST(Errors, SplitStatistics) {
   EXPECT_FAILS(nk_bn_backward_apply(&d, 40, kX.data(), kDy.data(), nullptr, kPos.data(), kPos.data(),
                                     nullptr, m2s.data(), outs.dx.data()),
                NK_ERR_NULL_POINTER, "sum_dy");
+  // A total count below the part's own count per feature (40 here).
+  EXPECT_FAILS(nk_bn_backward_apply(&d, 39, kX.data(), kDy.data(), nullptr, kPos.data(), kPos.data(),
+                                    means.data(), m2s.data(), outs.dx.data()),
+               NK_ERR_BAD_ARGUMENT, "less than this part's 40");
+  EXPECT_FAILS(nk_bn_backward_apply_mean64(&d, 39, kX.data(), kDy.data(), nullptr, means.data(), kPos.data(),
+                                           means.data(), m2s.data(), outs.dx.data()),
+               NK_ERR_BAD_ARGUMENT, "less than this part's 40");
   // The forms with the mean in double.
   EXPECT_FAILS(nk_bn_apply_mean64(&d, kX.data(), outs.y.data(), nullptr, nullptr, nullptr, kPos.data()),
                NK_ERR_NULL_POINTER, "mean");
