@@ -250,8 +250,10 @@ NK_API nk_status nk_bn_backward_ex(const nk_tensor_desc* desc, const nk_bn_optio
 NK_API nk_status nk_bn_partial_stats(const nk_tensor_desc* desc, const void* x, int64_t* count,
                                      double* mean, double* m2);
 /* Merges num_parts partials (means/m2s: num_parts rows of `channels`). The
- * output may be fed to another merge. A negative M2 (of a part with a
- * nonzero count) is an error; NaN passes through. */
+ * output may be fed to another merge. A part of count 0 adds nothing (its
+ * rows are not read); parts all of count 0 give count 0, mean 0 and M2 0.
+ * A negative M2 (of a part with a nonzero count) is an error; NaN passes
+ * through. */
 NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const int64_t* counts,
                                    const double* means, const double* m2s, int64_t* count,
                                    double* mean, double* m2);

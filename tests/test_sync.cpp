@@ -178,6 +178,15 @@ TEST_P(SyncBn, MergeOfOnePartIsThatPart) {
   ASSERT_EQ(nk_bn_merge_stats(4, 2, counts, means.data(), m2s.data(), &n2, mean2.data(), m22.data()), NK_OK);
   EXPECT_EQ(mean, mean2);
   EXPECT_EQ(m2, m22);
+  // Parts all of count 0 merge into an empty part (a node of a hierarchical
+  // reduction whose processes had no data), which a later merge skips.
+  const int64_t none[2] = {0, 0};
+  int64_t n0 = -1;
+  std::vector<double> mean0(4, 7.0), m20(4, 7.0);
+  ASSERT_EQ(nk_bn_merge_stats(4, 2, none, means.data(), m2s.data(), &n0, mean0.data(), m20.data()), NK_OK);
+  EXPECT_EQ(n0, 0);
+  EXPECT_EQ(mean0, std::vector<double>(4, 0.0));
+  EXPECT_EQ(m20, std::vector<double>(4, 0.0));
 }
 
 NKT_INSTANTIATE_ISAS(SyncBn);
