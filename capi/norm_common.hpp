@@ -23,11 +23,14 @@ using nk::read_options;
 using nk::require;
 using nk::require_pair;
 
-// f(u) for u in [0, units), any thread, each unit once.
+// f(u) for u in [0, units), each unit once; each thread takes one
+// contiguous run of units. The units are many and small (one (sample,
+// channel) of Instance Norm is 12 KiB): handed out one at a time, from a
+// counter the threads share, they measured up to 1.4x slower.
 template <class F>
 void parallel_units(int64_t units, const F& f) {
   const int threads = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(units, 1)));
-  parallel_for(threads, units, Schedule::Dynamic, f);
+  parallel_for(threads, units, Schedule::Static, f);
 }
 
 inline bool stream_for(int64_t bytes) { return bytes >= stream_threshold(); }
