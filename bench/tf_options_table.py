@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """Batch Norm with TensorFlow's options against plain BN on the same shape:
 runs build/bench/nk_bench_tf and prints each variant's median time and its
-ratio to plain BN's (1.00 = as fast as plain BN).
+ratio to plain BN's (1.00 = as fast as plain BN). The repetitions of all
+cases run in a random interleaved order, so that the machine's drift over
+the minutes of the run falls on plain BN and the variants alike.
 
-  /usr/bin/python3 bench/tf_options_table.py [--build build] [--reps 3]
+  /usr/bin/python3 bench/tf_options_table.py [--build build] [--reps 5]
 """
 import argparse
 import json
@@ -17,12 +19,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--filter", default="")
     a = ap.parse_args()
     exe = os.path.join(a.build, "bench", "nk_bench_tf")
     cmd = [exe, "--benchmark_format=json", f"--benchmark_repetitions={a.reps}",
-           "--benchmark_report_aggregates_only=true"]
+           "--benchmark_report_aggregates_only=true", "--benchmark_enable_random_interleaving=true"]
     if a.filter:
         cmd.append(f"--benchmark_filter={a.filter}")
     out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
@@ -40,7 +42,7 @@ def main():
         _, variant, op, layout, shape, threads = name.split("/")
         plain = med.get("/".join(["bn_tf", "plain", op, layout, shape, threads]))
         rows.append((shape, op, layout, threads, variant, ms, ms / plain if plain else float("nan")))
-    print(f"ISA {isa}; median of {a.reps}; ratio = variant time / plain BN time on the same case\n")
+    print(f"ISA {isa}; median of {a.reps}, repetitions interleaved at random; ratio = variant time / plain BN time on the same case\n")
     print("| shape | op | layout | threads | variant | ms | × plain |")
     print("|---|---|---|---:|---|---:|---:|")
     for r in sorted(rows, key=lambda r: (r[0], r[1], r[2], r[3])):
