@@ -132,8 +132,8 @@ struct RowSet {
 // with it. next (nonzero): each row's lines that far on go to L2 as well —
 // the passes over short runs that read a block from cache (the statistics'
 // second pass, the backward sums after the apply pass prefetched their
-// block) ask for the next block's stretches, so that memory stays busy
-// meanwhile (5-15% faster).
+// block) ask for the next block's stretches where the view comes from
+// memory, so that memory stays busy meanwhile (5-15% faster).
 template <class Arch, int NIn, int K, bool Prefetch = false, class Body>
 inline void acc_down_rows(const RowSet* in, int64_t nrows, int64_t len, float* const* out, const Body& body,
                           int64_t next = 0) {
@@ -276,7 +276,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
         float* const sums2[2] = {sd, sd2};
         std::fill(sd, sd + len + kPad, 0.0f);
         std::fill(sd2, sd2 + len + kPad, 0.0f);
-        acc_down_rows<Arch, 1, 2>(&rows, nrows, len, sums2, deviations_of<Arch>(m), /*next=*/len);
+        acc_down_rows<Arch, 1, 2>(&rows, nrows, len, sums2, deviations_of<Arch>(m), from_memory(v) ? len : 0);
         const MergeWeights w(n, nt);
         float a[kSpread], b[kSpread];
         sum_runs(sd, nc, L, a);
@@ -425,7 +425,7 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
         acc_dy_rows<Arch, true>(x, (o * C + cb) * L, r.step * C * L, rows_between(o, oe, r.step), len,
                           dys.max_rows(len),
                           [&](int64_t off, int64_t n) { return dys.rows_of_stretch(off, r.step * C * L, n, len); },
-                          tp, m, len);
+                          tp, m, from_memory(v) ? len : 0);
         for (int q = 0; q < 3; ++q) {
           float a[kSpread];
           sum_runs(t[q], nb, L, a);

@@ -26,6 +26,15 @@ constexpr int64_t kLongRun = 128;
 constexpr int64_t kSpread = 1024;
 inline int64_t spread_channels(int64_t inner) { return inner < kLongRun ? kSpread / inner : 1; }
 
+// Views of at least this many bytes are read from memory rather than from
+// cache: the passes over short runs prefetch the next block's stretches for
+// them (on a 12 MiB view, which stays in cache, the prefetches only cost
+// 5-10%).
+constexpr int64_t kPrefetchBytes = int64_t{16} << 20;
+inline bool from_memory(const View& v) {
+  return v.outer * v.channels * v.inner * static_cast<int64_t>(sizeof(float)) >= kPrefetchBytes;
+}
+
 // Rows of r in [o, oe) (o one of r's rows).
 inline int64_t rows_between(int64_t o, int64_t oe, int64_t step) { return (oe - o + step - 1) / step; }
 
