@@ -103,11 +103,8 @@ inline void tile_moments(double inv_nt, float m, float sd, float sd2, double& mt
 
 // Runs of up to a page (kPrefetchRun floats), one per row far apart: the
 // hardware prefetcher has no time to follow each, so the backward sums ask
-// for the run two rows ahead while they sum this one.
+// for the run two rows ahead while they sum this one (prefetch_run, view.hpp).
 constexpr int64_t kPrefetchRun = 1024;
-inline void prefetch_run(const float* p, int64_t n) {
-  for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(float))) __builtin_prefetch(p + i);
-}
 
 // Rows of a tile as a pointer and a stride: row i starts at p + i * stride.
 struct RowSet {
@@ -141,7 +138,7 @@ inline void acc_down_rows(const RowSet* in, int64_t nrows, int64_t len, float* c
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
   constexpr int U = K == 1 ? 8 : 4;  // vectors per chunk: U * K accumulators in registers
-  constexpr int64_t kLineFloats = 64 / sizeof(float), kAhead = 2;
+  constexpr int64_t kAhead = 2;
   for (int64_t i0 = 0; i0 < nrows; i0 += kRowGroup) {
     const int64_t i1 = std::min(nrows, i0 + kRowGroup);
     int64_t j0 = 0;
@@ -151,13 +148,9 @@ inline void acc_down_rows(const RowSet* in, int64_t nrows, int64_t len, float* c
         for (int k = 0; k < K; ++k) acc[u][k] = S::load(out[k] + j0 + u * W);
       for (int64_t i = i0; i < i1; ++i) {
         if constexpr (Prefetch)
-          for (int q = 0; q < NIn; ++q)
-            for (int64_t l = 0; l < U * W; l += kLineFloats)
-              __builtin_prefetch(in[q].p + i * in[q].stride + j0 + kAhead * U * W + l);
+          for (int q = 0; q < NIn; ++q) prefetch_run(in[q].p + i * in[q].stride + j0 + kAhead * U * W, U * W);
         if (next != 0)
-          for (int q = 0; q < NIn; ++q)
-            for (int64_t l = 0; l < U * W; l += kLineFloats)
-              __builtin_prefetch(in[q].p + i * in[q].stride + j0 + next + l, 0, 2);
+          for (int q = 0; q < NIn; ++q) prefetch_run<2>(in[q].p + i * in[q].stride + j0 + next, U * W);
         for (int u = 0; u < U; ++u) {
           B xs[NIn];
           for (int q = 0; q < NIn; ++q) xs[q] = S::load(in[q].p + i * in[q].stride + j0 + u * W);
