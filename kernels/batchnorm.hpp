@@ -65,7 +65,7 @@ template <class Arch, bool Res, class A, bool Lo>
 struct DzOp {
   using B = typename simd<Arch>::batch;
   static constexpr int kPar = Lo ? 4 : 3;
-  const A& act;
+  A act;  // a copy: its few floats then stay in registers
   B operator()(const B* xs, const B* p) const {
     B z = Lo ? simd<Arch>::fma((xs[0] - p[0]) - p[1], p[2], p[3]) : simd<Arch>::fma(xs[0] - p[0], p[1], p[2]);
     if constexpr (Res) z = z + xs[2];

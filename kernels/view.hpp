@@ -60,35 +60,41 @@ struct loads_per_lane<P, std::void_t<decltype(P::kPerLane)>> : std::true_type {}
 // never depend on alignment).
 // Always inlined: its callers' parameters must stay in registers, which an
 // out-of-line copy (GCC's choice once an ISA's file holds many kernels)
-// reloads for every vector. (Forcing its per-vector lambda inline as well
-// measured 1.4x slower or 1.25x faster on the same streaming case,
-// depending on the benchmark program: left to the compiler.)
+// reloads for every vector. For the same reason it works on local copies of
+// the pointers, the parameters and the op, and its lambdas are inlined too:
+// a store of the vector type may alias anything, so GCC reloads what it
+// reaches through the caller's objects after every store (three dependent
+// loads per input and vector), but not locals whose address never escapes.
 template <class Arch, int NIn, int NPar, class Op, class Par>
 [[gnu::always_inline]] inline void map_run(const Op& op, int64_t n, const float* const* in, float* out,
                                            const Par& par, bool stream) {
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
+  const float* src[NIn];
+  for (int k = 0; k < NIn; ++k) src[k] = in[k];
+  const Par pr = par;
+  const Op f = op;
   auto partial = [&](int64_t i, int64_t m) {
     B xs[NIn];
     B ps[NPar > 0 ? NPar : 1];
-    for (int k = 0; k < NIn; ++k) xs[k] = S::load_partial(in[k] + i, m);
-    par.partial(i, m, ps);
-    S::store_partial(out + i, op(xs, ps), m);
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load_partial(src[k] + i, m);
+    pr.partial(i, m, ps);
+    S::store_partial(out + i, f(xs, ps), m);
   };
-  auto full = [&](int64_t i) {
+  auto full = [&](int64_t i) __attribute__((always_inline)) {
     B xs[NIn];
-    for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i);
+    for (int k = 0; k < NIn; ++k) xs[k] = S::load(src[k] + i);
     if constexpr (loads_per_lane<Par>::value) {
       B ps[NPar > 0 ? NPar : 1];
-      par.load(i, ps);
-      return op(xs, ps);
+      pr.load(i, ps);
+      return f(xs, ps);
     } else {
-      return op(xs, par.full(i));
+      return f(xs, pr.full(i));
     }
   };
   // Ordinary stores up to `end`, whole vectors then one partial.
-  auto stores = [&](int64_t i, int64_t end) {
+  auto stores = [&](int64_t i, int64_t end) __attribute__((always_inline)) {
     for (; i + W <= end; i += W) S::store(out + i, full(i));
     if (i < end) partial(i, end - i);
   };
