@@ -244,8 +244,10 @@ void ln_param_sums(const float* x, const float* dy, int64_t D, int64_t r0, int64
   // Each sweep also prefetches the rows (r1 - r0) further on into L2: the
   // caller's next group, which its next pass reads from memory.
   const int64_t ahead = W >= 4 ? (r1 - r0) * D : 0;
-  for (int64_t r = r0; r < r1;) {
-    const int nr = static_cast<int>(std::min<int64_t>(4, r1 - r));
+  // NR rows from row r; a constant where it is 4, so that the sweep's loop
+  // over the rows unrolls without a test per row and vector.
+  auto rows = [&](int64_t r, auto nrows) {
+    const int nr = nrows;
     B hi[4], lo[4], s[4];
     const float* xr[4];
     const float* gr[4];
@@ -283,8 +285,10 @@ void ln_param_sums(const float* x, const float* dy, int64_t D, int64_t r0, int64
       S::store_partial(dgamma + j, o.first, n);
       if (dbeta) S::store_partial(dbeta + j, o.second, n);
     }
-    r += nr;
-  }
+  };
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) rows(r, std::integral_constant<int, 4>{});
+  if (r < r1) rows(r, static_cast<int>(r1 - r));
 }
 
 }  // namespace
