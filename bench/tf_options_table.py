@@ -5,7 +5,7 @@ ratio to plain BN's (1.00 = as fast as plain BN). The repetitions of all
 cases run in a random interleaved order, so that the machine's drift over
 the minutes of the run falls on plain BN and the variants alike.
 
-  /usr/bin/python3 bench/tf_options_table.py [--build build] [--reps 5]
+  /usr/bin/python3 bench/tf_options_table.py [--build build] [--reps 9]
 """
 import argparse
 import json
@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--filter", default="")
     a = ap.parse_args()
     exe = os.path.join(a.build, "bench", "nk_bench_tf")
