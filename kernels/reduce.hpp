@@ -25,44 +25,64 @@ constexpr int64_t kRowGroup = 8;  // rows per group in acc_down_rows
 // in cache.
 constexpr int64_t kTileRows = 256;
 
-// K float accumulators, two vectors each for instruction-level parallelism.
+// Vectors per float accumulator: at least two for instruction-level
+// parallelism, and at least 32 lanes in all, so that no lane's chain of adds
+// is longer on a narrow ISA than on AVX-512 (a tile's 8192 elements in two
+// scalar chains lost six bits of a large mean's estimate, and with them the
+// variance's accuracy).
+template <class Arch>
+constexpr int acc_slots() {
+  constexpr int w = static_cast<int>(simd<Arch>::width);
+  return w >= 16 ? 2 : 32 / w;
+}
+
+// K float accumulators of acc_slots() vectors each.
 template <class Arch, int K>
 struct RunAcc {
   using S = simd<Arch>;
   using B = typename S::batch;
-  B a[K][2];
+  static constexpr int J = acc_slots<Arch>();
+  B a[K][J];
   RunAcc() {
-    for (int k = 0; k < K; ++k) a[k][0] = a[k][1] = S::zero();
+    for (int k = 0; k < K; ++k)
+      for (int j = 0; j < J; ++j) a[k][j] = S::zero();
   }
-  float total(int k) const { return S::sum(a[k][0] + a[k][1]); }
+  // The slots added pairwise, in a fixed order (two slots: a[k][0] + a[k][1]).
+  float total(int k) const {
+    B t[J];
+    for (int j = 0; j < J; ++j) t[j] = a[k][j];
+    for (int n = J; n > 1; n /= 2)
+      for (int j = 0; j < n / 2; ++j) t[j] = t[2 * j] + t[2 * j + 1];
+    return S::sum(t[0]);
+  }
 };
 
 // Accumulates over one contiguous run of n elements of NIn inputs:
-// body(xs, a, slot) on vectors. The last partial vector takes fill[k] in
-// input k's lanes past the run: values that add nothing (0 for a plain sum,
-// the mean for deviations from it).
+// body(xs, a, slot) on vectors, the slots in turn. The last partial vector
+// takes fill[k] in input k's lanes past the run: values that add nothing (0
+// for a plain sum, the mean for deviations from it); it goes to the last
+// slot, the whole vectors before it to the first ones.
 template <class Arch, int NIn, int K, class Body>
 inline void acc_run(int64_t n, const float* const* in, RunAcc<Arch, K>& acc, const Body& body,
                     const typename simd<Arch>::batch* fill) {
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
+  constexpr int J = RunAcc<Arch, K>::J;
   int64_t i = 0;
   B xs[NIn];
-  for (; i + 2 * W <= n; i += 2 * W) {
+  for (; i + J * W <= n; i += J * W)
+    for (int j = 0; j < J; ++j) {
+      for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i + j * W);
+      body(xs, acc.a, j);
+    }
+  for (int j = 0; i + W <= n; ++j, i += W) {
     for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i);
-    body(xs, acc.a, 0);
-    for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i + W);
-    body(xs, acc.a, 1);
-  }
-  if (i + W <= n) {
-    for (int k = 0; k < NIn; ++k) xs[k] = S::load(in[k] + i);
-    body(xs, acc.a, 0);
-    i += W;
+    body(xs, acc.a, j);
   }
   if (i < n) {
     for (int k = 0; k < NIn; ++k) xs[k] = S::load_partial_fill(in[k] + i, n - i, fill[k]);
-    body(xs, acc.a, 1);
+    body(xs, acc.a, J - 1);
   }
 }
 
@@ -215,7 +235,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
         RunAcc<Arch, 1> a1;
         for (int64_t oo = o; oo < oe; oo += r.step) {
           const float* p = x + (oo * C + c) * v.inner + i0;
-          acc_run<Arch, 1>(len, &p, a1, [](const B* xs, B (*a)[2], int j) { a[0][j] = a[0][j] + xs[0]; }, &zero);
+          acc_run<Arch, 1>(len, &p, a1, [](const B* xs, auto a, int j) { a[0][j] = a[0][j] + xs[0]; }, &zero);
         }
         const float m = a1.total(0) / static_cast<float>(nt);
         const B mb = S::set1(m);
@@ -224,7 +244,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
           const float* p = x + (oo * C + c) * v.inner + i0;
           acc_run<Arch, 1>(
               len, &p, a2,
-              [&](const B* xs, B (*a)[2], int j) {
+              [&](const B* xs, auto a, int j) {
                 const B d = xs[0] - mb;
                 a[0][j] = a[0][j] + d;
                 a[1][j] = S::fma(d, d, a[1][j]);
@@ -389,7 +409,7 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
           const float* in[2] = {x + off, dys.run(off, len, c)};
           acc_run<Arch, 2>(
               len, in, a,
-              [&](const B* xs, B (*acc)[2], int j) {
+              [&](const B* xs, auto acc, int j) {
                 const B xc = xs[0] - fill[0];
                 acc[0][j] = acc[0][j] + xs[1];
                 acc[1][j] = S::fma(xs[1], xc, acc[1][j]);

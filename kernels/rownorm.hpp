@@ -38,40 +38,37 @@ struct RowParams {
 };
 
 // Pass 2 of row_stats for NR rows: sd[r] = sum(x - m[r]), sq[r] =
-// sum((x - m[r])^2), each in two vector accumulators and a scalar tail.
-// At most two rows per call: with four, GCC kept half the accumulators on
-// the stack (a store-forwarded add chain per vector).
+// sum((x - m[r])^2), each in acc_slots() vector accumulators (as RunAcc) and
+// a scalar tail. At most two rows per call: with four, GCC kept half the
+// accumulators on the stack (a store-forwarded add chain per vector).
 template <class Arch, int NR>
 inline void row_deviations(const float* const* row, const float* m, int64_t D, int64_t ahead, float* sd_out,
                            float* sq_out) {
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
-  B mb[NR], sd[NR][2], sq[NR][2];
+  constexpr int J = acc_slots<Arch>();
+  RunAcc<Arch, 2 * NR> acc;  // sd of row r in acc.a[2r], sq in acc.a[2r + 1]
+  B mb[NR];
   float td[NR], tq[NR];
   for (int r = 0; r < NR; ++r) {
     mb[r] = S::set1(m[r]);
-    sd[r][0] = sd[r][1] = sq[r][0] = sq[r][1] = S::zero();
     td[r] = tq[r] = 0.0f;
   }
+  auto add = [&](int r, int j, int64_t i) {
+    const B d = S::load(row[r] + i) - mb[r];
+    acc.a[2 * r][j] = acc.a[2 * r][j] + d;
+    acc.a[2 * r + 1][j] = S::fma(d, d, acc.a[2 * r + 1][j]);
+  };
   int64_t i = 0;
-  for (; i + 2 * W <= D; i += 2 * W)
+  for (; i + J * W <= D; i += J * W)
     for (int r = 0; r < NR; ++r) {
       if (ahead != 0)
-        for (int64_t b = 0; b < 2 * W; b += 16) __builtin_prefetch(row[r] + ahead + i + b, 0, 2);
-      const B d0 = S::load(row[r] + i) - mb[r];
-      sd[r][0] = sd[r][0] + d0;
-      sq[r][0] = S::fma(d0, d0, sq[r][0]);
-      const B d1 = S::load(row[r] + i + W) - mb[r];
-      sd[r][1] = sd[r][1] + d1;
-      sq[r][1] = S::fma(d1, d1, sq[r][1]);
+        for (int64_t b = 0; b < J * W; b += 16) __builtin_prefetch(row[r] + ahead + i + b, 0, 2);
+      for (int j = 0; j < J; ++j) add(r, j, i + j * W);
     }
-  for (; i + W <= D; i += W)
-    for (int r = 0; r < NR; ++r) {
-      const B d0 = S::load(row[r] + i) - mb[r];
-      sd[r][0] = sd[r][0] + d0;
-      sq[r][0] = S::fma(d0, d0, sq[r][0]);
-    }
+  for (int j = 0; i + W <= D; ++j, i += W)
+    for (int r = 0; r < NR; ++r) add(r, j, i);
   for (; i < D; ++i)
     for (int r = 0; r < NR; ++r) {
       const float d = row[r][i] - m[r];
@@ -79,16 +76,16 @@ inline void row_deviations(const float* const* row, const float* m, int64_t D, i
       tq[r] += d * d;
     }
   for (int r = 0; r < NR; ++r) {
-    sd_out[r] = S::sum(sd[r][0] + sd[r][1]) + td[r];
-    sq_out[r] = S::sum(sq[r][0] + sq[r][1]) + tq[r];
+    sd_out[r] = acc.total(2 * r) + td[r];
+    sq_out[r] = acc.total(2 * r + 1) + tq[r];
   }
 }
 
-// Mean and M2 of NR rows of D <= kTileInner elements, with exactly the
-// arithmetic bn_stats applies to a row of the (1, rows, D) view (one tile:
-// a sum, then the sums of deviations from its float mean, each in two
-// vector accumulators and a scalar tail; tile_moments; one chan_merge from
-// zero), the NR rows interleaved so that their accumulator chains overlap.
+// Mean and M2 of NR rows of D <= kTileInner elements, with the arithmetic
+// bn_stats applies to a row of the (1, rows, D) view (one tile: a sum, then
+// the sums of deviations from its float mean, each in acc_slots() vector
+// accumulators and a scalar tail; tile_moments; one chan_merge from zero),
+// the NR rows interleaved so that their accumulator chains overlap.
 // ahead: the offset from each row to the row whose lines pass 2 prefetches
 // into L2 (0: none). Pass 2 runs from L1; the prefetches let the next rows
 // arrive meanwhile instead of stalling the next pass 1, whose interleaved
@@ -96,27 +93,22 @@ inline void row_deviations(const float* const* row, const float* m, int64_t D, i
 template <class Arch, int NR>
 inline void row_stats(const float* const* row, int64_t D, double* mean, double* m2, int64_t ahead) {
   using S = simd<Arch>;
-  using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
+  constexpr int J = acc_slots<Arch>();
   const double nt = static_cast<double>(D);
-  B a[NR][2];
+  RunAcc<Arch, NR> acc;
   float t[NR];
-  for (int r = 0; r < NR; ++r) {
-    a[r][0] = a[r][1] = S::zero();
-    t[r] = 0.0f;
-  }
+  for (int r = 0; r < NR; ++r) t[r] = 0.0f;
   int64_t i = 0;
-  for (; i + 2 * W <= D; i += 2 * W)
-    for (int r = 0; r < NR; ++r) {
-      a[r][0] = a[r][0] + S::load(row[r] + i);
-      a[r][1] = a[r][1] + S::load(row[r] + i + W);
-    }
-  for (; i + W <= D; i += W)
-    for (int r = 0; r < NR; ++r) a[r][0] = a[r][0] + S::load(row[r] + i);
+  for (; i + J * W <= D; i += J * W)
+    for (int r = 0; r < NR; ++r)
+      for (int j = 0; j < J; ++j) acc.a[r][j] = acc.a[r][j] + S::load(row[r] + i + j * W);
+  for (int j = 0; i + W <= D; ++j, i += W)
+    for (int r = 0; r < NR; ++r) acc.a[r][j] = acc.a[r][j] + S::load(row[r] + i);
   for (; i < D; ++i)
     for (int r = 0; r < NR; ++r) t[r] += row[r][i];
   float m[NR], sd[NR], sq[NR];
-  for (int r = 0; r < NR; ++r) m[r] = (S::sum(a[r][0] + a[r][1]) + t[r]) / static_cast<float>(nt);
+  for (int r = 0; r < NR; ++r) m[r] = (acc.total(r) + t[r]) / static_cast<float>(nt);
   constexpr int P = NR < 2 ? NR : 2;
   for (int r = 0; r < NR; r += P) row_deviations<Arch, P>(row + r, m + r, D, ahead, sd + r, sq + r);
   for (int r = 0; r < NR; ++r) {
@@ -193,7 +185,7 @@ void ln_backward_sums(const float* x, const float* dy, const float* gamma, int64
       const float* in[3] = {x + r * D + i0, dy + r * D + i0, gamma + i0};
       acc_run<Arch, 3>(
           len, in, a,
-          [&](const B* xs, B (*acc)[2], int j) {
+          [&](const B* xs, auto acc, int j) {
             const B g = xs[1] * xs[2];
             const B xc = xs[0] - mb;
             acc[0][j] = acc[0][j] + g;

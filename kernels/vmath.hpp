@@ -7,6 +7,7 @@
 // Measured error (tests/test_activations.cpp): a few ulp at most.
 #pragma once
 
+#include <cmath>
 #include <cstring>
 
 #include "simd.hpp"
@@ -36,20 +37,22 @@ struct vm {
 #endif
     return xsimd::max(a, b);
   }
-  // a * 2^k, k an integer in [-300, 127], rounded once where the result is
+  static B abs(const B& a) { return xsimd::abs(a); }
+  // a * 2^k, k an integer in [-378, 254], rounded once where the result is
   // normal. AVX-512 has the instruction; elsewhere three factors 2^k1 *
   // 2^k2 * 2^k3 = 2^k, each a normal float, applied largest first: the one
   // rounding happens where the product leaves the normal range (a second one
-  // at most, in the subnormal range, for a < 1).
+  // at most, in the subnormal range, for a < 1), and an overflow only where
+  // the result overflows.
   static B times_pow2(const B& a, const B& k) {
 #if defined(__AVX512F__)
     if constexpr (B::size == 16) return _mm512_maskz_scalef_ps(0xFFFF, a, k);
 #endif
-    const B magic(12582912.0f), lo(-126.0f);
-    const B k1 = max(k, lo), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
+    const B magic(12582912.0f), lo(-126.0f), hi(127.0f);
+    const B k1 = min(max(k, lo), hi), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
     return ((a * pow2_of_magic(k1 + magic)) * pow2_of_magic(k2 + magic)) * pow2_of_magic(k3 + magic);
   }
-  // t = k + 1.5*2^23 (k integer, |k| <= 127, -126 <= k): returns 2^k.
+  // t = k + 1.5*2^23 (k integer, -126 <= k <= 127): returns 2^k.
   static B pow2_of_magic(const B& t) {
     const I i = xsimd::bitwise_cast<I>(t);
     // AVX-512: the variable shift, since GCC 12 warns (falsely) about the
@@ -67,9 +70,10 @@ struct vm<scalar_arch> {
   static B fma(B a, B b, B c) { return a * b + c; }
   static B min(B a, B b) { return a < b ? a : b; }
   static B max(B a, B b) { return a > b ? a : b; }
+  static B abs(B a) { return std::fabs(a); }
   static B times_pow2(B a, B k) {
-    const B magic(12582912.0f), lo(-126.0f);
-    const B k1 = max(k, lo), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
+    const B magic(12582912.0f), lo(-126.0f), hi(127.0f);
+    const B k1 = min(max(k, lo), hi), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
     return ((a * pow2_of_magic(k1 + magic)) * pow2_of_magic(k2 + magic)) * pow2_of_magic(k3 + magic);
   }
   static B pow2_of_magic(B t) {
@@ -126,10 +130,12 @@ inline typename vm<Arch>::B expm1_neg(const typename vm<Arch>::B& x) {
   return V::fma(s, p, s - B(1.0f));
 }
 
-// exp(x) * m * 2^shift for x <= 0 (x >= -300*ln2 + shift), as
-// (1 + p) * m * 2^(k + shift): the scaling comes last, so a result in the
-// subnormal range is rounded there once (not exp(x) rounded to a subnormal,
-// then multiplied). |m| <= FLT_MAX / 2, so (1 + p) * m stays finite.
+// exp(x) * m * 2^shift for x <= 0 (k + shift in times_pow2's range, k the
+// exponent of exp(x)), as (1 + p) * m * 2^(k + shift): the scaling comes
+// last, so a result in the subnormal range is rounded there once (not
+// exp(x) rounded to a subnormal, then multiplied). |m| <= FLT_MAX / 2, so
+// (1 + p) * m stays finite; an infinite m gives m (exp(x) > 0), where the
+// fused form would give inf - inf.
 template <class Arch>
 inline typename vm<Arch>::B exp_neg_times(const typename vm<Arch>::B& x, const typename vm<Arch>::B& m,
                                           const typename vm<Arch>::B& shift) {
@@ -138,7 +144,8 @@ inline typename vm<Arch>::B exp_neg_times(const typename vm<Arch>::B& x, const t
   B t, r;
   exp_reduce<Arch>(x, t, r);
   const B p = expm1_poly<Arch>(r);
-  return V::times_pow2(V::fma(p, m, m), (t - B(12582912.0f)) + shift);
+  const B scaled = V::select(V::abs(m) == B(INFINITY), m, V::fma(p, m, m));
+  return V::times_pow2(scaled, (t - B(12582912.0f)) + shift);
 }
 
 }  // namespace

@@ -205,13 +205,15 @@ int64_t sweep_backward(const Bwd& f, const std::function<double(double, double)>
   return worst;
 }
 
+// dy subnormal too, and alpha up to FLT_MAX (the gradient's scale 2^shift
+// then passes 2^127).
 TEST_P(Activations, BackwardWholeRangeWithin8Ulp) {
-  for (float dy : {1.5f, -0.7f, 3e30f, -1e-30f, FLT_MAX}) {
+  for (float dy : {1.5f, -0.7f, 3e30f, -1e-30f, FLT_MAX, 1e-40f, -0x1p-149f}) {
     const int64_t e = sweep_backward(nk_selu_backward, ref_selu_grad, dy);
     std::printf("    [%s] dy = %g: SELU' max error %lld ulp\n", GetParam().c_str(), static_cast<double>(dy),
                 static_cast<long long>(e));
     EXPECT_LE(e, 8);
-    for (float a : {0.3f, 1e-20f, 1e20f}) {
+    for (float a : {0.3f, 1e-20f, 1e20f, 1e38f, FLT_MAX}) {
       const int64_t ea = sweep_backward(
           [a](int64_t n, const float* x, const float* d, float* dx) { return nk_elu_backward(n, a, x, d, dx); },
           [a](double x, double d) { return ref_elu_grad(x, d, a); }, dy);
@@ -232,6 +234,24 @@ TEST_P(Activations, BackwardSpecialValues) {
   for (int64_t i = 0; i < n; ++i) EXPECT_LE(ulp_dist(dx[i], ref_elu_grad(x[i], dy[i], 1.0)), 8) << x[i];
   ASSERT_EQ(nk_relu_forward(n, x.data(), dx.data()), NK_OK);
   for (int64_t i = 0; i < n; ++i) EXPECT_EQ(ulp_dist(dx[i], ref_relu(x[i])), 0) << x[i];
+}
+
+// An infinite dy times exp(x) > 0 is infinite for every finite x < 0 (the
+// gradient's fused (1 + p) * dy must not make it inf - inf).
+TEST_P(Activations, BackwardInfiniteDy) {
+  const std::vector<float> x = {-1.0f, -1e-7f, -0.3f, -0x1p-149f, -20.0f, -100.0f, -1000.0f, -1e30f, -FLT_MAX};
+  const int64_t n = static_cast<int64_t>(x.size());
+  for (float d : {INFINITY, -INFINITY}) {
+    const std::vector<float> dy(x.size(), d);
+    auto dx = nkt::poisoned(x.size());
+    ASSERT_EQ(nk_selu_backward(n, x.data(), dy.data(), dx.data()), NK_OK);
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(dx[i], d) << "SELU' at x = " << x[i];
+    for (float a : {1.0f, 1e38f, -0.5f}) {
+      dx = nkt::poisoned(x.size());
+      ASSERT_EQ(nk_elu_backward(n, a, x.data(), dy.data(), dx.data()), NK_OK);
+      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(dx[i], a > 0 ? d : -d) << "ELU(" << a << ")' at x = " << x[i];
+    }
+  }
 }
 
 TEST_P(Activations, ThreadCountAndStreamingIndependent) {

@@ -1,6 +1,8 @@
 // Numerics of Group, Instance, Layer and RMS Normalization: large offsets,
 // constant groups, NaN isolation, bitwise determinism across thread counts,
 // alignment and streaming stores; finite differences of the references.
+#include <tuple>
+
 #include "layouts.hpp"
 #include "norm_reference.hpp"
 #include "test_util.hpp"
