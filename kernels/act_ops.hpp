@@ -50,12 +50,18 @@ inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typena
   using B = typename V::B;
   const auto neg = x < B(0.0f);
   const B xc = V::max(V::min(x, B(0.0f)), B(g.floor));
+  const B ady = V::abs(dy);
+  const auto tiny = ady < B(0x1p-60f), inf = ady == B(INFINITY);
+  if (!V::any(tiny || inf))
+    return V::select(neg, exp_neg_times<Arch>(xc, B(g.mant) * dy, B(g.shift)), dy * B(pos_scale));
   // mant * dy would lose bits where dy is subnormal (or nearly): there dy
-  // is scaled by 2^64 first, exactly, and the shift takes it back.
-  const auto tiny = V::abs(dy) < B(0x1p-60f);
+  // is scaled by 2^64 first, exactly, and the shift takes it back. An
+  // infinite dy gives m itself (exp(x) > 0; exp_neg_times would make it
+  // inf - inf).
   const B m = V::select(tiny, dy * B(0x1p64f), dy) * B(g.mant);
   const B shift = V::select(tiny, B(g.shift - 64.0f), B(g.shift));
-  return V::select(neg, exp_neg_times<Arch>(xc, m, shift), dy * B(pos_scale));
+  const B e = V::select(inf, m, exp_neg_times<Arch>(xc, m, shift));
+  return V::select(neg, e, dy * B(pos_scale));
 }
 
 // The derivative at 0 is ReLU's 0 (as PyTorch's), and the x > 0 side's for

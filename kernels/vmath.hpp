@@ -38,6 +38,7 @@ struct vm {
     return xsimd::max(a, b);
   }
   static B abs(const B& a) { return xsimd::abs(a); }
+  static bool any(const M& m) { return xsimd::any(m); }
   // a * 2^k, k an integer in [-378, 254], rounded once where the result is
   // normal. AVX-512 has the instruction; elsewhere three factors 2^k1 *
   // 2^k2 * 2^k3 = 2^k, each a normal float, applied largest first: the one
@@ -71,6 +72,7 @@ struct vm<scalar_arch> {
   static B min(B a, B b) { return a < b ? a : b; }
   static B max(B a, B b) { return a > b ? a : b; }
   static B abs(B a) { return std::fabs(a); }
+  static bool any(M m) { return m; }
   static B times_pow2(B a, B k) {
     const B magic(12582912.0f), lo(-126.0f), hi(127.0f);
     const B k1 = min(max(k, lo), hi), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
@@ -134,8 +136,8 @@ inline typename vm<Arch>::B expm1_neg(const typename vm<Arch>::B& x) {
 // exponent of exp(x)), as (1 + p) * m * 2^(k + shift): the scaling comes
 // last, so a result in the subnormal range is rounded there once (not
 // exp(x) rounded to a subnormal, then multiplied). |m| <= FLT_MAX / 2, so
-// (1 + p) * m stays finite; an infinite m gives m (exp(x) > 0), where the
-// fused form would give inf - inf.
+// (1 + p) * m stays finite (an infinite m would give inf - inf: callers
+// take m itself there, as exp(x) > 0).
 template <class Arch>
 inline typename vm<Arch>::B exp_neg_times(const typename vm<Arch>::B& x, const typename vm<Arch>::B& m,
                                           const typename vm<Arch>::B& shift) {
@@ -144,8 +146,7 @@ inline typename vm<Arch>::B exp_neg_times(const typename vm<Arch>::B& x, const t
   B t, r;
   exp_reduce<Arch>(x, t, r);
   const B p = expm1_poly<Arch>(r);
-  const B scaled = V::select(V::abs(m) == B(INFINITY), m, V::fma(p, m, m));
-  return V::times_pow2(scaled, (t - B(12582912.0f)) + shift);
+  return V::times_pow2(V::fma(p, m, m), (t - B(12582912.0f)) + shift);
 }
 
 }  // namespace
