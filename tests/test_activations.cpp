@@ -254,21 +254,32 @@ TEST_P(Activations, BackwardInfiniteDy) {
   }
 }
 
+// Bit for bit, signalling NaNs' payloads included (ELU with alpha 1 passes
+// x >= 0 through: no lane may quiet it where another does not).
 TEST_P(Activations, ThreadCountAndStreamingIndependent) {
   const int64_t n = 300007;
-  const auto x = mixed(n, 5), dy = mixed(n, 6);
-  std::vector<float> base(n), basedx(n), y(n), dx(n);
+  auto x = mixed(n, 5), dy = mixed(n, 6);
+  for (int64_t i = 1; i < n; i += 1013) {
+    const uint32_t snan = i % 2 ? 0xff97d64du : 0x7f800001u;
+    std::memcpy(&x[i], &snan, sizeof snan);
+    std::memcpy(&dy[i + 1 < n ? i + 1 : i], &snan, sizeof snan);
+  }
+  std::vector<float> base(n), basedx(n), baseelu(n), y(n), dx(n), elu(n);
   nk_set_num_threads(1);
   ASSERT_EQ(nk_selu_forward(n, x.data(), base.data()), NK_OK);
   ASSERT_EQ(nk_elu_backward(n, 0.5f, x.data(), dy.data(), basedx.data()), NK_OK);
+  ASSERT_EQ(nk_elu_forward(n, 1.0f, x.data(), baseelu.data()), NK_OK);
   for (int t : {2, 3}) {
     nk_set_num_threads(t);
     nk_set_stream_threshold(t == 3 ? 0 : -1);
     ASSERT_EQ(nk_selu_forward(n, x.data(), y.data()), NK_OK);
     ASSERT_EQ(nk_elu_backward(n, 0.5f, x.data(), dy.data(), dx.data()), NK_OK);
+    ASSERT_EQ(nk_elu_forward(n, 1.0f, x.data(), elu.data()), NK_OK);
     EXPECT_EQ(0, std::memcmp(y.data(), base.data(), sizeof(float) * n)) << t << " threads";
     EXPECT_EQ(0, std::memcmp(dx.data(), basedx.data(), sizeof(float) * n)) << t << " threads";
+    EXPECT_EQ(0, std::memcmp(elu.data(), baseelu.data(), sizeof(float) * n)) << t << " threads";
   }
+  nk_set_stream_threshold(-1);
 }
 
 // ---- PReLU and CReLU ------------------------------------------------------
