@@ -186,7 +186,9 @@ class _Tensor:
         """`a` (same shape) in this tensor's memory order: itself, or a copy."""
         if not isinstance(a, np.ndarray) or a.shape != self.shape:
             raise ValueError("%s must have shape %s, has %s" % (name, self.shape, getattr(a, "shape", None)))
-        if a.dtype == np.float32 and np.transpose(a, self.perm).flags.c_contiguous:
+        if a.dtype != np.float32:
+            raise TypeError("%s must be float32, not %s" % (name, a.dtype))
+        if np.transpose(a, self.perm).flags.c_contiguous:
             return a
         b = self.empty()
         b[...] = a
@@ -235,6 +237,25 @@ def _pd(a):
 
 def _pv(a):
     return None if a is None else ctypes.c_void_p(a.ctypes.data)
+
+
+def _integer(v, name, lo, hi):
+    """An integer argument in [lo, hi]: no silent truncation of a float, no
+    wrap of a value the C type cannot hold."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError("%s must be an integer, not %s" % (name, type(v).__name__))
+    v = int(v)
+    if not lo <= v <= hi:
+        raise ValueError("%s = %d is out of range [%d, %d]" % (name, v, lo, hi))
+    return v
+
+
+def _count(v, name):
+    return _integer(v, name, -(1 << 63), (1 << 63) - 1)
+
+
+def _u64(v, name):
+    return _integer(v, name, 0, (1 << 64) - 1)
 
 
 def _both_or_neither(a, b, what):
@@ -388,13 +409,14 @@ def bn_partial_stats(x, axis=1):
 
 def bn_merge_stats(counts, means, m2s):
     """Merges P partials: counts (P,), means and m2s (P, C). Returns (count, mean, m2)."""
-    counts = np.ascontiguousarray(counts, dtype=np.int64).reshape(-1)
+    counts = np.array([_count(c, "counts[%d]" % i) for i, c in enumerate(np.asarray(counts, dtype=object).reshape(-1))],
+                      dtype=np.int64)
     P = counts.size
     means = np.ascontiguousarray(means, dtype=np.float64)
     m2s = np.ascontiguousarray(m2s, dtype=np.float64)
-    if P == 0 or means.size % P or means.shape != m2s.shape:
-        raise ValueError("means and m2s must both be (%d, C)" % P)
-    C = means.size // P
+    if P == 0 or means.ndim != 2 or means.shape[0] != P or means.shape != m2s.shape:
+        raise ValueError("means and m2s must both be (%d, C), are %s and %s" % (P, means.shape, m2s.shape))
+    C = means.shape[1]
     count = ctypes.c_int64()
     mean = np.empty(C, np.float64)
     m2 = np.empty(C, np.float64)
@@ -413,7 +435,7 @@ def bn_finalize_stats(count, mean, m2, moving_mean=None, moving_var=None, **opts
     mm, mv = _vec_inout(moving_mean, C, "moving_mean"), _vec_inout(moving_var, C, "moving_var")
     mo = np.empty(C, np.float32)
     io = np.empty(C, np.float32)
-    _check(_L.nk_bn_finalize_stats(C, ctypes.byref(o), int(count), _pd(mean), _pd(m2), _pf(mo), _pf(io),
+    _check(_L.nk_bn_finalize_stats(C, ctypes.byref(o), _count(count, "count"), _pd(mean), _pd(m2), _pf(mo), _pf(io),
                                    _pf(mm), _pf(mv)))
     return mo, io
 
@@ -467,7 +489,7 @@ def bn_backward_apply(x, dy, count, mean, invstd, sum_dy, sum_dy_xhat, gamma=Non
     f, pm = (_L.nk_bn_backward_apply_mean64, _pd(mean)) if m64 else (_L.nk_bn_backward_apply, _pf(mean))
     s1, s2 = _vec_in(sum_dy, C, "sum_dy", np.float64), _vec_in(sum_dy_xhat, C, "sum_dy_xhat", np.float64)
     dx = t.out(out)
-    _check(f(ctypes.byref(t.desc), int(count), _pv(t.array), _pv(dy), _pf(gamma), pm, _pf(invstd),
+    _check(f(ctypes.byref(t.desc), _count(count, "count"), _pv(t.array), _pv(dy), _pf(gamma), pm, _pf(invstd),
              _pd(s1), _pd(s2), _pv(dx)))
     return dx
 
@@ -1030,14 +1052,16 @@ def alpha_dropout_forward(x, rate, seed, offset=0, out=None):
     """Same (seed, offset) gives the same mask; pass them again to the backward."""
     x = _ew_in(x, "x")
     y = _ew_out(out, x.shape)
-    _check(_L.nk_alpha_dropout_forward(x.size, float(rate), int(seed), int(offset), _pf(x), _pf(y)))
+    _check(_L.nk_alpha_dropout_forward(x.size, float(rate), _u64(seed, "seed"), _u64(offset, "offset"), _pf(x),
+                                       _pf(y)))
     return y
 
 
 def alpha_dropout_backward(dy, rate, seed, offset=0, out=None):
     dy = _ew_in(dy, "dy")
     dx = _ew_out(out, dy.shape)
-    _check(_L.nk_alpha_dropout_backward(dy.size, float(rate), int(seed), int(offset), _pf(dy), _pf(dx)))
+    _check(_L.nk_alpha_dropout_backward(dy.size, float(rate), _u64(seed, "seed"), _u64(offset, "offset"),
+                                        _pf(dy), _pf(dx)))
     return dx
 
 
@@ -1045,8 +1069,8 @@ def lecun_normal_init(shape, fan_in, truncated=False, seed=0, offset=0):
     """A new float32 array of `shape` drawn from LeCun normal (N(0, 1/fan_in)),
     or Keras' truncated variant."""
     w = np.empty(shape, np.float32)
-    _check(_L.nk_lecun_normal_init(w.size, int(fan_in), 1 if truncated else 0, int(seed), int(offset),
-                                   _pf(w)))
+    _check(_L.nk_lecun_normal_init(w.size, _count(fan_in, "fan_in"), 1 if truncated else 0, _u64(seed, "seed"),
+                                   _u64(offset, "offset"), _pf(w)))
     return w
 
 

@@ -281,6 +281,38 @@ def test_errors_carry_status_and_message():
         nk.bn_options(bogus=1)
 
 
+def test_split_api_rejects_what_c_cannot_hold():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    n, m, q = nk.bn_partial_stats(x)
+    # means and m2s are (P, C): a (4, 3) pair with 2 counts, or a transposed
+    # (C, P) pair, is an error, not 6 or 2 channels.
+    with pytest.raises(ValueError):
+        nk.bn_merge_stats([n, n], np.stack([m] * 4), np.stack([q] * 4))
+    with pytest.raises(ValueError):
+        nk.bn_merge_stats([n, n], np.stack([m] * 2).T, np.stack([q] * 2).T)
+    count, mean, m2 = nk.bn_merge_stats([n, n], np.stack([m] * 2), np.stack([q] * 2))
+    assert count == 2 * n and mean.shape == (3,)
+    # Counts are integers that fit int64: no truncation, no wrap.
+    with pytest.raises(TypeError):
+        nk.bn_merge_stats([2.7], m[None], q[None])
+    with pytest.raises(TypeError):
+        nk.bn_finalize_stats(3.9, mean, m2)
+    with pytest.raises(ValueError):
+        nk.bn_finalize_stats(2**64 + 1, mean, m2)
+    mo, io = nk.bn_finalize_stats(np.int64(count), mean, m2)
+    s1, s2 = nk.bn_backward_reduce(x, x, mo, io)
+    with pytest.raises(ValueError):
+        nk.bn_backward_apply(x, x, 2**64 + 20, mo, io, s1, s2)
+    # Every array is float32: dy as x.
+    with pytest.raises(TypeError):
+        nk.bn_backward_reduce(x, x.astype(np.float64), mo, io)
+    with pytest.raises(ValueError):
+        nk.alpha_dropout_forward(x, 0.1, seed=-1)
+    with pytest.raises(TypeError):
+        nk.lecun_normal_init((3, 4), 4.5)
+
+
 def test_layer_like_keras():
     layer = nk.BatchNorm(4, axis=-1)
     assert np.all(layer.gamma == 1) and np.all(layer.beta == 0)

@@ -234,7 +234,29 @@ pub enum Grouping {
     Contiguous,
 }
 
+// The C struct each call passes: a copy whose struct_size this crate sets,
+// whatever the public field holds, so that no safe caller can make the
+// library read past the struct.
+macro_rules! raw_options {
+    ($t:ident, $c:ty) => {
+        impl $t {
+            fn raw(&self) -> $c {
+                let mut o = self.0;
+                o.struct_size = std::mem::size_of::<$c>() as u64;
+                o
+            }
+        }
+    };
+}
+raw_options!(BnOptions, sys::nk_bn_options);
+raw_options!(GnOptions, sys::nk_gn_options);
+raw_options!(InOptions, sys::nk_in_options);
+raw_options!(LnOptions, sys::nk_ln_options);
+raw_options!(SnOptions, sys::nk_sn_options);
+
 /// Batch Norm options, starting from TF's defaults (`BnOptions::default()`).
+/// The C struct is public for fields without a builder; its `struct_size`
+/// is ignored (each call passes the crate's own).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BnOptions(pub sys::nk_bn_options);
 
@@ -337,7 +359,7 @@ pub fn bn_forward_training(
         None => (null_mut(), null_mut()),
     };
     check(unsafe {
-        sys::nk_bn_forward_training(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si, mm, mv)
+        sys::nk_bn_forward_training(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si, mm, mv)
     })
 }
 
@@ -366,7 +388,7 @@ pub fn bn_forward_training_in_place(
         None => (null_mut(), null_mut()),
     };
     let p = xy.as_mut_ptr();
-    check(unsafe { sys::nk_bn_forward_training(layout.raw(), &opt.0, p as *const c_void, p.cast(), g, b, sm, si, mm, mv) })
+    check(unsafe { sys::nk_bn_forward_training(layout.raw(), &opt.raw(), p as *const c_void, p.cast(), g, b, sm, si, mm, mv) })
 }
 
 /// [`bn_backward`] in place: `dy_dx` holds dy and receives dx.
@@ -392,7 +414,7 @@ pub fn bn_backward_in_place(
         None => (null_mut(), null_mut()),
     };
     let p = dy_dx.as_mut_ptr();
-    check(unsafe { sys::nk_bn_backward(layout.raw(), &opt.0, x.as_ptr().cast(), p as *const c_void, g, sm, si, p.cast(), dg, db) })
+    check(unsafe { sys::nk_bn_backward(layout.raw(), &opt.raw(), x.as_ptr().cast(), p as *const c_void, g, sm, si, p.cast(), dg, db) })
 }
 
 /// Inference forward with the moving statistics.
@@ -412,7 +434,7 @@ pub fn bn_forward_inference(
     let c = layout.channels();
     let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
     let (mm, mv) = (opt_ptr("moving mean", Some(moving_mean), c)?, opt_ptr("moving var", Some(moving_var), c)?);
-    check(unsafe { sys::nk_bn_forward_inference(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mm, mv) })
+    check(unsafe { sys::nk_bn_forward_inference(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mm, mv) })
 }
 
 /// Training backward: dx, and (dgamma, dbeta) when `grads` is given.
@@ -440,7 +462,7 @@ pub fn bn_backward(
         None => (null_mut(), null_mut()),
     };
     check(unsafe {
-        sys::nk_bn_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
+        sys::nk_bn_backward(layout.raw(), &opt.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
     })
 }
 
@@ -499,7 +521,7 @@ pub fn bn_forward_training_ex(
     let c = layout.channels();
     let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
     let mut s = state.to_raw(c, opt.groups(layout.batch()))?;
-    check(unsafe { sys::nk_bn_forward_training_ex(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, &mut s) })
+    check(unsafe { sys::nk_bn_forward_training_ex(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, &mut s) })
 }
 
 /// Backward of [`bn_forward_training_ex`] from the state's saved arrays.
@@ -525,7 +547,7 @@ pub fn bn_backward_ex(
         None => (null_mut(), null_mut()),
     };
     check(unsafe {
-        sys::nk_bn_backward_ex(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, &s, dx.as_mut_ptr().cast(), dg, db)
+        sys::nk_bn_backward_ex(layout.raw(), &opt.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), g, &s, dx.as_mut_ptr().cast(), dg, db)
     })
 }
 
@@ -574,7 +596,7 @@ pub fn bn_finalize_stats(
         None => (null_mut(), null_mut()),
     };
     check(unsafe {
-        sys::nk_bn_finalize_stats(c as i64, &opt.0, count, mean.as_ptr(), m2.as_ptr(), mean_out.as_mut_ptr(), invstd_out.as_mut_ptr(), mm, mv)
+        sys::nk_bn_finalize_stats(c as i64, &opt.raw(), count, mean.as_ptr(), m2.as_ptr(), mean_out.as_mut_ptr(), invstd_out.as_mut_ptr(), mm, mv)
     })
 }
 
@@ -909,7 +931,7 @@ pub fn group_norm_forward(
     let ng = layout.batch() as usize * opt.0.groups.max(0) as usize;
     let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
     let (sm, si) = saved_mut(saved, ng)?;
-    check(unsafe { sys::nk_groupnorm_forward(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si) })
+    check(unsafe { sys::nk_groupnorm_forward(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si) })
 }
 
 /// Group Norm backward: dx, and (dgamma, dbeta) when `grads` is given.
@@ -934,7 +956,7 @@ pub fn group_norm_backward(
     let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), ng)?, opt_ptr("saved invstd", Some(saved_invstd), ng)?);
     let (dg, db) = pair_mut(("dgamma", "dbeta"), grads, c)?;
     check(unsafe {
-        sys::nk_groupnorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
+        sys::nk_groupnorm_backward(layout.raw(), &opt.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
     })
 }
 
@@ -957,7 +979,7 @@ pub fn instance_norm_forward_training(
     let (sm, si) = saved_mut(saved, layout.batch() as usize * c)?;
     let (mm, mv) = pair_mut(("moving mean", "moving var"), moving, c)?;
     check(unsafe {
-        sys::nk_instancenorm_forward_training(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si, mm, mv)
+        sys::nk_instancenorm_forward_training(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si, mm, mv)
     })
 }
 
@@ -978,7 +1000,7 @@ pub fn instance_norm_forward_inference(
     let c = layout.channels();
     let (g, b) = (opt_ptr("gamma", gamma, c)?, opt_ptr("beta", beta, c)?);
     let (mm, mv) = (opt_ptr("moving mean", Some(moving_mean), c)?, opt_ptr("moving var", Some(moving_var), c)?);
-    check(unsafe { sys::nk_instancenorm_forward_inference(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mm, mv) })
+    check(unsafe { sys::nk_instancenorm_forward_inference(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mm, mv) })
 }
 
 /// Instance Norm backward.
@@ -1003,7 +1025,7 @@ pub fn instance_norm_backward(
     let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), nc)?, opt_ptr("saved invstd", Some(saved_invstd), nc)?);
     let (dg, db) = pair_mut(("dgamma", "dbeta"), grads, c)?;
     check(unsafe {
-        sys::nk_instancenorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
+        sys::nk_instancenorm_backward(layout.raw(), &opt.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
     })
 }
 
@@ -1023,7 +1045,7 @@ pub fn layer_norm_forward(
     let d = layout.channels();
     let (g, b) = (opt_ptr("gamma", gamma, d)?, opt_ptr("beta", beta, d)?);
     let (sm, si) = saved_mut(saved, rows(layout))?;
-    check(unsafe { sys::nk_layernorm_forward(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si) })
+    check(unsafe { sys::nk_layernorm_forward(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, sm, si) })
 }
 
 /// Layer Norm backward.
@@ -1047,7 +1069,7 @@ pub fn layer_norm_backward(
     let (sm, si) = (opt_ptr("saved mean", Some(saved_mean), r)?, opt_ptr("saved invstd", Some(saved_invstd), r)?);
     let (dg, db) = pair_mut(("dgamma", "dbeta"), grads, d)?;
     check(unsafe {
-        sys::nk_layernorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
+        sys::nk_layernorm_backward(layout.raw(), &opt.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), g, sm, si, dx.as_mut_ptr().cast(), dg, db)
     })
 }
 
@@ -1064,7 +1086,7 @@ pub fn rms_norm_forward(
     layout.check_tensor("y", y.len())?;
     let g = opt_ptr("gamma", gamma, layout.channels())?;
     let rs = opt_mut("saved rstd", saved_rstd, rows(layout))?;
-    check(unsafe { sys::nk_rmsnorm_forward(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, rs) })
+    check(unsafe { sys::nk_rmsnorm_forward(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, rs) })
 }
 
 /// RMSNorm backward: dx, and dgamma when given.
@@ -1086,7 +1108,7 @@ pub fn rms_norm_backward(
     let g = opt_ptr("gamma", gamma, d)?;
     let rs = opt_ptr("saved rstd", Some(saved_rstd), rows(layout))?;
     let dg = opt_mut("dgamma", dgamma, d)?;
-    check(unsafe { sys::nk_rmsnorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, rs, dx.as_mut_ptr().cast(), dg) })
+    check(unsafe { sys::nk_rmsnorm_backward(layout.raw(), &opt.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), g, rs, dx.as_mut_ptr().cast(), dg) })
 }
 
 /// Switchable Norm training forward. `mean_weight`, `var_weight`: the raw
@@ -1110,7 +1132,7 @@ pub fn switch_norm_forward_training(
     let (mw, vw) = (opt_ptr("mean_weight", Some(mean_weight), k)?, opt_ptr("var_weight", Some(var_weight), k)?);
     let (mm, mv) = pair_mut(("moving mean", "moving var"), moving, c)?;
     check(unsafe {
-        sys::nk_switchnorm_forward_training(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mw, vw, mm, mv)
+        sys::nk_switchnorm_forward_training(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mw, vw, mm, mv)
     })
 }
 
@@ -1137,7 +1159,7 @@ pub fn switch_norm_forward_inference(
         None => (null(), null()),
     };
     check(unsafe {
-        sys::nk_switchnorm_forward_inference(layout.raw(), &opt.0, x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mw, vw, mm, mv)
+        sys::nk_switchnorm_forward_inference(layout.raw(), &opt.raw(), x.as_ptr().cast(), y.as_mut_ptr().cast(), g, b, mw, vw, mm, mv)
     })
 }
 
@@ -1179,7 +1201,7 @@ pub fn switch_norm_backward(
         None => (null_mut(), null_mut(), null_mut(), null_mut()),
     };
     check(unsafe {
-        sys::nk_switchnorm_backward(layout.raw(), &opt.0, x.as_ptr().cast(), dy.as_ptr().cast(), g, mw, vw, dx.as_mut_ptr().cast(), dg, db, dmw, dvw)
+        sys::nk_switchnorm_backward(layout.raw(), &opt.raw(), x.as_ptr().cast(), dy.as_ptr().cast(), g, mw, vw, dx.as_mut_ptr().cast(), dg, db, dmw, dvw)
     })
 }
 
@@ -1249,7 +1271,7 @@ pub fn bn_act_forward_training(
     let mut s = state.to_raw(c, opt.groups(layout.batch()))?;
     let (a, p) = act.raw();
     check(unsafe {
-        sys::nk_bn_act_forward_training(layout.raw(), &opt.0, a, p, x.as_ptr().cast(), res, y.as_mut_ptr().cast(), g, b, &mut s)
+        sys::nk_bn_act_forward_training(layout.raw(), &opt.raw(), a, p, x.as_ptr().cast(), res, y.as_mut_ptr().cast(), g, b, &mut s)
     })
 }
 
@@ -1275,7 +1297,7 @@ pub fn bn_act_forward_inference(
     let (mm, mv) = (opt_ptr("moving mean", Some(moving_mean), c)?, opt_ptr("moving var", Some(moving_var), c)?);
     let (a, p) = act.raw();
     check(unsafe {
-        sys::nk_bn_act_forward_inference(layout.raw(), &opt.0, a, p, x.as_ptr().cast(), res, y.as_mut_ptr().cast(), g, b, mm, mv)
+        sys::nk_bn_act_forward_inference(layout.raw(), &opt.raw(), a, p, x.as_ptr().cast(), res, y.as_mut_ptr().cast(), g, b, mm, mv)
     })
 }
 
@@ -1308,7 +1330,7 @@ pub fn bn_act_backward(
     let (dg, db) = pair_mut(("dgamma", "dbeta"), grads, c)?;
     let (a, p) = act.raw();
     check(unsafe {
-        sys::nk_bn_act_backward(layout.raw(), &opt.0, a, p, x.as_ptr().cast(), res, dy.as_ptr().cast(), g, b, &s, dx.as_mut_ptr().cast(), dres, dg, db)
+        sys::nk_bn_act_backward(layout.raw(), &opt.raw(), a, p, x.as_ptr().cast(), res, dy.as_ptr().cast(), g, b, &s, dx.as_mut_ptr().cast(), dres, dg, db)
     })
 }
 
@@ -1335,7 +1357,7 @@ pub fn group_norm_act_forward(
     let (sm, si) = saved_mut(saved, ng)?;
     let (a, p) = act.raw();
     check(unsafe {
-        sys::nk_groupnorm_act_forward(layout.raw(), &opt.0, a, p, x.as_ptr().cast(), res, y.as_mut_ptr().cast(), g, b, sm, si)
+        sys::nk_groupnorm_act_forward(layout.raw(), &opt.raw(), a, p, x.as_ptr().cast(), res, y.as_mut_ptr().cast(), g, b, sm, si)
     })
 }
 
@@ -1371,7 +1393,7 @@ pub fn group_norm_act_backward(
     check(unsafe {
         sys::nk_groupnorm_act_backward(
             layout.raw(),
-            &opt.0,
+            &opt.raw(),
             a,
             p,
             x.as_ptr().cast(),

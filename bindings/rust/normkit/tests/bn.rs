@@ -385,3 +385,21 @@ fn ex_without_extras_equals_forward_training() {
     bn_backward_ex(&layout, &opt, &x, &dy, None, &mut st, &mut dx, None).unwrap();
     assert_close("dx", &dx, &r.dx, 1e-4);
 }
+
+// The options' struct_size is public, but each call passes the crate's own:
+// a safe caller cannot make the library read past the struct.
+#[test]
+fn options_struct_size_is_set_by_the_crate() {
+    let mut opt = BnOptions::default();
+    opt.0.struct_size = 1 << 20;
+    let (mut gm, mut gi) = (vec![0.0f32; 2], vec![0.0f32; 2]);
+    bn_finalize_stats(&opt, 10, &[0.0, 1.0], &[1.0, 2.0], &mut gm, &mut gi, None).unwrap();
+    assert_eq!(gm, vec![0.0, 1.0]);
+    let mut ln = LnOptions::default();
+    ln.0.struct_size = 1 << 20;
+    let layout = Layout::new(&[2, 3], &[-1]).unwrap();
+    let x = [1.0f32, 2.0, 3.0, -1.0, 0.0, 1.0];
+    let mut y = vec![0.0f32; 6];
+    layer_norm_forward(&layout, &ln, &x, &mut y, None, None, None).unwrap();
+    assert!((y[0] + y[2]).abs() < 1e-6 && y[0] < 0.0);
+}
