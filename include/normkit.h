@@ -303,8 +303,7 @@ NK_API nk_status nk_relu_backward(int64_t n, const float* x, const float* dy, fl
 /* x < 0 ? slope * x : x; slope finite. */
 NK_API nk_status nk_leaky_relu_forward(int64_t n, float slope, const float* x, float* y);
 NK_API nk_status nk_leaky_relu_backward(int64_t n, float slope, const float* x, const float* dy, float* dx);
-/* x < 0 ? alpha * expm1(x) : x; alpha finite. Backward: x < 0 ? alpha * exp(x) * dy : dy
- * (an infinite dy gives an infinite dx for every finite x). */
+/* x < 0 ? alpha * expm1(x) : x; alpha finite. Backward: x < 0 ? alpha * exp(x) * dy : dy. */
 NK_API nk_status nk_elu_forward(int64_t n, float alpha, const float* x, float* y);
 NK_API nk_status nk_elu_backward(int64_t n, float alpha, const float* x, const float* dy, float* dx);
 /* lambda * (x < 0 ? alpha * expm1(x) : x) with the constants below; within

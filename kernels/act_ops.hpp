@@ -16,14 +16,6 @@ namespace {
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
 constexpr double kSeluLambda = 1.0507009873554804934193349852946;
 
-// a * s, and a itself where s is 1 (ELU): the compiler folds a * 1 where it
-// sees the constant and not elsewhere, and a signalling NaN's bits must not
-// depend on which code path a lane took.
-template <class Arch>
-inline typename vm<Arch>::B times_scale(const typename vm<Arch>::B& a, float s) {
-  return s == 1.0f ? a : a * typename vm<Arch>::B(s);
-}
-
 // alpha * expm1(x) for x < 0, x * pos_scale otherwise (NaN passes through
 // the x branch, so it stays NaN; -0 stays -0).
 template <class Arch>
@@ -32,7 +24,7 @@ inline typename vm<Arch>::B elu_core(const typename vm<Arch>::B& x, float neg_sc
   using B = typename V::B;
   const auto neg = x < B(0.0f);
   const B xc = V::max(V::min(x, B(0.0f)), B(-30.0f));  // NaN lanes take the x branch
-  return V::select(neg, B(neg_scale) * expm1_neg<Arch>(xc), times_scale<Arch>(x, pos_scale));
+  return V::select(neg, B(neg_scale) * expm1_neg<Arch>(xc), x * B(pos_scale));
 }
 
 // neg_scale = mant * 2^shift with |mant| in [0.25, 0.5): the gradient's
@@ -58,18 +50,7 @@ inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typena
   using B = typename V::B;
   const auto neg = x < B(0.0f);
   const B xc = V::max(V::min(x, B(0.0f)), B(g.floor));
-  const B ady = V::abs(dy);
-  const auto tiny = ady < B(0x1p-60f), inf = ady == B(INFINITY);
-  if (!V::any(tiny || inf))
-    return V::select(neg, exp_neg_times<Arch>(xc, B(g.mant) * dy, B(g.shift)), times_scale<Arch>(dy, pos_scale));
-  // mant * dy would lose bits where dy is subnormal (or nearly): there dy
-  // is scaled by 2^64 first, exactly, and the shift takes it back. An
-  // infinite dy gives m itself (exp(x) > 0; exp_neg_times would make it
-  // inf - inf).
-  const B m = V::select(tiny, dy * B(0x1p64f), dy) * B(g.mant);
-  const B shift = V::select(tiny, B(g.shift - 64.0f), B(g.shift));
-  const B e = V::select(inf, m, exp_neg_times<Arch>(xc, m, shift));
-  return V::select(neg, e, times_scale<Arch>(dy, pos_scale));
+  return V::select(neg, exp_neg_times<Arch>(xc, B(g.mant) * dy, B(g.shift)), dy * B(pos_scale));
 }
 
 // The derivative at 0 is ReLU's 0 (as PyTorch's), and the x > 0 side's for

@@ -3,9 +3,11 @@
 // thread count or on how the capi layer splits the work.
 //
 // A tile is a small block of one channel's elements: up to kTileInner
-// elements of consecutive rows when inner > 1, or tile_rows(C) rows of a
-// channel block when inner == 1 (channels last). Within a tile sums run in
-// float vectors; tile results are combined in double.
+// elements of at most kTileRows consecutive rows when inner > 1, or
+// kTileRows rows of a channel block when inner == 1 (channels last). Within
+// a tile sums run in float vectors, no lane's chain longer than 256 adds
+// (short runs sum each position down the tile's rows); tile results are
+// combined in double.
 #pragma once
 
 #include "view.hpp"
@@ -33,6 +35,7 @@ constexpr int64_t kTileRows = 256;
 template <class Arch>
 constexpr int acc_slots() {
   constexpr int w = static_cast<int>(simd<Arch>::width);
+  static_assert(w > 0 && 32 % w == 0, "RunAcc::total adds the slots pairwise: a power of two of them");
   return w >= 16 ? 2 : 32 / w;
 }
 
@@ -91,7 +94,7 @@ inline void acc_run(int64_t n, const float* const* in, RunAcc<Arch, K>& acc, con
 template <class F>
 inline void for_each_tile(const View& v, const Range& r, const F& f) {
   const int64_t seg = std::min(v.inner, kTileInner);
-  const int64_t rows = std::max<int64_t>(1, kTileInner / v.inner);
+  const int64_t rows = std::clamp<int64_t>(kTileInner / v.inner, 1, kTileRows);
   for (int64_t o = r.o0; o < r.o1; o += rows * r.step) {
     const int64_t oe = std::min(r.o1, o + rows * r.step);
     for (int64_t i0 = 0; i0 < v.inner; i0 += seg) f(o, oe, i0, std::min(seg, v.inner - i0));

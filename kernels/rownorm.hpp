@@ -121,7 +121,8 @@ inline void row_stats(const float* const* row, int64_t D, double* mean, double* 
 }
 
 // Mean and M2 of rows [r0, r1) of a (rows, D) matrix into mean[r - r0],
-// m2[r - r0]: bitwise what bn_stats gives on the (1, rows, D) view.
+// m2[r - r0], with bn_stats' tiles and merges on the (1, rows, D) view (a
+// row's tail adds in scalars here, in a partial vector there).
 template <class Arch>
 void ln_stats(const float* x, int64_t D, int64_t r0, int64_t r1, double* mean, double* m2) {
   if (D > kTileInner) {

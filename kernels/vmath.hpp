@@ -7,7 +7,6 @@
 // Measured error (tests/test_activations.cpp): a few ulp at most.
 #pragma once
 
-#include <cmath>
 #include <cstring>
 
 #include "simd.hpp"
@@ -37,14 +36,12 @@ struct vm {
 #endif
     return xsimd::max(a, b);
   }
-  static B abs(const B& a) { return xsimd::abs(a); }
-  static bool any(const M& m) { return xsimd::any(m); }
   // a * 2^k, k an integer in [-378, 254], rounded once where the result is
   // normal. AVX-512 has the instruction; elsewhere three factors 2^k1 *
-  // 2^k2 * 2^k3 = 2^k, each a normal float, applied largest first: the one
-  // rounding happens where the product leaves the normal range (a second one
-  // at most, in the subnormal range, for a < 1), and an overflow only where
-  // the result overflows.
+  // 2^k2 * 2^k3 = 2^k, each a normal float (k1 clamped to [-126, 127]): the
+  // one rounding happens where the product leaves the normal range (a
+  // second one at most, in the subnormal range, for a < 1), and an overflow
+  // only where the result overflows (ELU's alpha past 2^126).
   static B times_pow2(const B& a, const B& k) {
 #if defined(__AVX512F__)
     if constexpr (B::size == 16) return _mm512_maskz_scalef_ps(0xFFFF, a, k);
@@ -71,8 +68,6 @@ struct vm<scalar_arch> {
   static B fma(B a, B b, B c) { return a * b + c; }
   static B min(B a, B b) { return a < b ? a : b; }
   static B max(B a, B b) { return a > b ? a : b; }
-  static B abs(B a) { return std::fabs(a); }
-  static bool any(M m) { return m; }
   static B times_pow2(B a, B k) {
     const B magic(12582912.0f), lo(-126.0f), hi(127.0f);
     const B k1 = min(max(k, lo), hi), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
@@ -132,12 +127,10 @@ inline typename vm<Arch>::B expm1_neg(const typename vm<Arch>::B& x) {
   return V::fma(s, p, s - B(1.0f));
 }
 
-// exp(x) * m * 2^shift for x <= 0 (k + shift in times_pow2's range, k the
-// exponent of exp(x)), as (1 + p) * m * 2^(k + shift): the scaling comes
-// last, so a result in the subnormal range is rounded there once (not
-// exp(x) rounded to a subnormal, then multiplied). |m| <= FLT_MAX / 2, so
-// (1 + p) * m stays finite (an infinite m would give inf - inf: callers
-// take m itself there, as exp(x) > 0).
+// exp(x) * m * 2^shift for x <= 0 (x >= -300*ln2 + shift), as
+// (1 + p) * m * 2^(k + shift): the scaling comes last, so a result in the
+// subnormal range is rounded there once (not exp(x) rounded to a subnormal,
+// then multiplied). |m| <= FLT_MAX / 2, so (1 + p) * m stays finite.
 template <class Arch>
 inline typename vm<Arch>::B exp_neg_times(const typename vm<Arch>::B& x, const typename vm<Arch>::B& m,
                                           const typename vm<Arch>::B& shift) {

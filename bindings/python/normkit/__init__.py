@@ -242,6 +242,8 @@ def _pv(a):
 def _integer(v, name, lo, hi):
     """An integer argument in [lo, hi]: no silent truncation of a float, no
     wrap of a value the C type cannot hold."""
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(()).item() if v.dtype.kind in "iu" else v  # an MPI buffer of one count
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
         raise TypeError("%s must be an integer, not %s" % (name, type(v).__name__))
     v = int(v)
@@ -414,6 +416,8 @@ def bn_merge_stats(counts, means, m2s):
     P = counts.size
     means = np.ascontiguousarray(means, dtype=np.float64)
     m2s = np.ascontiguousarray(m2s, dtype=np.float64)
+    if P == 1 and means.ndim == 1 and m2s.ndim == 1:  # one part's (C,) arrays
+        means, m2s = means[None], m2s[None]
     if P == 0 or means.ndim != 2 or means.shape[0] != P or means.shape != m2s.shape:
         raise ValueError("means and m2s must both be (%d, C), are %s and %s" % (P, means.shape, m2s.shape))
     C = means.shape[1]

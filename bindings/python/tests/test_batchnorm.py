@@ -293,6 +293,13 @@ def test_split_api_rejects_what_c_cannot_hold():
         nk.bn_merge_stats([n, n], np.stack([m] * 2).T, np.stack([q] * 2).T)
     count, mean, m2 = nk.bn_merge_stats([n, n], np.stack([m] * 2), np.stack([q] * 2))
     assert count == 2 * n and mean.shape == (3,)
+    # One part may come as (C,) arrays, and counts as numpy integers or
+    # one-element integer arrays (an MPI buffer).
+    c1, m1, q1 = nk.bn_merge_stats(n, m, q)
+    assert c1 == n and np.array_equal(m1, m) and np.array_equal(q1, q)
+    c2, _, _ = nk.bn_merge_stats([np.array(n), np.array([n])], np.stack([m] * 2), np.stack([q] * 2))
+    assert c2 == 2 * n
+    nk.bn_finalize_stats(np.array([count], np.int64), mean, m2)
     # Counts are integers that fit int64: no truncation, no wrap.
     with pytest.raises(TypeError):
         nk.bn_merge_stats([2.7], m[None], q[None])

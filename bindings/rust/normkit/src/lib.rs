@@ -816,6 +816,7 @@ fn rows(layout: &Layout) -> usize {
 }
 
 /// Group Norm options: epsilon 1e-5, groups 32.
+/// `struct_size` is ignored: each call passes the crate's own.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GnOptions(pub sys::nk_gn_options);
 impl Default for GnOptions {
@@ -837,6 +838,7 @@ impl GnOptions {
 }
 
 /// Instance Norm options: PyTorch's (epsilon 1e-5, momentum 0.1, unbiased moving variance).
+/// `struct_size` is ignored: each call passes the crate's own.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InOptions(pub sys::nk_in_options);
 impl Default for InOptions {
@@ -869,6 +871,7 @@ impl InOptions {
 }
 
 /// Layer Norm / RMSNorm options: epsilon 1e-5.
+/// `struct_size` is ignored: each call passes the crate's own.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LnOptions(pub sys::nk_ln_options);
 impl Default for LnOptions {
@@ -886,6 +889,7 @@ impl LnOptions {
 }
 
 /// Switchable Norm options: epsilon 1e-5, momentum 0.997, with BN.
+/// `struct_size` is ignored: each call passes the crate's own.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SnOptions(pub sys::nk_sn_options);
 impl Default for SnOptions {
