@@ -343,7 +343,8 @@ NK_API nk_status nk_crelu_backward(const nk_tensor_desc* desc, const void* x, co
  * a = (q + alpha'^2 q (1 - q))^(-1/2), b = -a alpha' (1 - q). The mask m of
  * element i is 1 when the top 24 bits of Philox word i % 4 of counter block
  * i / 4 are below round(q * 2^24). Backward regenerates the mask from the same
- * seed and offset: dx = a * m * dy. y may equal x, dx may equal dy. */
+ * seed and offset: dx = a * m * dy. A NaN or Inf in x (dy) gives NaN where it
+ * is dropped, as x * 0 does. y may equal x, dx may equal dy. */
 NK_API nk_status nk_alpha_dropout_forward(int64_t n, float rate, uint64_t seed, uint64_t offset,
                                           const float* x, float* y);
 NK_API nk_status nk_alpha_dropout_backward(int64_t n, float rate, uint64_t seed, uint64_t offset,

@@ -136,7 +136,12 @@ void crelu_forward(const float* x, float* y, View v, Range r, bool stream) {
   using B = typename V::B;
   const int64_t run = v.channels * v.inner;  // one row of x
   auto pos = [](const B* xs, const B*) { return V::select(xs[0] < B(0.0f), B(0.0f), xs[0]); };
-  auto neg = [](const B* xs, const B*) { return V::select(xs[0] > B(0.0f), B(0.0f), B(0.0f) - xs[0]); };
+  // relu(-x) with -x = -1 * x, so that x = +0 gives -0 as relu(-0) does
+  // (xsimd's AVX-512 negation is 0 - x, which gives +0).
+  auto neg = [](const B* xs, const B*) {
+    const B n = B(-1.0f) * xs[0];
+    return V::select(n < B(0.0f), B(0.0f), n);
+  };
   for (int64_t o = r.o0; o < r.o1; ++o) {
     const float* in[1] = {x + o * run};
     map_run<Arch, 1, 0>(pos, run, in, y + 2 * o * run, BroadcastParams<Arch, 0>{}, stream);
@@ -163,9 +168,11 @@ void crelu_backward(const float* x, const float* dy, float* dx, View v, Range r,
 
 // AlphaDropout over elements [i0, i1) of the whole tensor (i is the global
 // element index, so the mask never depends on the partition). Forward:
-// y = keep ? a*x + b : drop; backward (x = dy): dx = keep ? a*dy : 0 (drop = 0,
-// b = 0). Element i keeps when the top 24 bits of Philox word i%4 of
-// counter block i/4 are below keep24. No FMA: the same bits on every ISA.
+// y = keep ? a*x + b : x*0 + drop; backward (x = dy): dx = keep ? a*dy : dy*0
+// (drop = 0, b = 0). The x*0 term keeps a NaN or Inf input NaN where it is
+// dropped, as a*(x*m + alpha'*(1-m)) + b does. Element i keeps when the top
+// 24 bits of Philox word i%4 of counter block i/4 are below keep24. No FMA:
+// the same bits on every ISA.
 template <class Arch>
 void alpha_dropout(const float* x, float* y, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset,
                    uint32_t keep24, float a, float b, float drop, bool stream) {
@@ -180,8 +187,10 @@ void alpha_dropout(const float* x, float* y, int64_t i0, int64_t i1, uint64_t se
     const int64_t m = std::min(kChunk, i1 - c0);
     dropout_keep_mask(keepf, c0, m, seed, offset, keep24);
     const float* in[2] = {x + c0, keepf};
-    map_run<Arch, 2, 0>([&](const B* xs, const B*) { return V::select(xs[1] != B(0.0f), av * xs[0] + bv, dv); },
-                        m, in, y + c0, BroadcastParams<Arch, 0>{}, stream);
+    auto op = [&](const B* xs, const B*) {
+      return V::select(xs[1] != B(0.0f), av * xs[0] + bv, xs[0] * B(0.0f) + dv);
+    };
+    map_run<Arch, 2, 0>(op, m, in, y + c0, BroadcastParams<Arch, 0>{}, stream);
   }
   if (stream) S::stream_fence();
   (void)W;

@@ -10,6 +10,8 @@
 // combined in double.
 #pragma once
 
+#include <cmath>
+
 #include "view.hpp"
 
 namespace nk::kernels {
@@ -122,6 +124,27 @@ inline void tile_moments(double inv_nt, float m, float sd, float sd2, double& mt
   const double d = static_cast<double>(sd) * inv_nt;
   mt = static_cast<double>(m) + d;
   m2t = static_cast<double>(sd2) - static_cast<double>(sd) * d;
+}
+
+// Mean and M2 of channel c over r's rows in double, element by element. The
+// tiles' float sums overflow where |x - mean| passes about 1e17 (or |x|
+// about 1e34); a channel whose moments came back NaN or Inf is summed again
+// here, so that finite data gets its finite statistics (a NaN or Inf in
+// the data still gives NaN). The order is fixed by the view and range.
+inline void exact_moments(const float* x, const View& v, const Range& r, int64_t c, double& mean, double& m2) {
+  double s = 0, n = 0;
+  for (int64_t o = r.o0; o < r.o1; o += r.step, n += static_cast<double>(v.inner))
+    for (int64_t i = 0; i < v.inner; ++i) s += x[(o * v.channels + c) * v.inner + i];
+  mean = s / n;
+  m2 = 0;
+  for (int64_t o = r.o0; o < r.o1; o += r.step)
+    for (int64_t i = 0; i < v.inner; ++i) {
+      const double d = x[(o * v.channels + c) * v.inner + i] - mean;
+      m2 += d * d;
+    }
+}
+inline void refine_moments(const float* x, const View& v, const Range& r, int64_t c, double& mean, double& m2) {
+  if (!std::isfinite(mean) || !std::isfinite(m2)) exact_moments(x, v, r, c, mean, m2);
 }
 
 // Runs of up to a page (kPrefetchRun floats), one per row far apart: the
@@ -259,6 +282,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
         chan_merge(mu, q, mt, m2t, MergeWeights(n, nt));
         n += nt;
       });
+      refine_moments(x, v, r, c, mu, q);
       mean[c - r.c0] = mu;
       m2[c - r.c0] = q;
     }
@@ -305,6 +329,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
         n += nt;
       });
       for (int64_t k = 0; k < nc; ++k) {
+        refine_moments(x, v, r, cb + k, mu[k], q[k]);
         mean[cb + k - r.c0] = mu[k];
         m2[cb + k - r.c0] = q[k];
       }
@@ -341,6 +366,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
     }
     n += nt;
   }
+  for (int64_t c = r.c0; c < r.c1; ++c) refine_moments(x, v, r, c, mean[c - r.c0], m2[c - r.c0]);
 }
 
 // Where the backward sums read dy from: the caller's dy as it is. (The fused

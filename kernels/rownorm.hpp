@@ -115,6 +115,7 @@ inline void row_stats(const float* const* row, int64_t D, double* mean, double* 
     double mt, m2t, mu = 0, q = 0;
     tile_moments(1.0 / nt, m[r], sd[r], sq[r], mt, m2t);
     chan_merge(mu, q, mt, m2t, MergeWeights(0.0, nt));
+    refine_moments(row[r], View{1, 1, D}, Range{0, 1, 0, 1}, 0, mu, q);
     mean[r] = mu;
     m2[r] = q;
   }

@@ -38,7 +38,7 @@ TEST_P(NormNumerics, LargeOffsetSmallSpread) {
     float offset, spread;
   };
   for (const Case& k : {Case{{{3, 6, 33, 31}, {1}}, 1e4f, 0.1f}, Case{{{3, 33, 31, 6}, {-1}}, 1e4f, 0.1f},
-                        Case{{{2, 6, 63, 65}, {1}}, 3e11f, 1e5f}}) {
+                        Case{{{2, 6, 63, 65}, {1}}, 3e11f, 1e5f}, Case{{{2, 6, 63, 65}, {1}}, 0.0f, 3e18f}}) {
     const ref::Layout& l = k.l;
     SCOPED_TRACE(nkt::layout_name(l) + " offset " + std::to_string(k.offset));
     const auto x = random_vec(ref::total(l), 21, k.offset, k.spread), dy = random_vec(x.size(), 22);
@@ -61,7 +61,7 @@ TEST_P(NormNumerics, LargeOffsetSmallSpread) {
   // Layer Norm rows, short and long.
   for (const auto& [D, offset, spread] : {std::tuple{33, 1e4f, 0.1f}, std::tuple{4099, 1e4f, 0.1f},
                                           std::tuple{8191, 1e4f, 0.1f}, std::tuple{4099, 3e11f, 1e5f},
-                                          std::tuple{8191, 3e11f, 1e5f}}) {
+                                          std::tuple{8191, 3e11f, 1e5f}, std::tuple{4099, 0.0f, 3e18f}}) {
     SCOPED_TRACE("D=" + std::to_string(D) + " offset " + std::to_string(offset));
     const ref::Layout l{{5, D}, {-1}};
     const auto x = random_vec(ref::total(l), 23, offset, spread), dy = random_vec(x.size(), 24);

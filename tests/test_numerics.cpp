@@ -22,7 +22,10 @@ TEST_P(BnNumerics, LargeOffsetSmallSpread) {
   };
   for (const Case& k : {Case{nkt::nchw(4, 3, 33, 31), 1e4f, 0.1f}, Case{nkt::nhwc(4, 17, 33, 31), 1e4f, 0.1f},
                         Case{nkt::nchw(2, 2, 300, 300), 1e4f, 0.1f}, Case{nkt::nchw(4, 3, 55, 99), 1e4f, 0.1f},
-                        Case{nkt::nchw(4, 3, 55, 99), 3e11f, 1e5f}, Case{nkt::nchw(4096, 3, 2, 1), 3e11f, 1e5f}}) {
+                        Case{nkt::nchw(4, 3, 55, 99), 3e11f, 1e5f}, Case{nkt::nchw(4096, 3, 2, 1), 3e11f, 1e5f},
+                        // Squares past FLT_MAX within a tile, in each kind of tile.
+                        Case{nkt::nchw(1, 2, 64, 64), 0.0f, 3e18f}, Case{nkt::nhwc(64, 3, 8, 8), 0.0f, 3e18f},
+                        Case{nkt::nchw(4096, 3, 2, 1), 0.0f, 3e18f}}) {
     const ref::Layout& l = k.l;
     SCOPED_TRACE(nkt::layout_name(l) + " offset " + std::to_string(k.offset));
     int64_t C;

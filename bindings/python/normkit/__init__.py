@@ -586,12 +586,13 @@ def _batch_tensor(x, axis):
 
 
 def _row_tensor(x, axis):
-    """A tensor whose feature axes are trailing in memory (Layer Norm, RMSNorm)."""
+    """A tensor in C order (Layer Norm, RMSNorm): the feature axes trailing, and
+    the rows in their logical order, which the saved statistics follow."""
     t = _Tensor(x, axis)
     k = len(t.axes)
     if t.axes != list(range(x.ndim - k, x.ndim)):
         raise ValueError("Layer Norm / RMSNorm axes must be the trailing axes, got %r" % (axis,))
-    if list(t.perm[x.ndim - k:]) != t.axes:
+    if list(t.perm) != list(range(x.ndim)):
         t = _Tensor(np.ascontiguousarray(x), axis)
     return t
 

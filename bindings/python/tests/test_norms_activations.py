@@ -76,6 +76,24 @@ def test_layer_norm_vs_torch(axis):
     close(db.reshape(nshape), db_ref, 1e-3)
 
 
+def test_layer_norm_saved_statistics_in_row_order():
+    # Rows permuted in memory (sequence-first data viewed batch-first): the
+    # saved statistics still follow the array's logical rows.
+    x = rand(3, 4, 7)
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)
+    dy = rand(3, 4, 7)
+    y, sm, si = nk.layer_norm_forward(x)
+    yt, smt, sit = nk.layer_norm_forward(xt)
+    np.testing.assert_array_equal(yt, y)
+    np.testing.assert_array_equal(smt, sm)
+    np.testing.assert_array_equal(sit, si)
+    np.testing.assert_array_equal(nk.layer_norm_backward(x, dy, smt, sit)[0],
+                                  nk.layer_norm_backward(xt, dy, sm, si)[0])
+    _, rs = nk.rms_norm_forward(x)
+    _, rst = nk.rms_norm_forward(xt)
+    np.testing.assert_array_equal(rst, rs)
+
+
 def test_layer_norm_axis_must_be_trailing():
     with pytest.raises(ValueError):
         nk.layer_norm_forward(rand(3, 4, 5), axis=1)
