@@ -16,7 +16,7 @@ for what in "$@"; do
     build) ;;
     test)
       # libbenchmark-dev: the test build compiles the benchmarks too.
-      pkgs+=(libgtest-dev libbenchmark-dev abigail-tools g++-aarch64-linux-gnu qemu-user
+      pkgs+=(libgtest-dev libbenchmark-dev abigail-tools cmake g++-aarch64-linux-gnu qemu-user
              libgtest-dev:arm64 libxsimd-dev:arm64)
       need_arm64=1
       add_bindings ;;

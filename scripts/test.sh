@@ -37,7 +37,7 @@ if [ "$(uname -m)" = x86_64 ]; then
     meson test -C build-aarch64 --print-errorlogs --timeout-multiplier 3
 fi
 
-step "installed library through pkg-config" scripts/check_install.sh build
+step "installed library through pkg-config and CMake" scripts/check_install.sh build
 step "ABI against abi/libnormkit.so.0.abi" \
   abidiff --no-added-syms --headers-dir1 include --headers-dir2 include \
   abi/libnormkit.so.0.abi build/libnormkit.so
