@@ -49,6 +49,10 @@ typedef int32_t nk_status;
 #define NK_ERR_BAD_ISA 9         /* unknown ISA name (NK_MAX_ISA or nk_set_max_isa) */
 #define NK_ERR_INTERNAL 10       /* a bug in normkit; please report */
 
+/* Buffers: an output may equal an input only where a function says so (in
+ * place); otherwise outputs and inputs must not overlap. Partial overlaps
+ * are not detected. */
+
 /* A constant description of a status; never NULL (unknown codes included). */
 NK_API const char* nk_status_string(nk_status status);
 /* The detail message of the last failed call on this thread ("" if none). */
@@ -102,7 +106,9 @@ typedef struct nk_tensor_desc {
 } nk_tensor_desc;
 
 /* Fills a float32 descriptor with one feature axis (e.g. 1 for NCHW, -1 for
- * NHWC). Checks nothing; operations check the descriptor. */
+ * NHWC). Checks only what it needs to copy dims (NK_ERR_NULL_POINTER for a
+ * NULL desc or dims, NK_ERR_BAD_SHAPE for ndim outside 1..NK_MAX_DIMS);
+ * operations check the rest of the descriptor. */
 NK_API nk_status nk_tensor_desc_init(nk_tensor_desc* desc, int32_t ndim, const int64_t* dims,
                                      int32_t axis);
 
@@ -429,7 +435,8 @@ NK_API nk_status nk_instancenorm_backward(const nk_tensor_desc* desc, const nk_i
 /* Layer Norm and RMSNorm over rows of D elements (R rows). */
 typedef struct nk_ln_options {
   uint64_t struct_size; /* sizeof(nk_ln_options) */
-  float epsilon;        /* 1e-5 (PyTorch); > 0 */
+  float epsilon;        /* 1e-5 (PyTorch's LayerNorm); > 0. PyTorch's RMSNorm
+                           defaults to the dtype's machine epsilon: set it. */
 } nk_ln_options;
 #define NK_LN_OPTIONS_INIT { sizeof(nk_ln_options), 1e-5f }
 NK_API void nk_ln_options_init(nk_ln_options* opt);
