@@ -194,6 +194,10 @@ function bn_options(; kw...)
     return BnOptions(vals...)
 end
 
+# A copy of options with this package's struct_size: the library reads
+# struct_size bytes of the struct, so a caller's value must never reach it.
+own(o::T) where {T} = T(UInt64(sizeof(T)), ntuple(i -> getfield(o, i + 1), fieldcount(T) - 1)...)
+
 groups(o::BnOptions, n::Integer) =
     (o.virtual_batch_size > 0 && n % o.virtual_batch_size == 0) ? n ÷ o.virtual_batch_size : 1
 
@@ -264,7 +268,7 @@ function bn_training!(y::DenseArray{Float32}, x::DenseArray{Float32}; gamma::F32
         check(ccall(sym(:nk_bn_forward_training), Int32,
                     (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm),
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm),
                     pointer(si), ptr(moving_mean), ptr(moving_var)))
     end
     return sm, si
@@ -288,7 +292,7 @@ function bn_inference!(y::DenseArray{Float32}, x::DenseArray{Float32}, moving_me
         check(ccall(sym(:nk_bn_forward_inference), Int32,
                     (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(moving_mean),
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(moving_mean),
                     pointer(moving_var)))
     end
     return y
@@ -315,7 +319,7 @@ function bn_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::Dense
         check(ccall(sym(:nk_bn_backward), Int32,
                     (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
+                    desc, own(options), pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
                     pointer(saved_invstd), pointer(dx), ptr(dgamma), ptr(dbeta)))
     end
     return dx
@@ -382,7 +386,7 @@ function bn_training_ex!(y::DenseArray{Float32}, x::DenseArray{Float32}, state::
         check(ccall(sym(:nk_bn_forward_training_ex), Int32,
                     (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ref{BnState}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), raw))
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), ptr(beta), raw))
     end
     return y
 end
@@ -401,7 +405,7 @@ function bn_backward_ex!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::De
         check(ccall(sym(:nk_bn_backward_ex), Int32,
                     (Ref{TensorDesc}, Ref{BnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ref{BnState},
                      Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(dy), ptr(gamma), raw, pointer(dx), ptr(dgamma),
+                    desc, own(options), pointer(x), pointer(dy), ptr(gamma), raw, pointer(dx), ptr(dgamma),
                     ptr(dbeta)))
     end
     return dx
@@ -453,7 +457,7 @@ function bn_finalize_stats(count::Integer, mean::Vector{Float64}, m2::Vector{Flo
         check(ccall(sym(:nk_bn_finalize_stats), Int32,
                     (Int64, Ref{BnOptions}, Int64, Ptr{Cdouble}, Ptr{Cdouble}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cfloat}),
-                    C, options, count, pointer(mean), pointer(m2), pointer(mo), pointer(io),
+                    C, own(options), count, pointer(mean), pointer(m2), pointer(mo), pointer(io),
                     ptr(moving_mean), ptr(moving_var)))
     end
     return mo, io
@@ -662,7 +666,7 @@ function groupnorm!(y::DenseArray{Float32}, x::DenseArray{Float32}; gamma::F32=n
         check(ccall(sym(:nk_groupnorm_forward), Int32,
                     (Ref{TensorDesc}, Ref{GnOptions},
                      Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm), pointer(si)))
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm), pointer(si)))
     end
     return sm, si
 end
@@ -685,7 +689,7 @@ function groupnorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy
         check(ccall(sym(:nk_groupnorm_backward), Int32,
                     (Ref{TensorDesc}, Ref{GnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
+                    desc, own(options), pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
                     pointer(saved_invstd), pointer(dx), ptr(dgamma), ptr(dbeta)))
     end
     return dx
@@ -719,7 +723,7 @@ function instancenorm_training!(y::DenseArray{Float32}, x::DenseArray{Float32}; 
         check(ccall(sym(:nk_instancenorm_forward_training), Int32,
                     (Ref{TensorDesc}, Ref{InOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm),
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm),
                     pointer(si), ptr(moving_mean), ptr(moving_var)))
     end
     return sm, si
@@ -738,7 +742,7 @@ function instancenorm_inference!(y::DenseArray{Float32}, x::DenseArray{Float32},
         check(ccall(sym(:nk_instancenorm_forward_inference), Int32,
                     (Ref{TensorDesc}, Ref{InOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(moving_mean),
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(moving_mean),
                     pointer(moving_var)))
     end
     return y
@@ -760,7 +764,7 @@ function instancenorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32},
         check(ccall(sym(:nk_instancenorm_backward), Int32,
                     (Ref{TensorDesc}, Ref{InOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
+                    desc, own(options), pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
                     pointer(saved_invstd), pointer(dx), ptr(dgamma), ptr(dbeta)))
     end
     return dx
@@ -789,7 +793,7 @@ function layernorm!(y::DenseArray{Float32}, x::DenseArray{Float32}; gamma::F32=n
         check(ccall(sym(:nk_layernorm_forward), Int32,
                     (Ref{TensorDesc}, Ref{LnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm), pointer(si)))
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(sm), pointer(si)))
     end
     return sm, si
 end
@@ -809,7 +813,7 @@ function layernorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy
         check(ccall(sym(:nk_layernorm_backward), Int32,
                     (Ref{TensorDesc}, Ref{LnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
+                    desc, own(options), pointer(x), pointer(dy), ptr(gamma), pointer(saved_mean),
                     pointer(saved_invstd), pointer(dx), ptr(dgamma), ptr(dbeta)))
     end
     return dx
@@ -831,7 +835,7 @@ function rmsnorm!(y::DenseArray{Float32}, x::DenseArray{Float32}; gamma::F32=not
     GC.@preserve x y gamma rs begin
         check(ccall(sym(:nk_rmsnorm_forward), Int32,
                     (Ref{TensorDesc}, Ref{LnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), pointer(rs)))
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), pointer(rs)))
     end
     return rs
 end
@@ -848,7 +852,7 @@ function rmsnorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::
         check(ccall(sym(:nk_rmsnorm_backward), Int32,
                     (Ref{TensorDesc}, Ref{LnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cvoid}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(saved_rstd), pointer(dx),
+                    desc, own(options), pointer(x), pointer(dy), ptr(gamma), pointer(saved_rstd), pointer(dx),
                     ptr(dgamma)))
     end
     return dx
@@ -883,7 +887,7 @@ function switchnorm_training!(y::DenseArray{Float32}, x::DenseArray{Float32},
         check(ccall(sym(:nk_switchnorm_forward_training), Int32,
                     (Ref{TensorDesc}, Ref{SnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(mean_weight),
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(mean_weight),
                     pointer(var_weight), ptr(moving_mean), ptr(moving_var)))
     end
     return y
@@ -903,7 +907,7 @@ function switchnorm_inference!(y::DenseArray{Float32}, x::DenseArray{Float32},
         check(ccall(sym(:nk_switchnorm_forward_inference), Int32,
                     (Ref{TensorDesc}, Ref{SnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(mean_weight),
+                    desc, own(options), pointer(x), pointer(y), ptr(gamma), ptr(beta), pointer(mean_weight),
                     pointer(var_weight), ptr(moving_mean), ptr(moving_var)))
     end
     return y
@@ -925,7 +929,7 @@ function switchnorm_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, d
         check(ccall(sym(:nk_switchnorm_backward), Int32,
                     (Ref{TensorDesc}, Ref{SnOptions}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat},
                      Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, pointer(x), pointer(dy), ptr(gamma), pointer(mean_weight),
+                    desc, own(options), pointer(x), pointer(dy), ptr(gamma), pointer(mean_weight),
                     pointer(var_weight), pointer(dx), ptr(dgamma), ptr(dbeta), ptr(dmean_weight),
                     ptr(dvar_weight)))
     end
@@ -1001,7 +1005,7 @@ function bn_act_training!(y::DenseArray{Float32}, x::DenseArray{Float32}, state:
         check(ccall(sym(:nk_bn_act_forward_training), Int32,
                     (Ref{TensorDesc}, Ref{BnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
                      Ptr{Cfloat}, Ptr{Cfloat}, Ref{BnState}),
-                    desc, options, code, param, pointer(x), ptr(residual), pointer(y), ptr(gamma),
+                    desc, own(options), code, param, pointer(x), ptr(residual), pointer(y), ptr(gamma),
                     ptr(beta), raw))
     end
     return y
@@ -1028,7 +1032,7 @@ function bn_act_inference!(y::DenseArray{Float32}, x::DenseArray{Float32}, movin
         check(ccall(sym(:nk_bn_act_forward_inference), Int32,
                     (Ref{TensorDesc}, Ref{BnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
                      Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, code, param, pointer(x), ptr(residual), pointer(y), ptr(gamma),
+                    desc, own(options), code, param, pointer(x), ptr(residual), pointer(y), ptr(gamma),
                     ptr(beta), pointer(moving_mean), pointer(moving_var)))
     end
     return y
@@ -1062,7 +1066,7 @@ function bn_act_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}, dy::D
                     (Ref{TensorDesc}, Ref{BnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
                      Ptr{Cfloat}, Ptr{Cfloat}, Ref{BnState}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cfloat},
                      Ptr{Cfloat}),
-                    desc, options, code, param, pointer(x), ptr(residual), pointer(dy), ptr(gamma),
+                    desc, own(options), code, param, pointer(x), ptr(residual), pointer(dy), ptr(gamma),
                     ptr(beta), raw, pointer(dx), ptr(dresidual), ptr(dgamma), ptr(dbeta)))
     end
     return dx
@@ -1098,7 +1102,7 @@ function groupnorm_act!(y::DenseArray{Float32}, x::DenseArray{Float32}; residual
         check(ccall(sym(:nk_groupnorm_act_forward), Int32,
                     (Ref{TensorDesc}, Ref{GnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
                      Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, code, param, pointer(x), ptr(residual), pointer(y), ptr(gamma),
+                    desc, own(options), code, param, pointer(x), ptr(residual), pointer(y), ptr(gamma),
                     ptr(beta), pointer(sm), pointer(si)))
     end
     return sm, si
@@ -1129,7 +1133,7 @@ function groupnorm_act_backward!(dx::DenseArray{Float32}, x::DenseArray{Float32}
                     (Ref{TensorDesc}, Ref{GnOptions}, Int32, Cfloat, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
                      Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cfloat}, Ptr{Cvoid}, Ptr{Cvoid},
                      Ptr{Cfloat}, Ptr{Cfloat}),
-                    desc, options, code, param, pointer(x), ptr(residual), pointer(dy), ptr(gamma),
+                    desc, own(options), code, param, pointer(x), ptr(residual), pointer(dy), ptr(gamma),
                     ptr(beta), pointer(saved_mean), pointer(saved_invstd), pointer(dx), ptr(dresidual),
                     ptr(dgamma), ptr(dbeta)))
     end

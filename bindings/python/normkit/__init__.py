@@ -128,11 +128,46 @@ def _groups(x, o):
     return N // V if V > 0 and N % V == 0 else 1
 
 
+def _own_options(opts, maker):
+    """The options of a call: maker(**opts), or a copy of options= with this
+    binding's struct_size (the library reads struct_size bytes of it)."""
+    o = opts.pop("options", None)
+    if o is None:
+        return maker(**opts)
+    cls = type(maker())
+    if not isinstance(o, cls):
+        raise TypeError("options must be a %s, not %s" % (cls.__name__, type(o).__name__))
+    if opts:
+        raise TypeError("pass options= or option keywords (%s), not both" % ", ".join(sorted(opts)))
+    c = cls.from_buffer_copy(o)
+    c.struct_size = ctypes.sizeof(cls)
+    return c
+
+
 def _opts(opts):
-    return opts.pop("options", None) or bn_options(**opts)
+    return _own_options(opts, bn_options)
 
 
 # ---- tensors --------------------------------------------------------------
+def _memory_order(x):
+    """x's axes from outermost to innermost in memory. A size-1 axis has no
+    stride of its own (numpy gives it any, e.g. 0 in a[None]): it keeps its
+    logical place, before the next larger axis."""
+    big = sorted((i for i in range(x.ndim) if x.shape[i] > 1), key=lambda i: -x.strides[i])
+    ones = [i for i in range(x.ndim) if x.shape[i] == 1]
+    perm = []
+    for i in big:
+        while ones and ones[0] < i:
+            perm.append(ones.pop(0))
+        perm.append(i)
+    return perm + ones
+
+
+def _same_buffer(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides and a.shape == b.shape)
+
+
 class _Tensor:
     """A float32 array in a dense memory order, and its nk_tensor_desc."""
 
@@ -153,7 +188,7 @@ class _Tensor:
         if len(set(norm)) != len(norm) or not norm:
             raise ValueError("feature axes %r repeated or empty" % (axes,))
         self.axes = sorted(norm)
-        perm = sorted(range(x.ndim), key=lambda i: -x.strides[i])
+        perm = _memory_order(x)
         mem_axes = [perm.index(a) for a in self.axes]
         # batch_first: axis 0 must stay the outermost in memory (virtual
         # batches are taken along the first dimension the library is given).
@@ -201,6 +236,8 @@ class _Tensor:
                 or not np.transpose(out, self.perm).flags.c_contiguous or not out.flags.writeable):
             raise ValueError("%s must be a writable float32 array of shape %s in x's memory order"
                              % (name, self.shape))
+        if np.may_share_memory(out, self.array) and not _same_buffer(out, self.array):
+            raise ValueError("%s overlaps x without being x itself" % name)
         return out
 
 
@@ -572,7 +609,7 @@ def sn_options(**kw):
 
 
 def _o(opts, maker):
-    return opts.pop("options", None) or maker(**opts)
+    return _own_options(opts, maker)
 
 
 def _batch_tensor(x, axis):
@@ -934,21 +971,25 @@ def _ew_in(a, name, shape=None):
         raise TypeError("%s must be float32, not %s" % (name, a.dtype))
     if shape is not None and a.shape != shape:
         raise ValueError("%s must have shape %s, has %s" % (name, shape, a.shape))
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a).reshape(a.shape)  # keeps a 0-d array 0-d
 
 
-def _ew_out(out, shape, name="out"):
+def _ew_out(out, shape, name="out", srcs=()):
+    """The output array; it may be one of srcs itself, but not overlap them otherwise."""
     if out is None:
         return np.empty(shape, np.float32)
     if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape
             or not out.flags.c_contiguous or not out.flags.writeable):
         raise ValueError("%s must be a writable C-contiguous float32 array of shape %s" % (name, shape))
+    for a in srcs:
+        if np.may_share_memory(out, a) and not _same_buffer(out, a):
+            raise ValueError("%s overlaps an input without being that input itself" % name)
     return out
 
 
 def _ew_fwd(fn, x, out, *params):
     x = _ew_in(x, "x")
-    y = _ew_out(out, x.shape)
+    y = _ew_out(out, x.shape, srcs=(x,))
     _check(fn(x.size, *params, _pf(x), _pf(y)))
     return y
 
@@ -956,7 +997,7 @@ def _ew_fwd(fn, x, out, *params):
 def _ew_bwd(fn, x, dy, out, *params):
     x = _ew_in(x, "x")
     dy = _ew_in(dy, "dy", x.shape)
-    dx = _ew_out(out, x.shape)
+    dx = _ew_out(out, x.shape, srcs=(x, dy))
     _check(fn(x.size, *params, _pf(x), _pf(dy), _pf(dx)))
     return dx
 
@@ -1056,7 +1097,7 @@ def crelu_backward(x, dy, axis=1):
 def alpha_dropout_forward(x, rate, seed, offset=0, out=None):
     """Same (seed, offset) gives the same mask; pass them again to the backward."""
     x = _ew_in(x, "x")
-    y = _ew_out(out, x.shape)
+    y = _ew_out(out, x.shape, srcs=(x,))
     _check(_L.nk_alpha_dropout_forward(x.size, float(rate), _u64(seed, "seed"), _u64(offset, "offset"), _pf(x),
                                        _pf(y)))
     return y
@@ -1064,7 +1105,7 @@ def alpha_dropout_forward(x, rate, seed, offset=0, out=None):
 
 def alpha_dropout_backward(dy, rate, seed, offset=0, out=None):
     dy = _ew_in(dy, "dy")
-    dx = _ew_out(out, dy.shape)
+    dx = _ew_out(out, dy.shape, srcs=(dy,))
     _check(_L.nk_alpha_dropout_backward(dy.size, float(rate), _u64(seed, "seed"), _u64(offset, "offset"),
                                         _pf(dy), _pf(dx)))
     return dx
