@@ -76,17 +76,19 @@ inline float* dz_buffer(const Fusion& f, const float* x, float* dx, float* dres)
 // dx's buffer is streamed too: the apply pass reads it back from memory
 // either way, and saves the read for ownership. The apply pass recomputes
 // dz where there is no buffer, and where dresidual went past the cache but
-// x, the residual and dy are still in it.
+// x, the residual and dy are still in it (not where dresidual is dy's or
+// the residual's buffer: the sums pass has overwritten that input with dz).
 struct BackwardStores {
   bool dz, dx, recompute;
 };
 inline BackwardStores backward_stores(const Fusion& f, const float* dz, const float* dx, const float* dres,
-                                      int64_t elems, bool resident) {
+                                      const float* dy, int64_t elems, bool resident) {
   const int64_t streams = 3 + (f.res && !dz ? 1 : 0);
   const bool big = streams * static_cast<int64_t>(sizeof(float)) * elems >= stream_threshold();
   const bool stream = big && !(dz == dx && resident);
   const bool stream_dz = dz != nullptr && stream;
-  return {stream_dz, stream, !dz || (dz == dres && stream_dz && resident)};
+  const bool inputs_kept = dres != dy && dres != f.res;
+  return {stream_dz, stream, !dz || (dz == dres && stream_dz && resident && inputs_kept)};
 }
 
 // The low part of the mean that a fused op subtracts after the saved float

@@ -205,7 +205,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   std::vector<double> s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
   const bool by_sample = samples_resident(a.sh, f.res ? 3 : 2);
   float* const dz = dz_buffer(f, x, dx, dres);
-  const BackwardStores out = backward_stores(f, dz, dx, dres, a.sh.s.total, group_resident(a.sh));
+  const BackwardStores out = backward_stores(f, dz, dx, dres, dy, a.sh.s.total, group_resident(a.sh));
   const bool stream = out.dx;
   const kernels::View sv = a.sh.sample_view();
   auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };

@@ -356,9 +356,14 @@ TEST_P(FusedBn, InferenceMatchesReference) {
 }
 
 // y over x or over the residual; dx and dresidual over dy.
+// Every in-place form, with ordinary and with streaming stores (the apply
+// pass then recomputes dz from inputs the sums pass must not have
+// overwritten: dresidual over dy).
 TEST_P(FusedBn, InPlace) {
+  for (int64_t threshold : {int64_t{-1}, int64_t{0}})
   for (const auto& l : {nkt::nchw(3, 6, 7, 5), nkt::nhwc(3, 6, 7, 5), ref::Layout{{3, 4, 5, 6}, {1, 3}}}) {
-    SCOPED_TRACE(nkt::layout_name(l));
+    SCOPED_TRACE(nkt::layout_name(l) + " stream threshold " + std::to_string(threshold));
+    ASSERT_EQ(nk_set_stream_threshold(threshold), NK_OK);
     int64_t C;
     ref::channel_of(l, &C);
     const Data d = make_data(l, C, true, true, 77);
@@ -412,6 +417,7 @@ TEST_P(FusedBn, InPlace) {
               NK_OK);
     EXPECT_EQ(over_x2, dx);
   }
+  nk_set_stream_threshold(-1);
 }
 
 NKT_INSTANTIATE_ISAS(FusedBn);
@@ -522,6 +528,46 @@ TEST_P(FusedGn, EqualsTheComposition) {
       EXPECT_LE(err(dg, dg_u), 2e-5);
       EXPECT_LE(err(db, db_u), 2e-5);
     }
+}
+
+// dresidual over dy, and dx over dy, give the out-of-place results, with
+// ordinary and with streaming stores, for the activations whose gradient is
+// not 0 or 1 (where dz read back twice would show).
+TEST_P(FusedGn, InPlace) {
+  for (int64_t threshold : {int64_t{-1}, int64_t{0}})
+    for (const auto& l : {nkt::nchw(2, 8, 9, 7), nkt::nhwc(2, 8, 9, 7)})
+      for (const ActCase& a : {kActs[2], kActs[4]}) {
+        SCOPED_TRACE(nkt::layout_name(l) + " " + a.name + " stream threshold " + std::to_string(threshold));
+        ASSERT_EQ(nk_set_stream_threshold(threshold), NK_OK);
+        const Data d = make_data(l, 8, true, true, 63);
+        const auto desc = nkt::desc_of(l);
+        nk_gn_options o;
+        nk_gn_options_init(&o);
+        o.groups = 4;
+        std::vector<float> y(d.x.size()), sm(8), si(8);
+        ASSERT_EQ(nk_groupnorm_act_forward(&desc, &o, a.kind, a.p, d.x.data(), d.res.data(), y.data(),
+                                           d.gamma.data(), d.beta.data(), sm.data(), si.data()),
+                  NK_OK);
+        std::vector<float> dx(d.x.size()), dres(d.x.size()), other(d.x.size());
+        ASSERT_EQ(nk_groupnorm_act_backward(&desc, &o, a.kind, a.p, d.x.data(), d.res.data(), d.dy.data(),
+                                            d.gamma.data(), d.beta.data(), sm.data(), si.data(), dx.data(),
+                                            dres.data(), nullptr, nullptr),
+                  NK_OK);
+        auto g1 = d.dy, g2 = d.dy;
+        ASSERT_EQ(nk_groupnorm_act_backward(&desc, &o, a.kind, a.p, d.x.data(), d.res.data(), g1.data(),
+                                            d.gamma.data(), d.beta.data(), sm.data(), si.data(), other.data(),
+                                            g1.data(), nullptr, nullptr),
+                  NK_OK);
+        EXPECT_EQ(other, dx);
+        EXPECT_EQ(g1, dres);
+        ASSERT_EQ(nk_groupnorm_act_backward(&desc, &o, a.kind, a.p, d.x.data(), d.res.data(), g2.data(),
+                                            d.gamma.data(), d.beta.data(), sm.data(), si.data(), g2.data(),
+                                            other.data(), nullptr, nullptr),
+                  NK_OK);
+        EXPECT_EQ(g2, dx);
+        EXPECT_EQ(other, dres);
+      }
+  nk_set_stream_threshold(-1);
 }
 
 NKT_INSTANTIATE_ISAS(FusedGn);
