@@ -50,8 +50,8 @@ typedef int32_t nk_status;
 #define NK_ERR_INTERNAL 10       /* a bug in normkit; please report */
 
 /* Buffers: an output may equal an input only where a function says so (in
- * place); otherwise outputs and inputs must not overlap. Partial overlaps
- * are not detected. */
+ * place); otherwise outputs and inputs must not overlap, nor two outputs
+ * each other (e.g. saved_mean and moving_mean). Overlaps are not detected. */
 
 /* A constant description of a status; never NULL (unknown codes included). */
 NK_API const char* nk_status_string(nk_status status);
@@ -178,7 +178,7 @@ NK_API nk_status nk_bn_forward_training(const nk_tensor_desc* desc, const nk_bn_
                                         float* moving_var);
 
 /* Inference forward: y = gamma * (x - moving_mean) / sqrt(moving_var + eps) + beta.
- * (TF2: a layer with trainable=False runs in inference mode.) */
+ * (TF2: a layer with trainable=False runs in inference mode.) y may equal x. */
 NK_API nk_status nk_bn_forward_inference(const nk_tensor_desc* desc, const nk_bn_options* opt,
                                          const void* x, void* y, const float* gamma,
                                          const float* beta, const float* moving_mean,
@@ -259,7 +259,8 @@ NK_API nk_status nk_bn_partial_stats(const nk_tensor_desc* desc, const void* x, 
  * output may be fed to another merge. A part of count 0 adds nothing (its
  * rows are not read); parts all of count 0 give count 0, mean 0 and M2 0.
  * A negative M2 (of a part with a nonzero count) is an error; NaN passes
- * through. */
+ * through. count, mean and m2 may alias the inputs (e.g. counts[0] and the
+ * first rows of means and m2s: merging into part 0). */
 NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const int64_t* counts,
                                    const double* means, const double* m2s, int64_t* count,
                                    double* mean, double* m2);
@@ -267,10 +268,11 @@ NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const in
  * the *_mean64 forms take the merged double mean instead of mean_out), and
  * the moving statistics updated as nk_bn_forward_training would
  * (moving_mean, moving_var optional, both or neither). A negative M2 is an
- * error. */
+ * error. mean_out and invstd_out must not be the moving statistics. */
 NK_API nk_status nk_bn_finalize_stats(int64_t channels, const nk_bn_options* opt, int64_t count,
                                       const double* mean, const double* m2, float* mean_out,
                                       float* invstd_out, float* moving_mean, float* moving_var);
+/* y = gamma * (x - mean) * invstd + beta. y may equal x. */
 NK_API nk_status nk_bn_apply(const nk_tensor_desc* desc, const void* x, void* y,
                              const float* gamma, const float* beta, const float* mean,
                              const float* invstd);
@@ -287,7 +289,7 @@ NK_API nk_status nk_bn_backward_reduce_mean64(const nk_tensor_desc* desc, const 
 /* count: the total number of elements per feature over all processes (at
  * least this part's own; less is NK_ERR_BAD_ARGUMENT).
  * The parameter gradients are the reduced sums themselves:
- * dgamma = sum_dy_xhat, dbeta = sum_dy. */
+ * dgamma = sum_dy_xhat, dbeta = sum_dy. dx may equal dy. */
 NK_API nk_status nk_bn_backward_apply(const nk_tensor_desc* desc, int64_t count, const void* x,
                                       const void* dy, const float* gamma, const float* mean,
                                       const float* invstd, const double* sum_dy,
@@ -484,7 +486,8 @@ NK_API void nk_sn_options_init(nk_sn_options* opt);
 /* Training forward: the BN part from the batch. mean_weight, var_weight:
  * [3] (or [2] without BN), the raw weights before the softmax. gamma, beta:
  * [C] optional. moving_mean, moving_var: [C] optional (both or neither),
- * updated with mean_bn and var_bn (no extra Bessel factor); unused without BN. */
+ * updated with mean_bn and var_bn (no extra Bessel factor); unused without BN.
+ * y may equal x (in both forwards). */
 NK_API nk_status nk_switchnorm_forward_training(const nk_tensor_desc* desc, const nk_sn_options* opt,
                                                 const void* x, void* y, const float* gamma,
                                                 const float* beta, const float* mean_weight,
