@@ -61,7 +61,7 @@ void act_backward(int32_t kind, float p, int64_t n, const float* x, const float*
 }
 
 // The slope per channel of the canonical view (a shared slope repeated).
-std::vector<float> slopes_for(const Shape& s, const float* slope, int64_t num_slopes) {
+FloatVec slopes_for(const Shape& s, const float* slope, int64_t num_slopes) {
   require(slope, "slope");
   if (num_slopes != 1 && num_slopes != s.channels)
     fail(NK_ERR_BAD_ARGUMENT, "num_slopes = %lld: must be 1 or the number of features (%lld)",
@@ -70,7 +70,7 @@ std::vector<float> slopes_for(const Shape& s, const float* slope, int64_t num_sl
     if (!std::isfinite(slope[c]))
       fail(NK_ERR_BAD_ARGUMENT, "slope[%lld] = %g: must be finite", static_cast<long long>(c),
            static_cast<double>(slope[c]));
-  std::vector<float> v(static_cast<size_t>(s.channels));
+  FloatVec v(static_cast<size_t>(s.channels));
   for (int64_t c = 0; c < s.channels; ++c) v[c] = slope[num_slopes == 1 ? 0 : c];
   return v;
 }
@@ -169,7 +169,7 @@ NK_API nk_status nk_prelu_forward(const nk_tensor_desc* desc, const void* x, voi
     const Shape s = canonicalize(desc);
     require(x, "x");
     require(y, "y");
-    const std::vector<float> a = slopes_for(s, slope, num_slopes);
+    const FloatVec a = slopes_for(s, slope, num_slopes);
     const BnExec e(kernels_for_call(), s.view);
     const Canonical io(s, {x}, y);
     const bool stream = e.stream(2 * static_cast<int64_t>(sizeof(float)) * s.total);
@@ -187,7 +187,7 @@ NK_API nk_status nk_prelu_backward(const nk_tensor_desc* desc, const void* x, co
     require(x, "x");
     require(dy, "dy");
     require(dx, "dx");
-    const std::vector<float> a = slopes_for(s, slope, num_slopes);
+    const FloatVec a = slopes_for(s, slope, num_slopes);
     const BnExec e(kernels_for_call(), s.view);
     const int64_t C = s.channels;
     // Partial sums per (super-block, channel), fixed by the shape alone,

@@ -168,7 +168,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   const size_t nb = static_cast<size_t>(e.blocks * C);
   std::vector<double> bsum(3 * nb);
   ChannelArrays p(G * C);
-  std::vector<float> zscale, zshift, zlo;
+  FloatVec zscale, zshift, zlo;
   if (f.fused) {
     zscale.resize(static_cast<size_t>(G * C));
     zshift.resize(zscale.size());
@@ -400,7 +400,7 @@ nk_status inference(const char* where, const nk_tensor_desc* desc, const nk_bn_o
     require(y, "y");
     require(moving_mean, "moving_mean");
     require(moving_var, "moving_var");
-    std::vector<float> invstd(static_cast<size_t>(s.channels));
+    FloatVec invstd(static_cast<size_t>(s.channels));
     for (int64_t c = 0; c < s.channels; ++c)
       invstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(moving_var[c]) + o.epsilon));
     apply_given_stats(s, x, y, gamma, beta, moving_mean, invstd.data(), res, f.act);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "aligned.hpp"
 #include "bn_exec.hpp"
 #include "checks.hpp"
 
@@ -39,7 +40,7 @@ class Canonical {
 
  private:
   const Shape& s_;
-  std::vector<std::vector<float>> copies_;
+  std::vector<FloatVec> copies_;
   const float* in_[4] = {};
   float* out_[2] = {};
   float* user_out_[2] = {};
@@ -47,7 +48,7 @@ class Canonical {
 
 // Per-channel coefficients for the element-wise kernels.
 struct ChannelArrays {
-  std::vector<float> a, b, c, d;
+  FloatVec a, b, c, d;
   explicit ChannelArrays(int64_t n) : a(n), b(n), c(n), d(n) {}
 };
 

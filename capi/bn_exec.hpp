@@ -87,6 +87,13 @@ struct BnExec {
   // anyway (this also saves the read-for-ownership of the output).
   bool stream(int64_t bytes) const { return bytes >= stream_threshold(); }
 
+  // Channels (inner > 1) a thread takes at a time: for short runs a block
+  // of neighbours (kernels::spread_channels), while there are enough units
+  // for the threads.
+  int64_t channels_per_unit() const {
+    return std::clamp<int64_t>(v.channels / (4 * threads), 1, kernels::spread_channels(v.inner));
+  }
+
   // Runs f(c0, c1, o0, o1) over a partition of the whole view. Pieces are
   // taken from the end of the tensor first: after a reduction pass over it,
   // the end is what the cache still holds. Pieces are contiguous in memory
@@ -137,10 +144,8 @@ struct BnExec {
   template <class Reduce, class Step, class Apply>
   void run_passes(const Reduce& reduce, const Step& step, const Apply& apply) const {
     if (channel_resident()) {
-      // Short runs: blocks of neighbouring channels (kernels::spread_channels),
-      // while there are enough units for the threads.
       const int64_t C = v.channels;
-      const int64_t k = std::clamp<int64_t>(C / (4 * threads), 1, kernels::spread_channels(v.inner));
+      const int64_t k = channels_per_unit();
       parallel_for(threads, (C + k - 1) / k, Schedule::Static, [&](int64_t u) {
         const int64_t c0 = u * k, c1 = std::min(C, c0 + k);
         for (int64_t b = 0; b < blocks; ++b) reduce(b, c0, c1);
@@ -158,12 +163,15 @@ struct BnExec {
   }
 
   // Per-block partials of every channel: f(b, c0, c1) fills block b's
-  // channels [c0, c1): one channel per unit where channels are runs, parts
-  // of kChannelPart channels where they interleave.
+  // channels [c0, c1): parts of kChannelPart channels where they
+  // interleave; where channels are runs, one channel per unit, or for short
+  // runs a block of neighbouring channels, as run_passes takes them (one
+  // stretch of memory per row; one channel of 28 floats a unit had made
+  // Sync BN's statistics of a two-axis NCHW tensor 4x slower than plain BN's).
   template <class F>
   void parallel_blocks(const F& f) const {
     const int64_t C = v.channels;
-    const int64_t part = v.inner == 1 ? kChannelPart : 1;
+    const int64_t part = v.inner == 1 ? kChannelPart : channels_per_unit();
     const int64_t per_block = (C + part - 1) / part;
     parallel_for(threads, blocks * per_block, Schedule::Dynamic, [&](int64_t u) {
       const int64_t c0 = u % per_block * part;

@@ -56,7 +56,7 @@ void backward_reduce(const Shape& s, const void* x, const void* dy, const M* mea
   const BnExec e(kernels_for_call(), s.view);
   const Canonical io(s, {x, dy}, nullptr);
   const int64_t C = s.channels;
-  std::vector<float> hi(static_cast<size_t>(C));
+  FloatVec hi(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) hi[c] = mean_hi(mean[c]);
   const size_t nb = static_cast<size_t>(e.blocks * C);
   std::vector<double> bsum(3 * nb);

@@ -87,7 +87,7 @@ struct GnForward {
   const float* gamma;
   const float* beta;
   std::vector<double> cmean, cm2;             // [N*C]
-  std::vector<float> hi, lo, scale, shift;    // [N*C]
+  FloatVec hi, lo, scale, shift;    // [N*C]
   std::vector<double> gmean, gvar;            // [N*G], for moving statistics
   float* saved_mean;
   float* saved_invstd;
@@ -175,7 +175,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   const int64_t N = a.sh.N, C = a.sh.C, G = a.G, Cg = C / G, P = a.sh.P;
   const size_t NC = static_cast<size_t>(N * C);
   const double m = static_cast<double>(P * a.sh.inner * Cg);
-  std::vector<float> mexp(NC), pa(NC), pb(NC), pd(NC), zscale, zshift, zlo;
+  FloatVec mexp(NC), pa(NC), pb(NC), pd(NC), zscale, zshift, zlo;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) mexp[n * C + c] = smean[n * G + c / Cg];
   if (f.fused) {
@@ -428,7 +428,7 @@ NK_API nk_status nk_instancenorm_forward_inference(const nk_tensor_desc* desc, c
     require(moving_mean, "moving_mean");
     require(moving_var, "moving_var");
     const int64_t C = sh.C;
-    std::vector<float> lo(static_cast<size_t>(C), 0.0f), scale(lo.size()), shift(lo.size());
+    FloatVec lo(static_cast<size_t>(C), 0.0f), scale(lo.size()), shift(lo.size());
     for (int64_t c = 0; c < C; ++c) {
       scale[c] = static_cast<float>((gamma ? gamma[c] : 1.0) / std::sqrt(static_cast<double>(moving_var[c]) + o.epsilon));
       shift[c] = beta ? beta[c] : 0.0f;

@@ -51,8 +51,8 @@ void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, con
   const int64_t R = rs.R, D = rs.D, rb = block_rows(rs);
   const size_t nr = static_cast<size_t>(R);
   std::vector<double> mean(nr), m2(nr);
-  std::vector<float> hi(nr, 0.0f), lo(nr, 0.0f), scale(nr);
-  std::vector<float> ones, zeros;
+  FloatVec hi(nr, 0.0f), lo(nr, 0.0f), scale(nr);
+  FloatVec ones, zeros;
   if (gamma == nullptr) ones.assign(static_cast<size_t>(D), 1.0f), gamma = ones.data();
   if (beta == nullptr) zeros.assign(static_cast<size_t>(D), 0.0f), beta = zeros.data();
   const bool stream = stream_for(2 * static_cast<int64_t>(sizeof(float)) * R * D);
@@ -94,13 +94,13 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
   const int64_t R = rs.R, D = rs.D, rb = block_rows(rs);
   const size_t nr = static_cast<size_t>(R);
   const double m = static_cast<double>(D);
-  std::vector<float> ones;
+  FloatVec ones;
   if (gamma == nullptr) ones.assign(static_cast<size_t>(D), 1.0f), gamma = ones.data();
-  std::vector<float> zero_mean;
+  FloatVec zero_mean;
   if (smean == nullptr) zero_mean.assign(nr, 0.0f), smean = zero_mean.data();
   const bool rms = !zero_mean.empty();
   std::vector<double> s0(nr), s1(nr), s2(nr);
-  std::vector<float> lo(nr), pa(nr), pb(nr), pd(nr);
+  FloatVec lo(nr), pa(nr), pb(nr), pd(nr);
   const int64_t units = (R + rb - 1) / rb;
   const bool params = dgamma != nullptr || dbeta != nullptr;
   // Column partials in float per block, merged into double sums per column

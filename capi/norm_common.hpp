@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "aligned.hpp"
 #include "checks.hpp"
 #include "parallel.hpp"
 #include "runtime.hpp"

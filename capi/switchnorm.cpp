@@ -129,7 +129,7 @@ struct Stats {
 void apply_forward(const kernels::KernelTable& k, const SampleShape& sh, const Stats& st, double eps, const float* x,
                    float* y, const float* gamma, const float* beta) {
   const size_t NC = static_cast<size_t>(sh.N * sh.C);
-  std::vector<float> hi(NC), lo(NC), scale(NC), shift(NC);
+  FloatVec hi(NC), lo(NC), scale(NC), shift(NC);
   for (int64_t n = 0; n < sh.N; ++n)
     for (int64_t c = 0; c < sh.C; ++c) {
       const int64_t i = n * sh.C + c;
@@ -249,7 +249,7 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
     // Per (n, c): S0 = sum(dy), S1 = sum(dy * (x - m)), m the instance mean
     // as a float; in the statistics' units, so x is read from memory once
     // for both.
-    std::vector<float> mexp(NC), pa(NC), pb(NC), pd(NC);
+    FloatVec mexp(NC), pa(NC), pb(NC), pd(NC);
     std::vector<double> S0(NC), S1(NC), S2(NC);
     Stats st(k, sh, a.K, x, [&](int64_t n, int64_t c0, int64_t c1, const std::vector<double>& mu) {
       const int64_t off = n * sh.sample_elems(), pc = n * C;

@@ -147,8 +147,12 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
     }
     // Wide rows (merged feature axes): chunks of channels through a few
     // rows at a time, so a chunk's parameters stay in L1 while the rows'
-    // bytes still go by in order.
+    // bytes still go by in order. Each row's next chunk is asked into L2
+    // meanwhile: a chunk is a page or less of rows far apart, where the
+    // hardware prefetcher starts anew at every page (1.25x faster on Zen 4;
+    // only where the view comes from memory).
     const int64_t chunk = NPar > 0 ? kParamChunk / NPar : r.c1 - r.c0;
+    const bool prefetch = from_memory(v);
     for (int64_t o0 = r.o0; o0 < r.o1; o0 += kChunkRows * r.step) {
       const int64_t o1 = std::min(r.o1, o0 + kChunkRows * r.step);
       for (int64_t c = r.c0; c < r.c1; c += chunk) {
@@ -157,6 +161,8 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
         for (int64_t o = o0; o < o1; o += r.step) {
           const int64_t off = o * C + c;
           for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
+          if (prefetch)
+            for (int k = 0; k < NIn; ++k) prefetch_run<2>(ins[k] + n, n);
           map_run<Arch, NIn, NPar>(op, n, ins, out + off, lp, stream);
         }
       }
