@@ -143,8 +143,12 @@ inline void exact_moments(const float* x, const View& v, const Range& r, int64_t
       m2 += d * d;
     }
 }
+// An Inf in the data leaves an infinite mean beside a NaN M2: the mean is
+// made NaN too (DESIGN.md: NaN or Inf gives NaN statistics).
 inline void refine_moments(const float* x, const View& v, const Range& r, int64_t c, double& mean, double& m2) {
-  if (!std::isfinite(mean) || !std::isfinite(m2)) exact_moments(x, v, r, c, mean, m2);
+  if (std::isfinite(mean) && std::isfinite(m2)) return;
+  exact_moments(x, v, r, c, mean, m2);
+  if (std::isnan(m2)) mean = m2;
 }
 
 // Runs of up to a page (kPrefetchRun floats), one per row far apart: the
