@@ -192,7 +192,7 @@ NK_API nk_status nk_prelu_backward(const nk_tensor_desc* desc, const void* x, co
     const int64_t C = s.channels;
     // Partial sums per (super-block, channel), fixed by the shape alone,
     // merged in block order: the same bits for any thread count.
-    std::vector<double> part(static_cast<size_t>(e.blocks * C), 0.0);
+    DoubleVec part(static_cast<size_t>(e.blocks * C), 0.0);
     const Canonical io(s, {x, dy}, dx);
     const bool stream = e.stream(3 * static_cast<int64_t>(sizeof(float)) * s.total);
     e.parallel_blocks([&](int64_t b, int64_t c0, int64_t c1) {
@@ -201,7 +201,7 @@ NK_API nk_status nk_prelu_backward(const nk_tensor_desc* desc, const void* x, co
     });
     io.finish();
     if (dslope != nullptr) {
-      std::vector<double> sum(static_cast<size_t>(C), 0.0);
+      DoubleVec sum(static_cast<size_t>(C), 0.0);
       for (int64_t c = 0; c < C; ++c)
         for (int64_t b = 0; b < e.blocks; ++b) sum[c] += part[b * C + c];
       if (num_slopes == 1) {

@@ -1,8 +1,18 @@
-// Vectors whose data starts on a cache line. The kernels load per-channel
-// parameters as whole vectors along a row (channels last, rows of Layer
-// Norm); from malloc's 16-byte alignment every 64-byte load of AVX-512 spans
-// two lines, which made the apply pass of wide channels-last rows 1.3-1.7x
-// slower than that of the same bytes with aligned parameters.
+// The per-call arrays of the capi layer (per channel, group or row:
+// coefficients, partial statistics, sums): their data starts on a cache
+// line, and their blocks are kept for the next call.
+//
+// Alignment: the kernels load per-channel parameters as whole vectors along
+// a row (channels last, rows of Layer Norm); from malloc's 16-byte alignment
+// every 64-byte load of AVX-512 spans two lines, which made the apply pass of
+// wide channels-last rows 1.3-1.7x slower.
+//
+// Reuse: the arrays of one call often pass malloc's trim threshold together,
+// and freeing them shrank the heap after every call (a TLB shootdown that
+// stops every thread of the process, then page faults and zeroing to grow it
+// again: 10% of a two-axis Batch Norm's time at 2 threads). A few blocks per
+// thread, of power-of-two sizes up to kMaxCached, go back to a small cache
+// instead.
 #pragma once
 
 #include <cstddef>
@@ -11,15 +21,65 @@
 
 namespace nk {
 
+class BlockCache {
+ public:
+  static constexpr std::align_val_t kAlign{64};
+  static constexpr std::size_t kMinBlock = 256;
+  static constexpr std::size_t kMaxCached = std::size_t{8} << 20;
+
+  // The bytes a request of `bytes` gets: a power of two where it may be
+  // cached, else exactly what was asked.
+  static std::size_t block_bytes(std::size_t bytes) {
+    if (bytes > kMaxCached) return bytes;
+    std::size_t b = kMinBlock;
+    while (b < bytes) b *= 2;
+    return b;
+  }
+  void* take(std::size_t bytes) {
+    for (Slot& s : slots_)
+      if (s.p && s.bytes == bytes) {
+        void* p = s.p;
+        s.p = nullptr;
+        return p;
+      }
+    return ::operator new(bytes, kAlign);
+  }
+  void give(void* p, std::size_t bytes) {
+    if (bytes <= kMaxCached)
+      for (Slot& s : slots_)
+        if (!s.p) {
+          s = {p, bytes};
+          return;
+        }
+    ::operator delete(p, kAlign);
+  }
+  ~BlockCache() {
+    for (Slot& s : slots_)
+      if (s.p) ::operator delete(s.p, kAlign);
+  }
+  static BlockCache& local() {
+    thread_local BlockCache cache;
+    return cache;
+  }
+
+ private:
+  struct Slot {
+    void* p = nullptr;
+    std::size_t bytes = 0;
+  };
+  Slot slots_[16];
+};
+
 template <class T>
 struct LineAllocator {
   using value_type = T;
-  static constexpr std::align_val_t kAlign{64};
   LineAllocator() = default;
   template <class U>
   LineAllocator(const LineAllocator<U>&) {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
-  void deallocate(T* p, std::size_t) { ::operator delete(p, kAlign); }
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(BlockCache::local().take(BlockCache::block_bytes(n * sizeof(T))));
+  }
+  void deallocate(T* p, std::size_t n) { BlockCache::local().give(p, BlockCache::block_bytes(n * sizeof(T))); }
   template <class U>
   bool operator==(const LineAllocator<U>&) const { return true; }
   template <class U>
@@ -27,5 +87,6 @@ struct LineAllocator {
 };
 
 using FloatVec = std::vector<float, LineAllocator<float>>;
+using DoubleVec = std::vector<double, LineAllocator<double>>;
 
 }  // namespace nk

@@ -61,9 +61,9 @@ BnExec make_exec(const Step& s) {
 
 // Each virtual batch's mean of every channel (g * C + c), from the same
 // statistics pass and merge as the training forward's: the same bits.
-std::vector<double> batch_means(const BnExec& e, const float* x) {
+DoubleVec batch_means(const BnExec& e, const float* x) {
   const int64_t C = e.v.channels, G = e.groups;
-  std::vector<double> bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size()), mean(static_cast<size_t>(G * C));
+  DoubleVec bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size()), mean(static_cast<size_t>(G * C));
   e.parallel_blocks([&](int64_t b, int64_t c0, int64_t c1) {
     e.k.bn_stats(x, e.v, e.block_range(c0, c1, b), &bmean[b * C + c0], &bm2[b * C + c0]);
   });
@@ -82,8 +82,8 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
                       const float* gamma, const float* beta, const Fusion& f) {
   const int64_t C = e.v.channels, G = e.groups;
   const double m = e.group_count();
-  std::vector<double> bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size());
-  std::vector<double> gmean(static_cast<size_t>(G * C)), gm2(gmean.size());  // merged, per virtual batch
+  DoubleVec bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size());
+  DoubleVec gmean(static_cast<size_t>(G * C)), gm2(gmean.size());  // merged, per virtual batch
   const BlockMerge merge(e);
   ChannelArrays p(G * C);
   const bool stream = e.stream((f.res ? 3 : 2) * static_cast<int64_t>(sizeof(float)) * e.v.outer * C * e.v.inner);
@@ -166,7 +166,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   const int64_t C = e.v.channels, G = e.groups;
   const double m = e.group_count();
   const size_t nb = static_cast<size_t>(e.blocks * C);
-  std::vector<double> bsum(3 * nb);
+  DoubleVec bsum(3 * nb);
   ChannelArrays p(G * C);
   FloatVec zscale, zshift, zlo;
   if (f.fused) {
@@ -177,7 +177,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     bool any = false;
     for (int64_t i = 0; i < G * C; ++i) any = any || needs_mean_lo(st.saved_mean[i], st.saved_invstd[i]);
     if (any) {
-      const std::vector<double> mean = batch_means(e, x);
+      const DoubleVec mean = batch_means(e, x);
       zlo.resize(zscale.size());
       for (int64_t i = 0; i < G * C; ++i) zlo[i] = fused_mean_lo(mean[i], st.saved_mean[i], st.saved_invstd[i]);
     }

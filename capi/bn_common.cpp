@@ -98,7 +98,7 @@ void update_moving(const BnOptions& o, int64_t c, double count, double mean, dou
 
 void apply_given_stats(const Shape& s, const void* x, void* y, const float* gamma, const float* beta,
                        const float* mean, const float* invstd, const void* res, kernels::Act act) {
-  const std::vector<double> m(mean, mean + s.channels);
+  const DoubleVec m(mean, mean + s.channels);
   apply_given_stats(s, x, y, gamma, beta, m.data(), invstd, res, act);
 }
 

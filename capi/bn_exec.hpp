@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "aligned.hpp"
 #include "parallel.hpp"
 #include "runtime.hpp"
 #include "shape.hpp"
@@ -210,7 +211,7 @@ class BlockMerge {
 
  private:
   int64_t C_, per_group_;
-  std::vector<double> w_mean_, w_m2_;
+  DoubleVec w_mean_, w_m2_;
 };
 
 }  // namespace nk

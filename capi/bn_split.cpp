@@ -9,7 +9,7 @@ namespace {
 // Merged per-channel mean and M2 of the canonical view.
 void stats(const BnExec& e, const float* x, double* mean, double* m2) {
   const int64_t C = e.v.channels;
-  std::vector<double> bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size());
+  DoubleVec bmean(static_cast<size_t>(e.blocks * C)), bm2(bmean.size());
   e.parallel_blocks([&](int64_t s, int64_t c0, int64_t c1) {
     e.k.bn_stats(x, e.v, e.block_range(c0, c1, s), &bmean[s * C + c0], &bm2[s * C + c0]);
   });
@@ -29,7 +29,7 @@ void check_m2(const double* m2, int64_t n, const char* name) {
 // The mean as the double the shared code takes: the merged double mean as
 // it is, a float one widened (its low part 0).
 struct Means {
-  std::vector<double> keep;
+  DoubleVec keep;
   const double* p;
   Means(const double* m, int64_t) : p(m) {}
   Means(const float* m, int64_t n) : keep(m, m + n), p(keep.data()) {}
@@ -59,7 +59,7 @@ void backward_reduce(const Shape& s, const void* x, const void* dy, const M* mea
   FloatVec hi(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) hi[c] = mean_hi(mean[c]);
   const size_t nb = static_cast<size_t>(e.blocks * C);
-  std::vector<double> bsum(3 * nb);
+  DoubleVec bsum(3 * nb);
   e.parallel_blocks([&](int64_t b, int64_t c0, int64_t c1) {
     double* out[3] = {&bsum[b * C + c0], &bsum[nb + b * C + c0], &bsum[2 * nb + b * C + c0]};
     e.k.bn_backward_sums(io.in(0), io.in(1), e.v, e.block_range(c0, c1, b), hi.data(), out);
@@ -141,7 +141,7 @@ NK_API nk_status nk_bn_partial_stats(const nk_tensor_desc* desc, const void* x, 
     require(m2, "m2");
     const BnExec e(kernels_for_call(), s.view);
     const Canonical io(s, {x}, nullptr);
-    std::vector<double> mu(static_cast<size_t>(s.channels)), q(mu.size());
+    DoubleVec mu(static_cast<size_t>(s.channels)), q(mu.size());
     stats(e, io.in(0), mu.data(), q.data());
     std::copy(mu.begin(), mu.end(), mean);
     std::copy(q.begin(), q.end(), m2);
@@ -172,7 +172,7 @@ NK_API nk_status nk_bn_merge_stats(int64_t channels, int64_t num_parts, const in
       if (__builtin_add_overflow(total, counts[k], &total)) fail(NK_ERR_OVERFLOW, "total count overflows int64");
     }
     // Merged into scratch first: the outputs may alias the inputs.
-    std::vector<double> merged(2 * static_cast<size_t>(channels), 0.0);
+    DoubleVec merged(2 * static_cast<size_t>(channels), 0.0);
     for (int64_t c = 0; c < channels; ++c) {
       double n = 0, mu = 0, q = 0;
       for (int64_t k = 0; k < num_parts; ++k) {

@@ -86,9 +86,9 @@ struct GnForward {
   float* y;
   const float* gamma;
   const float* beta;
-  std::vector<double> cmean, cm2;             // [N*C]
+  DoubleVec cmean, cm2;             // [N*C]
   FloatVec hi, lo, scale, shift;    // [N*C]
-  std::vector<double> gmean, gvar;            // [N*G], for moving statistics
+  DoubleVec gmean, gvar;            // [N*G], for moving statistics
   float* saved_mean;
   float* saved_invstd;
   Fusion f;
@@ -152,9 +152,9 @@ struct GnForward {
 
 // The mean of each (sample, group) (n * G + g), from the same per-channel
 // statistics and merge as the forward's: the same bits.
-std::vector<double> group_means(const GnArgs& a, const float* x) {
+DoubleVec group_means(const GnArgs& a, const float* x) {
   const int64_t N = a.sh.N, C = a.sh.C, G = a.G, Cg = C / G;
-  std::vector<double> cmean(static_cast<size_t>(N * C)), cm2(cmean.size()), mean(static_cast<size_t>(N * G));
+  DoubleVec cmean(static_cast<size_t>(N * C)), cm2(cmean.size()), mean(static_cast<size_t>(N * G));
   parallel_units(N, [&](int64_t n) {
     a.k.bn_stats(x + n * a.sh.sample_elems(), a.sh.sample_view(), {0, C, 0, a.sh.P}, &cmean[n * C], &cm2[n * C]);
     for (int64_t g = 0; g < G; ++g) {
@@ -186,7 +186,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
     bool any = false;
     for (int64_t i = 0; i < N * G; ++i) any = any || needs_mean_lo(smean[i], sinvstd[i]);
     if (any) {
-      const std::vector<double> mean = group_means(a, x);
+      const DoubleVec mean = group_means(a, x);
       zlo.resize(NC);
       for (int64_t n = 0; n < N; ++n)
         for (int64_t c = 0; c < C; ++c) {
@@ -202,7 +202,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
         zshift[n * C + c] = z.shift;
       }
   }
-  std::vector<double> s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
+  DoubleVec s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
   const bool by_sample = samples_resident(a.sh, f.res ? 3 : 2);
   float* const dz = dz_buffer(f, x, dx, dres);
   const BackwardStores out = backward_stores(f, dz, dx, dres, dy, a.sh.s.total, group_resident(a.sh));

@@ -50,7 +50,7 @@ void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, con
   const auto& k = kernels_for_call();
   const int64_t R = rs.R, D = rs.D, rb = block_rows(rs);
   const size_t nr = static_cast<size_t>(R);
-  std::vector<double> mean(nr), m2(nr);
+  DoubleVec mean(nr), m2(nr);
   FloatVec hi(nr, 0.0f), lo(nr, 0.0f), scale(nr);
   FloatVec ones, zeros;
   if (gamma == nullptr) ones.assign(static_cast<size_t>(D), 1.0f), gamma = ones.data();
@@ -99,7 +99,7 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
   FloatVec zero_mean;
   if (smean == nullptr) zero_mean.assign(nr, 0.0f), smean = zero_mean.data();
   const bool rms = !zero_mean.empty();
-  std::vector<double> s0(nr), s1(nr), s2(nr);
+  DoubleVec s0(nr), s1(nr), s2(nr);
   FloatVec lo(nr), pa(nr), pb(nr), pd(nr);
   const int64_t units = (R + rb - 1) / rb;
   const bool params = dgamma != nullptr || dbeta != nullptr;
@@ -112,7 +112,7 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
       params ? std::min(units, std::max<int64_t>((int64_t{1} << 18) / D, 8 * num_threads())) : units;
   const size_t npart = params ? static_cast<size_t>(wave * D) : 0;
   std::unique_ptr<float[]> pg(new float[npart]), pbeta(new float[dbeta ? npart : 0]);
-  std::vector<double> gsum(params ? static_cast<size_t>(D) : 0, 0.0), bsum(dbeta ? gsum.size() : 0, 0.0);
+  DoubleVec gsum(params ? static_cast<size_t>(D) : 0, 0.0), bsum(dbeta ? gsum.size() : 0, 0.0);
   const bool stream = stream_for(3 * static_cast<int64_t>(sizeof(float)) * R * D);
   for (int64_t w0 = 0; w0 < units; w0 += wave) {
     const int64_t wn = std::min(units - w0, wave);

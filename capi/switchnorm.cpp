@@ -60,10 +60,10 @@ struct Stats {
   double L;
   int K;
   double w[3] = {0, 0, 0}, v[3] = {0, 0, 0};
-  std::vector<double> mu, var;        // instance: mean, unbiased variance [N*C]
-  std::vector<double> mu_ln, var_ln;  // [N]
-  std::vector<double> mu_bn, var_bn;  // [C]
-  std::vector<double> M, V;           // mixed [N*C]
+  DoubleVec mu, var;        // instance: mean, unbiased variance [N*C]
+  DoubleVec mu_ln, var_ln;  // [N]
+  DoubleVec mu_bn, var_bn;  // [C]
+  DoubleVec M, V;           // mixed [N*C]
 
   // then(n, c0, c1, mu) runs in the same unit right after the unit's
   // statistics, while its slice of x is still in cache (mu[n*C + c] is
@@ -73,7 +73,7 @@ struct Stats {
       : N(sh.N), C(sh.C), L(static_cast<double>(sh.P * sh.inner)), K(K_),
         mu(static_cast<size_t>(N * C)), var(mu.size()), mu_ln(static_cast<size_t>(N), 0.0), var_ln(mu_ln.size(), 0.0),
         mu_bn(static_cast<size_t>(C), 0.0), var_bn(mu_bn.size(), 0.0), M(mu.size()), V(mu.size()) {
-    std::vector<double>& m2 = var;
+    DoubleVec& m2 = var;
     channel_units(sh, [&](int64_t n, int64_t c0, int64_t c1) {
       k.bn_stats(x + n * sh.sample_elems(), sh.sample_view(), {c0, c1, 0, sh.P}, &mu[n * C + c0], &m2[n * C + c0]);
       then(n, c0, c1, mu);
@@ -81,7 +81,7 @@ struct Stats {
     for (auto& q : var) q = std::isnan(q) ? q : std::max(q, 0.0) / (L - 1);
   }
   Stats(const kernels::KernelTable& k, const SampleShape& sh, int K_, const float* x)
-      : Stats(k, sh, K_, x, [](int64_t, int64_t, int64_t, const std::vector<double>&) {}) {}
+      : Stats(k, sh, K_, x, [](int64_t, int64_t, int64_t, const DoubleVec&) {}) {}
   // LN statistics, and BN statistics from the batch (or given).
   void derive(const float* bn_mean, const float* bn_var) {
     const double dN = static_cast<double>(N), dC = static_cast<double>(C);
@@ -250,8 +250,8 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
     // as a float; in the statistics' units, so x is read from memory once
     // for both.
     FloatVec mexp(NC), pa(NC), pb(NC), pd(NC);
-    std::vector<double> S0(NC), S1(NC), S2(NC);
-    Stats st(k, sh, a.K, x, [&](int64_t n, int64_t c0, int64_t c1, const std::vector<double>& mu) {
+    DoubleVec S0(NC), S1(NC), S2(NC);
+    Stats st(k, sh, a.K, x, [&](int64_t n, int64_t c0, int64_t c1, const DoubleVec& mu) {
       const int64_t off = n * sh.sample_elems(), pc = n * C;
       for (int64_t c = c0; c < c1; ++c) mexp[pc + c] = static_cast<float>(mu[pc + c]);
       double* out[3] = {&S0[pc + c0], &S1[pc + c0], &S2[pc + c0]};
@@ -261,7 +261,7 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
     st.mix(mean_weight, var_weight);
     // Gradients of the mixed mean M and variance V of each (n, c).
     const double eps = a.o.epsilon, L = st.L, dN = static_cast<double>(N), dC = static_cast<double>(C);
-    std::vector<double> gM(NC), gV(NC), s(NC), P(NC);
+    DoubleVec gM(NC), gV(NC), s(NC), P(NC);
     for (int64_t n = 0; n < N; ++n)
       for (int64_t c = 0; c < C; ++c) {
         const int64_t i = n * C + c;
@@ -272,8 +272,8 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
         gV[i] = -0.5 * g * s[i] * s[i] * s[i] * P[i];
       }
     // Through the LN and BN statistics to the instance statistics.
-    std::vector<double> gmu_ln(static_cast<size_t>(N), 0.0), gvar_ln(gmu_ln.size(), 0.0);
-    std::vector<double> gmu_bn(static_cast<size_t>(C), 0.0), gvar_bn(gmu_bn.size(), 0.0);
+    DoubleVec gmu_ln(static_cast<size_t>(N), 0.0), gvar_ln(gmu_ln.size(), 0.0);
+    DoubleVec gmu_bn(static_cast<size_t>(C), 0.0), gvar_bn(gmu_bn.size(), 0.0);
     for (int64_t n = 0; n < N; ++n)
       for (int64_t c = 0; c < C; ++c) {
         gmu_ln[n] += st.w[1] * gM[n * C + c];
