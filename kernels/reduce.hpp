@@ -19,6 +19,11 @@ namespace {
 
 constexpr int64_t kTileInner = 8192;
 constexpr int64_t kChannelBlock = 256;
+// Channels last, the backward sums (one pass, nothing reread): channel
+// blocks of up to a page of each row, so that the rows of a group go by as
+// page-long streams (against 1 KiB blocks: backward sums 11-13% faster,
+// plain and two-axis NHWC 32x512x28x28).
+constexpr int64_t kSumsBlock = 1024;
 constexpr int64_t kPad = 16;  // floats past a spread block's stretch: a whole last vector
 constexpr int64_t kRowGroup = 8;  // rows per group in acc_down_rows
 
@@ -482,14 +487,14 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
     return;
   }
   const int64_t R = kTileRows;
-  alignas(64) float m[kChannelBlock], t[3][kChannelBlock];
+  alignas(64) float m[kSumsBlock], t[3][kSumsBlock];
   for (int64_t o = r.o0; o < r.o1; o += R * r.step) {
     const int64_t oe = std::min(r.o1, o + R * r.step);
-    for (int64_t cb = r.c0; cb < r.c1; cb += kChannelBlock) {
-      const int64_t nb = std::min(kChannelBlock, r.c1 - cb);
-      std::fill(m, m + kChannelBlock, 0.0f);
+    for (int64_t cb = r.c0; cb < r.c1; cb += kSumsBlock) {
+      const int64_t nb = std::min(kSumsBlock, r.c1 - cb);
+      std::fill(m, m + kSumsBlock, 0.0f);
       std::copy(mean + cb, mean + cb + nb, m);
-      for (auto& tk : t) std::fill(tk, tk + kChannelBlock, 0.0f);
+      for (auto& tk : t) std::fill(tk, tk + kSumsBlock, 0.0f);
       float* const tp[3] = {t[0], t[1], t[2]};
       acc_dy_rows<Arch, false>(x, o * C + cb, r.step * C, rows_between(o, oe, r.step), nb, dys.max_rows(nb),
                         [&](int64_t off, int64_t n) { return dys.rows_of_block(off, r.step * C, n, cb, nb); }, tp,

@@ -29,6 +29,7 @@ inline std::vector<ref::Layout> sweep_layouts() {
   v.push_back(nchw(3, 300, 1, 7));            // short runs: several blocks of channels
   v.push_back(nchw(2, 150, 4, 5));
   v.push_back(nchw(19, 5, 2, 7));             // short runs down more rows than a row group
+  v.push_back(nhwc(2, 1100, 1, 5));           // channels last past a part and a block of channels
   v.push_back({{5, 7}, {1}});                 // NC
   v.push_back({{4, 1}, {1}});                 // NC, one feature
   v.push_back({{2, 3, 2, 3, 5}, {1}});        // NCDHW
