@@ -12,7 +12,9 @@
 // stops every thread of the process, then page faults and zeroing to grow it
 // again: 10% of a two-axis Batch Norm's time at 2 threads). A few blocks per
 // thread, of power-of-two sizes up to kMaxCached, go back to a small cache
-// instead.
+// instead: at most 16 MiB a thread is kept (larger blocks, such as the
+// gathered copies of big tensors, go back to malloc, where the call's own
+// work dwarfs the heap's).
 #pragma once
 
 #include <cstddef>
@@ -25,7 +27,7 @@ class BlockCache {
  public:
   static constexpr std::align_val_t kAlign{64};
   static constexpr std::size_t kMinBlock = 256;
-  static constexpr std::size_t kMaxCached = std::size_t{8} << 20;
+  static constexpr std::size_t kMaxCached = std::size_t{1} << 20;
 
   // The bytes a request of `bytes` gets: a power of two where it may be
   // cached, else exactly what was asked.
