@@ -4,6 +4,7 @@
 
 #include "bn_common.hpp"
 #include "fusion.hpp"
+#include "xc_scale.hpp"
 
 using namespace nk;
 
@@ -168,6 +169,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
   const size_t nb = static_cast<size_t>(e.blocks * C);
   DoubleVec bsum(3 * nb);
   ChannelArrays p(G * C);
+  const FloatVec xk = xc_scales(G * C, [&](int64_t i) { return st.saved_invstd[i]; });
   FloatVec zscale, zshift, zlo;
   if (f.fused) {
     zscale.resize(static_cast<size_t>(G * C));
@@ -230,7 +232,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
       const double bc = -ge * sd * sd * sd * P / m;
       p.a[i] = st.saved_mean[i];
       p.b[i] = static_cast<float>(ge * sd);
-      p.c[i] = static_cast<float>(bc);
+      p.c[i] = xc_coefficient(bc, xk, i);
       // With the rounded dy coefficient, so the mean of dy cancels exactly.
       p.d[i] = static_cast<float>(-static_cast<double>(p.b[i]) * sdy / m - bc * delta);
       dg += a * r * P * sd + (a * d + b) * sdy;
@@ -243,10 +245,10 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     const int64_t off = g * C;
     if (f.fused && out.recompute)
       e.k.bn_act_backward_apply(x, f.res, dy, dx, e.v, r, p.b.data() + off, p.c.data() + off, p.d.data() + off,
-                                zparams(off), f.act, stream);
+                                xc_ptr(xk, off), zparams(off), f.act, stream);
     else
       e.k.bn_backward_apply(x, dz ? dz : dy, dx, e.v, r, p.a.data() + off, p.b.data() + off,
-                            p.c.data() + off, p.d.data() + off, stream);
+                            p.c.data() + off, p.d.data() + off, xc_ptr(xk, off), stream);
   };
   e.run_passes(sums, coefficients, apply);
 }

@@ -1,6 +1,7 @@
 // Split statistics for Sync Batch Norm: partials that merge exactly across
 // processes, the finalize and apply steps, and the backward pair.
 #include "bn_common.hpp"
+#include "xc_scale.hpp"
 
 using namespace nk;
 
@@ -99,19 +100,20 @@ void backward_apply(const Shape& s, int64_t count, const void* x, const void* dy
   const BnExec e(kernels_for_call(), s.view);
   const double m = static_cast<double>(count);
   ChannelArrays p(s.channels);
+  const FloatVec xk = xc_scales(s.channels, [&](int64_t c) { return invstd[c]; });
   for (int64_t c = 0; c < s.channels; ++c) {
     const double sd = invstd[c], g = gamma ? gamma[c] : 1.0;
     const double cc = -g * sd * sd * sum_dy_xhat[c] / m;
     p.a[c] = mean_hi(mean[c]);
     p.b[c] = static_cast<float>(g * sd);
-    p.c[c] = static_cast<float>(cc);
+    p.c[c] = xc_coefficient(cc, xk, c);
     p.d[c] = static_cast<float>(-g * sd * sum_dy[c] / m - cc * mean_lo(mean[c]));
   }
   const Canonical io(s, {x, dy}, dx);
   const bool stream = e.stream(3 * static_cast<int64_t>(sizeof(float)) * s.total);
   e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
     e.k.bn_backward_apply(io.in(0), io.in(1), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(),
-                          p.c.data(), p.d.data(), stream);
+                          p.c.data(), p.d.data(), xc_ptr(xk), stream);
   });
   io.finish();
 }

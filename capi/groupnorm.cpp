@@ -7,6 +7,7 @@
 
 #include "fusion.hpp"
 #include "norm_common.hpp"
+#include "xc_scale.hpp"
 
 using namespace nk;
 using namespace nk::norms;
@@ -178,6 +179,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   FloatVec mexp(NC), pa(NC), pb(NC), pd(NC), zscale, zshift, zlo;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) mexp[n * C + c] = smean[n * G + c / Cg];
+  const FloatVec xk = xc_scales(N * C, [&](int64_t i) { return sinvstd[i / C * G + i % C / Cg]; });
   if (f.fused) {
     zscale.resize(NC);
     zshift.resize(NC);
@@ -239,7 +241,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
     delta[n * G + g] = dl;
     for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
       pa[n * C + c] = static_cast<float>((gamma ? gamma[c] : 1.0) * sd);
-      pb[n * C + c] = static_cast<float>(b);
+      pb[n * C + c] = xc_coefficient(b, xk, n * C + c);
       pd[n * C + c] = static_cast<float>(d);
     }
   };
@@ -247,10 +249,10 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
     const int64_t off = n * a.sh.sample_elems(), pc = n * C;
     if (f.fused && out.recompute)
       a.k.bn_act_backward_apply(x + off, at(f.res, off), dy + off, dx + off, sv, r, &pa[pc], &pb[pc], &pd[pc],
-                                zparams(pc), f.act, stream);
+                                xc_ptr(xk, pc), zparams(pc), f.act, stream);
     else
       a.k.bn_backward_apply(x + off, (dz ? dz : dy) + off, dx + off, sv, r, &mexp[pc], &pa[pc], &pb[pc],
-                            &pd[pc], stream);
+                            &pd[pc], xc_ptr(xk, pc), stream);
   };
   run_group_passes(a.sh, G, by_sample, sums, coefficients, apply);
   for (int64_t c = 0; c < C; ++c) {

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "norm_common.hpp"
+#include "xc_scale.hpp"
 
 using namespace nk;
 using namespace nk::norms;
@@ -101,6 +102,7 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
   const bool rms = !zero_mean.empty();
   DoubleVec s0(nr), s1(nr), s2(nr);
   FloatVec lo(nr), pa(nr), pb(nr), pd(nr);
+  const FloatVec xk = xc_scales(R, [&](int64_t r) { return sinv[r]; });
   const int64_t units = (R + rb - 1) / rb;
   const bool params = dgamma != nullptr || dbeta != nullptr;
   // Column partials in float per block, merged into double sums per column
@@ -133,7 +135,7 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
           if (rms) {
             // dx = r*g*dy - r^3 * sum(g*dy*x)/D * x
             pa[r] = static_cast<float>(sd);
-            pb[r] = static_cast<float>(-sd * sd * sd * s1[r] / m);
+            pb[r] = xc_coefficient(-sd * sd * sd * s1[r] / m, xk, r);
             pd[r] = 0.0f;
             lo[r] = 0.0f;
           } else {
@@ -141,14 +143,15 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
             const double P = s1[r] - dl * s0[r];
             const double b = -sd * sd * sd * P / m;
             pa[r] = static_cast<float>(sd);
-            pb[r] = static_cast<float>(b);
+            pb[r] = xc_coefficient(b, xk, r);
             pd[r] = static_cast<float>(-sd * s0[r] / m - b * dl);
             lo[r] = static_cast<float>(dl);
           }
         }
         // Column partials read dy before dx (which may be dy) is written.
         if (params) k.ln_param_sums(x, dy, D, g0, g1, smean, lo.data(), sinv, bg, bb);
-        k.ln_backward_apply(x, dy, dx, gamma, D, g0, g1, smean, pa.data(), pb.data(), pd.data(), stream);
+        k.ln_backward_apply(x, dy, dx, gamma, D, g0, g1, smean, pa.data(), pb.data(), pd.data(), xc_ptr(xk),
+                            stream);
       }
     });
     if (!params) continue;

@@ -7,6 +7,7 @@
 #include <cstddef>
 
 #include "norm_common.hpp"
+#include "xc_scale.hpp"
 
 using namespace nk;
 using namespace nk::norms;
@@ -285,6 +286,7 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
           gmu_bn[c] += st.w[2] * gM[n * C + c];
           gvar_bn[c] += st.v[2] * gV[n * C + c];
         }
+    const FloatVec xk = xc_scales(N * C, [&](int64_t i) { return s[i]; });
     for (int64_t n = 0; n < N; ++n)
       for (int64_t c = 0; c < C; ++c) {
         const int64_t i = n * C + c;
@@ -297,14 +299,14 @@ NK_API nk_status nk_switchnorm_backward(const nk_tensor_desc* desc, const nk_sn_
         // dx = g*s*dy + Gmu/L + Gvar * 2 (x - mu) / (L - 1)
         const double b = 2.0 * Gvar / (L - 1);
         pa[i] = static_cast<float>((gamma ? gamma[c] : 1.0) * s[i]);
-        pb[i] = static_cast<float>(b);
+        pb[i] = xc_coefficient(b, xk, i);
         pd[i] = static_cast<float>(Gmu / L - b * (st.mu[i] - static_cast<double>(mexp[i])));
       }
     const bool stream = stream_for(3 * static_cast<int64_t>(sizeof(float)) * sh.s.total);
     element_units(sh, [&](int64_t n, kernels::Range r) {
       const int64_t off = n * sh.sample_elems(), pc = n * C;
       k.bn_backward_apply(x + off, dy + off, dx + off, sh.sample_view(), r, &mexp[pc], &pa[pc], &pb[pc], &pd[pc],
-                          stream);
+                          xc_ptr(xk, pc), stream);
     });
     for (int64_t c = 0; c < C; ++c) {
       double dg = 0, db = 0;

@@ -12,15 +12,6 @@
 namespace nk::kernels {
 namespace {
 
-// f(std::integral_constant<bool, p != nullptr>): an optional array as a
-// template flag, so the kernels without a residual read no third stream and
-// those without the mean's low part load no fourth parameter.
-template <class F>
-inline void with_residual(const float* p, const F& f) {
-  if (p) f(std::true_type{});
-  else f(std::false_type{});
-}
-
 // y = act(((x - mean_hi) - mean_lo) * scale + shift + res). The mean is split
 // in two floats so that a mean far from zero costs no precision.
 template <class Arch, bool Res, class A>
@@ -50,7 +41,7 @@ template <class Arch>
 void bn_act_apply(const float* x, const float* res, float* y, View v, Range r, const float* mean_hi,
                   const float* mean_lo, const float* scale, const float* shift, Act act, bool stream) {
   with_act<Arch>(act, [&](const auto& a) {
-    with_residual(res, [&](auto has_res) {
+    with_array(res, [&](auto has_res) {
       apply_fused<Arch, decltype(has_res)::value>(a, x, res, y, v, r, mean_hi, mean_lo, scale, shift, stream);
     });
   });
@@ -145,8 +136,8 @@ template <class Arch>
 void bn_act_backward_sums(const float* x, const float* res, const float* dy, float* dz_out, View v, Range r,
                           ZParams z, Act act, double* const* sums, bool stream_dz) {
   with_act<Arch>(act, [&](const auto& a) {
-    with_residual(res, [&](auto has_res) {
-      with_residual(z.mean_lo, [&](auto has_lo) {
+    with_array(res, [&](auto has_res) {
+      with_array(z.mean_lo, [&](auto has_lo) {
         using A = std::decay_t<decltype(a)>;
         const FusedDz<Arch, decltype(has_res)::value, A, decltype(has_lo)::value> dz(a, x, res, dy, dz_out, z,
                                                                                     stream_dz && dz_out);
@@ -157,43 +148,58 @@ void bn_act_backward_sums(const float* x, const float* res, const float* dy, flo
   if (stream_dz && dz_out) simd<Arch>::stream_fence();
 }
 
-// dx = a * dz + b * (x - mean) + d, per channel a, b, d; dz = dy, or the
-// fused dz recomputed from x (and res).
+// dx = a * dz + b * ((x - mean) * k) + d, per channel a, b, d and k; dz = dy,
+// or the fused dz recomputed from x (and res). k (xscale) is a power of two
+// for channels whose b alone would leave float's range (spreads past ~1e19);
+// without xscale, k = 1 and the kernel skips the multiply.
+template <class Arch, bool K>
+inline typename simd<Arch>::batch backward_dx(const typename simd<Arch>::batch& x,
+                                              const typename simd<Arch>::batch& dz,
+                                              const typename simd<Arch>::batch* p, int kp) {
+  using S = simd<Arch>;
+  typename S::batch xc = x - p[0];
+  if constexpr (K) xc = xc * p[kp];
+  return S::fma(p[1], dz, S::fma(p[2], xc, p[3]));
+}
+
 template <class Arch>
 void bn_backward_apply(const float* x, const float* dy, float* dx, View v, Range r,
                        const float* mean, const float* a, const float* b, const float* d,
-                       bool stream) {
-  using S = simd<Arch>;
-  using B = typename S::batch;
+                       const float* xscale, bool stream) {
+  using B = typename simd<Arch>::batch;
   const float* in[2] = {x, dy};
-  const float* par[4] = {mean, a, b, d};
-  map_view<Arch, 2, 4>(
-      [](const B* xs, const B* p) { return S::fma(p[1], xs[1], S::fma(p[2], xs[0] - p[0], p[3])); }, v, r,
-      in, dx, par, stream);
+  const float* par[5] = {mean, a, b, d, xscale};
+  with_array(xscale, [&](auto has_k) {
+    constexpr bool K = decltype(has_k)::value;
+    map_view<Arch, 2, K ? 5 : 4>(
+        [](const B* xs, const B* p) { return backward_dx<Arch, K>(xs[0], xs[1], p, 4); }, v, r, in, dx, par,
+        stream);
+  });
 }
 
 template <class Arch>
 void bn_act_backward_apply(const float* x, const float* res, const float* dy, float* dx, View v, Range r,
-                           const float* a, const float* b, const float* d, ZParams z, Act act, bool stream) {
-  using S = simd<Arch>;
-  using B = typename S::batch;
+                           const float* a, const float* b, const float* d, const float* xscale, ZParams z,
+                           Act act, bool stream) {
+  using B = typename simd<Arch>::batch;
   with_act<Arch>(act, [&](const auto& fn) {
-    with_residual(res, [&](auto has_res) {
-      with_residual(z.mean_lo, [&](auto has_lo) {
-        constexpr bool R = decltype(has_res)::value;
-        using Op = DzOp<Arch, R, std::decay_t<decltype(fn)>, decltype(has_lo)::value>;
-        const Op dz{fn};
-        // Parameters: mean, a, b, d, then the dz op's.
-        constexpr int kPar = 4 + Op::kPar;
-        const auto zl = Op::zlist(z);
-        const float* par[kPar] = {z.mean, a, b, d};
-        std::copy(zl.begin(), zl.end(), par + 4);
-        const float* in[3] = {x, dy, res};
-        map_view<Arch, R ? 3 : 2, kPar>(
-            [&dz](const B* xs, const B* p) {
-              return S::fma(p[1], dz(xs, p + 4), S::fma(p[2], xs[0] - p[0], p[3]));
-            },
-            v, r, in, dx, par, stream);
+    with_array(res, [&](auto has_res) {
+      with_array(z.mean_lo, [&](auto has_lo) {
+        with_array(xscale, [&](auto has_k) {
+          constexpr bool R = decltype(has_res)::value, K = decltype(has_k)::value;
+          using Op = DzOp<Arch, R, std::decay_t<decltype(fn)>, decltype(has_lo)::value>;
+          const Op dz{fn};
+          // Parameters: mean, a, b, d, the dz op's, then k.
+          constexpr int kZ = 4 + Op::kPar, kPar = kZ + (K ? 1 : 0);
+          const auto zl = Op::zlist(z);
+          const float* par[kZ + 1] = {z.mean, a, b, d};
+          std::copy(zl.begin(), zl.end(), par + 4);
+          par[kZ] = xscale;
+          const float* in[3] = {x, dy, res};
+          map_view<Arch, R ? 3 : 2, kPar>(
+              [&dz](const B* xs, const B* p) { return backward_dx<Arch, K>(xs[0], dz(xs, p + 4), p, kZ); }, v, r,
+              in, dx, par, stream);
+        });
       });
     });
   });

@@ -32,23 +32,24 @@ struct KernelTable {
                            double* const* sums);
   void (*bn_apply)(const float* x, float* y, View v, Range r, const float* mean_hi,
                    const float* mean_lo, const float* scale, const float* shift, bool stream);
+  // dx = a * dy + b * ((x - mean) * xscale) + d; xscale may be NULL (1).
   void (*bn_backward_apply)(const float* x, const float* dy, float* dx, View v, Range r,
                             const float* mean, const float* a, const float* b, const float* d,
-                            bool stream);
+                            const float* xscale, bool stream);
   // Fused normalization + residual + activation (batchnorm.hpp); res may be
   // NULL. Forward: y = act(bn_apply(x) + res). Backward, with
   // dz = act'(z) * dy and z = ((x - mean) - mean_lo) * zscale + zshift (+ res)
   // recomputed as the forward computed it (ZParams): the sums of
   // bn_backward_sums over (x, dz) with xc = x - mean, dz also written to
   // dz_out unless NULL (past the cache where stream_dz); and
-  // dx = a * dz + b * (x - mean) + d.
+  // dx = a * dz + b * ((x - mean) * xscale) + d.
   void (*bn_act_apply)(const float* x, const float* res, float* y, View v, Range r, const float* mean_hi,
                        const float* mean_lo, const float* scale, const float* shift, Act act, bool stream);
   void (*bn_act_backward_sums)(const float* x, const float* res, const float* dy, float* dz_out, View v,
                                Range r, ZParams z, Act act, double* const* sums, bool stream_dz);
   void (*bn_act_backward_apply)(const float* x, const float* res, const float* dy, float* dx, View v,
-                                Range r, const float* a, const float* b, const float* d, ZParams z, Act act,
-                                bool stream);
+                                Range r, const float* a, const float* b, const float* d, const float* xscale,
+                                ZParams z, Act act, bool stream);
   // Activations (activations.hpp).
   void (*act_forward)(int32_t kind, float p, const float* x, float* y, int64_t n, bool stream);
   void (*act_backward)(int32_t kind, float p, const float* x, const float* dy, float* dx, int64_t n,
@@ -68,7 +69,7 @@ struct KernelTable {
                            int64_t r1, const float* mean, double* const* sums);
   void (*ln_backward_apply)(const float* x, const float* dy, float* dx, const float* gamma, int64_t D,
                             int64_t r0, int64_t r1, const float* mean, const float* a, const float* b,
-                            const float* d, bool stream);
+                            const float* d, const float* xscale, bool stream);
   void (*ln_param_sums)(const float* x, const float* dy, int64_t D, int64_t r0, int64_t r1,
                         const float* mean_hi, const float* mean_lo, const float* scale, float* dgamma,
                         float* dbeta);

@@ -201,25 +201,34 @@ void ln_backward_sums(const float* x, const float* dy, const float* gamma, int64
   }
 }
 
-// dx = a[r] * (dy * gamma[d]) + (b[r] * (x - mean[r]) + d[r]).
+// dx = a[r] * (dy * gamma[d]) + (b[r] * ((x - mean[r]) * k[r]) + d[r]), with
+// k = xscale (a power of two where b alone would leave float's range) or 1.
 template <class Arch>
 void ln_backward_apply(const float* x, const float* dy, float* dx, const float* gamma, int64_t D,
                        int64_t r0, int64_t r1, const float* mean, const float* a, const float* b,
-                       const float* d, bool stream) {
+                       const float* d, const float* xscale, bool stream) {
   using S = simd<Arch>;
   using B = typename S::batch;
-  RowParams<Arch, 1, 4> p;
-  p.lane[0] = gamma;
-  for (int64_t r = r0; r < r1; ++r) {
-    p.row[0] = S::set1(mean[r]);
-    p.row[1] = S::set1(a[r]);
-    p.row[2] = S::set1(b[r]);
-    p.row[3] = S::set1(d[r]);
-    const float* in[2] = {x + r * D, dy + r * D};
-    map_run<Arch, 2, 5>(
-        [](const B* xs, const B* q) { return S::fma(q[2], xs[1] * q[0], S::fma(q[3], xs[0] - q[1], q[4])); }, D,
-        in, dx + r * D, p, stream);
-  }
+  with_array(xscale, [&](auto has_k) {
+    constexpr bool K = decltype(has_k)::value;
+    RowParams<Arch, 1, K ? 5 : 4> p;
+    p.lane[0] = gamma;
+    for (int64_t r = r0; r < r1; ++r) {
+      p.row[0] = S::set1(mean[r]);
+      p.row[1] = S::set1(a[r]);
+      p.row[2] = S::set1(b[r]);
+      p.row[3] = S::set1(d[r]);
+      if constexpr (K) p.row[4] = S::set1(xscale[r]);
+      const float* in[2] = {x + r * D, dy + r * D};
+      map_run<Arch, 2, K ? 6 : 5>(
+          [](const B* xs, const B* q) {
+            B xc = xs[0] - q[1];
+            if constexpr (K) xc = xc * q[5];
+            return S::fma(q[2], xs[1] * q[0], S::fma(q[3], xc, q[4]));
+          },
+          D, in, dx + r * D, p, stream);
+    }
+  });
 }
 
 // Column sums over rows [r0, r1) in float, added row by row into dgamma

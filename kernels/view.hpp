@@ -22,6 +22,16 @@ inline void prefetch_run(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 64 / static_cast<int64_t>(sizeof(float))) __builtin_prefetch(p + i, 0, Locality);
 }
 
+// f(std::integral_constant<bool, p != nullptr>): an optional array as a
+// template flag, so the kernels without a residual read no third stream and
+// those without the mean's low part (or backward's scale of x - mean) load
+// no extra parameter.
+template <class F>
+inline void with_array(const float* p, const F& f) {
+  if (p) f(std::true_type{});
+  else f(std::false_type{});
+}
+
 // Per-channel parameters broadcast over a run of one channel (inner > 1).
 template <class Arch, int NPar>
 struct BroadcastParams {

@@ -31,14 +31,17 @@ nk_ln_options ln_opts() {
 
 // mean 1e4, std 0.1: E[x^2] - E[x]^2 in float32 cannot normalize this; and
 // mean 3e11, spread 1e5, over groups and rows of up to 8191 elements (a
-// whole tile): every ISA to float rounding of y.
+// whole tile): every ISA to float rounding of y. Spreads of 1e25 and 3e29,
+// whose backward coefficient of (x - mean) is below float's range, keep dx
+// as exact.
 TEST_P(NormNumerics, LargeOffsetSmallSpread) {
   struct Case {
     ref::Layout l;
     float offset, spread;
   };
   for (const Case& k : {Case{{{3, 6, 33, 31}, {1}}, 1e4f, 0.1f}, Case{{{3, 33, 31, 6}, {-1}}, 1e4f, 0.1f},
-                        Case{{{2, 6, 63, 65}, {1}}, 3e11f, 1e5f}, Case{{{2, 6, 63, 65}, {1}}, 0.0f, 3e18f}}) {
+                        Case{{{2, 6, 63, 65}, {1}}, 3e11f, 1e5f}, Case{{{2, 6, 63, 65}, {1}}, 0.0f, 3e18f},
+                        Case{{{2, 6, 17, 9}, {1}}, 0.0f, 1e25f}, Case{{{2, 17, 9, 6}, {-1}}, 1e30f, 3e29f}}) {
     const ref::Layout& l = k.l;
     SCOPED_TRACE(nkt::layout_name(l) + " offset " + std::to_string(k.offset));
     const auto x = random_vec(ref::total(l), 21, k.offset, k.spread), dy = random_vec(x.size(), 22);
@@ -61,7 +64,8 @@ TEST_P(NormNumerics, LargeOffsetSmallSpread) {
   // Layer Norm rows, short and long.
   for (const auto& [D, offset, spread] : {std::tuple{33, 1e4f, 0.1f}, std::tuple{4099, 1e4f, 0.1f},
                                           std::tuple{8191, 1e4f, 0.1f}, std::tuple{4099, 3e11f, 1e5f},
-                                          std::tuple{8191, 3e11f, 1e5f}, std::tuple{4099, 0.0f, 3e18f}}) {
+                                          std::tuple{8191, 3e11f, 1e5f}, std::tuple{4099, 0.0f, 3e18f},
+                                          std::tuple{33, 0.0f, 1e25f}, std::tuple{4099, 1e30f, 3e29f}}) {
     SCOPED_TRACE("D=" + std::to_string(D) + " offset " + std::to_string(offset));
     const ref::Layout l{{5, D}, {-1}};
     const auto x = random_vec(ref::total(l), 23, offset, spread), dy = random_vec(x.size(), 24);
@@ -81,6 +85,16 @@ TEST_P(NormNumerics, LargeOffsetSmallSpread) {
     EXPECT_LE(nkt::rel_error(dx, rg.dx, nkt::rms(rg.dx)), 5e-5);
     EXPECT_LE(nkt::rel_error(dg, rg.dgamma, std::max(1.0, nkt::rms(rg.dgamma))), 5e-5);
     EXPECT_LE(nkt::rel_error(db, rg.dbeta, std::max(1.0, nkt::rms(rg.dbeta))), 5e-5);
+    // RMSNorm on the same rows (its mean of squares is the offset's).
+    auto ry2 = poisoned(x.size()), rdx = poisoned(x.size()), rdg = poisoned(D);
+    std::vector<float> rs(5);
+    ASSERT_EQ(nk_rmsnorm_forward(&d, &o, x.data(), ry2.data(), gamma.data(), rs.data()), NK_OK);
+    EXPECT_LE(nkt::rel_error(ry2, ref::rms_forward(x, 5, D, 1e-3, gamma), 1.0), 3e-6);
+    ASSERT_EQ(nk_rmsnorm_backward(&d, &o, x.data(), dy.data(), gamma.data(), rs.data(), rdx.data(), rdg.data()),
+              NK_OK);
+    const auto rr = ref::rms_backward(x, dy, 5, D, 1e-3, gamma);
+    EXPECT_LE(nkt::rel_error(rdx, rr.dx, nkt::rms(rr.dx)), 5e-5);
+    EXPECT_LE(nkt::rel_error(rdg, rr.dgamma, std::max(1.0, nkt::rms(rr.dgamma))), 5e-5);
   }
 }
 

@@ -14,7 +14,9 @@ class BnNumerics : public IsaTest {};
 // mean 1e4, std 0.1: E[x^2] - E[x]^2 in float32 cannot normalize this; and
 // mean 3e11, spread 1e5 (the mean 3e6 standard deviations from 0). Long
 // runs (tiles of 5445 elements in one channel) and short ones of 2 elements
-// down 4096 rows: every ISA to float rounding of y.
+// down 4096 rows: every ISA to float rounding of y. Spreads of 1e25 to
+// 1e34, whose backward coefficient of (x - mean), ~1/spread^2, is below
+// float's range, keep dx as exact.
 TEST_P(BnNumerics, LargeOffsetSmallSpread) {
   struct Case {
     ref::Layout l;
@@ -25,7 +27,10 @@ TEST_P(BnNumerics, LargeOffsetSmallSpread) {
                         Case{nkt::nchw(4, 3, 55, 99), 3e11f, 1e5f}, Case{nkt::nchw(4096, 3, 2, 1), 3e11f, 1e5f},
                         // Squares past FLT_MAX within a tile, in each kind of tile.
                         Case{nkt::nchw(1, 2, 64, 64), 0.0f, 3e18f}, Case{nkt::nhwc(64, 3, 8, 8), 0.0f, 3e18f},
-                        Case{nkt::nchw(4096, 3, 2, 1), 0.0f, 3e18f}}) {
+                        Case{nkt::nchw(4096, 3, 2, 1), 0.0f, 3e18f},
+                        // Backward coefficients past float's range.
+                        Case{nkt::nchw(2, 3, 17, 9), 0.0f, 1e25f}, Case{nkt::nhwc(4, 17, 5, 7), 1e30f, 3e29f},
+                        Case{nkt::nchw(4096, 3, 2, 1), 0.0f, 1e30f}, Case{nkt::nhwc(2, 5, 17, 9), 0.0f, 1e34f}}) {
     const ref::Layout& l = k.l;
     SCOPED_TRACE(nkt::layout_name(l) + " offset " + std::to_string(k.offset));
     int64_t C;
@@ -51,6 +56,36 @@ TEST_P(BnNumerics, LargeOffsetSmallSpread) {
                              nullptr, nullptr),
               NK_OK);
     const auto g = ref::backward(x, dy, ch, C, 1e-3, {});
+    EXPECT_LE(nkt::rel_error(dx, g.dx, nkt::rms(g.dx)), 5e-5);
+  }
+}
+
+// A spread of 1e-20 with epsilon 1e-45 (the least positive float): invstd
+// 1e20, whose backward coefficient of (x - mean), ~invstd^2, passes FLT_MAX.
+TEST_P(BnNumerics, TinySpreadTinyEpsilon) {
+  for (const auto& l : {nkt::nchw(3, 5, 7, 9), nkt::nhwc(3, 5, 7, 9)}) {
+    SCOPED_TRACE(nkt::layout_name(l));
+    int64_t C;
+    const auto ch = ref::channel_of(l, &C);
+    const auto x = random_vec(ref::total(l), 35, 0.0f, 1e-20f), dy = random_vec(x.size(), 36);
+    const auto gamma = random_vec(C, 37, 1.0f, 0.5f);
+    const auto d = nkt::desc_of(l);
+    nk_bn_options o;
+    nk_bn_options_init(&o);
+    o.epsilon = 1e-45f;
+    ASSERT_GT(o.epsilon, 0.0f);
+    auto y = poisoned(x.size()), dx = poisoned(x.size());
+    std::vector<float> sm(C), si(C);
+    ASSERT_EQ(nk_bn_forward_training(&d, &o, x.data(), y.data(), gamma.data(), nullptr, sm.data(), si.data(),
+                                     nullptr, nullptr),
+              NK_OK);
+    const double eps = o.epsilon;
+    const auto s = ref::batch_stats(x, ch, C);
+    EXPECT_LE(nkt::rel_error(y, ref::normalize(x, ch, s.mean, s.var, eps, gamma, {}), 1.0), 5e-5);
+    ASSERT_EQ(nk_bn_backward(&d, &o, x.data(), dy.data(), gamma.data(), sm.data(), si.data(), dx.data(), nullptr,
+                             nullptr),
+              NK_OK);
+    const auto g = ref::backward(x, dy, ch, C, eps, gamma);
     EXPECT_LE(nkt::rel_error(dx, g.dx, nkt::rms(g.dx)), 5e-5);
   }
 }

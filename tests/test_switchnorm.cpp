@@ -1,6 +1,8 @@
 // Switchable Normalization against the float64 reference on every ISA, the
 // reference's gradients (weights included) against finite differences,
 // numerics, determinism and every error path.
+#include <tuple>
+
 #include "layouts.hpp"
 #include "norm_reference.hpp"
 #include "test_util.hpp"
@@ -149,10 +151,14 @@ TEST_P(SwitchNorm, StreamingStoresAndInPlace) {
   }
 }
 
+// Mean 1e4 and spread 0.1; and spreads of 1e25 and 3e29 (mean 1e30), whose
+// backward coefficients of (x - mean) are below float's range.
 TEST_P(SwitchNorm, LargeOffsetSmallSpread) {
-  for (const ref::Layout& l : {ref::Layout{{3, 6, 17, 19}, {1}}, ref::Layout{{3, 17, 19, 6}, {-1}}}) {
-    SCOPED_TRACE(nkt::layout_name(l));
-    const auto x = random_vec(ref::total(l), 91, 1e4f, 0.1f), dy = random_vec(x.size(), 92);
+  for (const auto& [l, offset, spread] :
+       {std::tuple{ref::Layout{{3, 6, 17, 19}, {1}}, 1e4f, 0.1f}, std::tuple{ref::Layout{{3, 17, 19, 6}, {-1}}, 1e4f, 0.1f},
+        std::tuple{ref::Layout{{3, 6, 5, 7}, {1}}, 0.0f, 1e25f}, std::tuple{ref::Layout{{3, 5, 7, 6}, {-1}}, 1e30f, 3e29f}}) {
+    SCOPED_TRACE(nkt::layout_name(l) + " spread " + std::to_string(spread));
+    const auto x = random_vec(ref::total(l), 91, offset, spread), dy = random_vec(x.size(), 92);
     const auto mw = random_vec(3, 93), vw = random_vec(3, 94);
     const auto d = nkt::desc_of(l);
     const auto o = sn_opts(3);

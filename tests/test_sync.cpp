@@ -1,5 +1,7 @@
 // Split statistics: a batch cut into unequal parts, merged and applied,
 // equals Batch Norm of the whole batch, forward and backward.
+#include <tuple>
+
 #include "layouts.hpp"
 #include "test_util.hpp"
 
@@ -95,13 +97,16 @@ TEST_P(SyncBn, ThreeUnequalPartsEqualTheWholeBatch) {
 
 // Mean 1e4, spread 0.1: with the merged mean in double (the *_mean64
 // forms) the split path is as exact as the whole batch in one call.
+// Spreads of 1e25 and 3e29: backward coefficients past float's range.
 TEST_P(SyncBn, LargeOffsetWithTheDoubleMean) {
   const std::vector<int64_t> parts = {2, 3, 6};
-  for (bool channels_last : {false, true}) {
-    SCOPED_TRACE(channels_last ? "NHWC" : "NCHW");
+  for (const auto [channels_last, offset, spread] :
+       {std::tuple{false, 1e4f, 0.1f}, std::tuple{true, 1e4f, 0.1f}, std::tuple{false, 0.0f, 1e25f},
+        std::tuple{true, 1e30f, 3e29f}}) {
+    SCOPED_TRACE(std::string(channels_last ? "NHWC" : "NCHW") + " spread " + std::to_string(spread));
     const int64_t N = 11, C = 5, H = 3, W = 7, per_sample = C * H * W;
     const auto whole_layout = channels_last ? nkt::nhwc(N, C, H, W) : nkt::nchw(N, C, H, W);
-    const auto x = random_vec(N * per_sample, 75, 1e4f, 0.1f);
+    const auto x = random_vec(N * per_sample, 75, offset, spread);
     const auto dy = random_vec(x.size(), 76);
     const auto gamma = random_vec(C, 77), beta = random_vec(C, 78);
     const auto wd = nkt::desc_of(whole_layout);
@@ -154,6 +159,9 @@ TEST_P(SyncBn, LargeOffsetWithTheDoubleMean) {
     EXPECT_LE(nkt::rel_error(sy, ref::normalize(x, ch, s.mean, s.var, 1e-3, gamma, beta)), 5e-5);
     EXPECT_LE(nkt::rel_error(sy, y), 5e-5);
     EXPECT_LE(nkt::rel_error(sdx, dx, nkt::rms(dx)), 5e-5);
+    const auto g = ref::backward(x, dy, ch, C, 1e-3, gamma);
+    EXPECT_LE(nkt::rel_error(sdx, g.dx, nkt::rms(g.dx)), 5e-5);
+    EXPECT_LE(nkt::rel_error(dx, g.dx, nkt::rms(g.dx)), 5e-5);
     EXPECT_LE(nkt::rel_error(sum_dy_xhat, dg, 1.0), 5e-5);
     EXPECT_LE(nkt::rel_error(sum_dy, db, 1.0), 5e-5);
   }
