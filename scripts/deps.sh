@@ -23,7 +23,8 @@ for what in "$@"; do
     bindings) add_bindings ;;
     bench) pkgs+=(libbenchmark-dev) ;;
     examples) pkgs+=(libopenblas-dev python3-matplotlib) ;;
-    compare) pkgs+=(libbenchmark-dev libdnnl-dev python3-torch python3-numpy) ;;
+    # ocl-icd-opencl-dev: libdnnl-dev recommends it, and its CMake config fails without it.
+    compare) pkgs+=(libbenchmark-dev libdnnl-dev ocl-icd-opencl-dev python3-torch python3-numpy) ;;
     *) echo "deps.sh: unknown task '$what'" >&2; exit 2 ;;
   esac
 done
