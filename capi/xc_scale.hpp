@@ -7,6 +7,7 @@
 // all, so their arithmetic is unchanged.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -14,9 +15,13 @@
 
 namespace nk {
 
+// k for one unit: 1 for ordinary spreads and for invstd 0, Inf or NaN (a
+// caller's saved arrays may hold anything); else a normal float's power of
+// two.
 inline float xc_scale(double invstd) {
-  if (!std::isfinite(invstd) || (invstd >= 0x1p-32 && invstd <= 0x1p32)) return 1.0f;
-  return std::ldexp(1.0f, std::ilogb(invstd));
+  const double a = std::fabs(invstd);
+  if (!(a > 0.0) || !std::isfinite(a) || (a >= 0x1p-32 && a <= 0x1p32)) return 1.0f;
+  return std::ldexp(1.0f, std::clamp(std::ilogb(a), -126, 127));
 }
 
 // k of units [0, n), invstd_of(i) giving unit i's invstd; empty where every

@@ -133,9 +133,10 @@ inline void tile_moments(double inv_nt, float m, float sd, float sd2, double& mt
 
 // Mean and M2 of channel c over r's rows in double, element by element. The
 // tiles' float sums overflow where |x - mean| passes about 1e17 (or |x|
-// about 1e34); a channel whose moments came back NaN or Inf is summed again
-// here, so that finite data gets its finite statistics (a NaN or Inf in
-// the data still gives NaN). The order is fixed by the view and range.
+// about 1e34), and lose bits where it is below about 1e-19; a channel whose
+// moments came back NaN or Inf, or tiny (tiny_moments), is summed again
+// here, so that finite data gets its exact statistics (a NaN or Inf in the
+// data still gives NaN). The order is fixed by the view and range.
 inline void exact_moments(const float* x, const View& v, const Range& r, int64_t c, double& mean, double& m2) {
   double s = 0, n = 0;
   for (int64_t o = r.o0; o < r.o1; o += r.step, n += static_cast<double>(v.inner))
@@ -148,10 +149,16 @@ inline void exact_moments(const float* x, const View& v, const Range& r, int64_t
       m2 += d * d;
     }
 }
+// Squares of deviations below ~1e-19 lose bits in float, or vanish: data
+// that small (|mean| < 2^-40, as it must be for such deviations) with a
+// small M2 is summed again in double as well. All-zero data is left alone.
+inline bool tiny_moments(double mean, double m2) {
+  return m2 < 0x1p-100 && std::fabs(mean) < 0x1p-40 && (m2 > 0.0 || mean != 0.0);
+}
 // An Inf in the data leaves an infinite mean beside a NaN M2: the mean is
 // made NaN too (DESIGN.md: NaN or Inf gives NaN statistics).
 inline void refine_moments(const float* x, const View& v, const Range& r, int64_t c, double& mean, double& m2) {
-  if (std::isfinite(mean) && std::isfinite(m2)) return;
+  if (std::isfinite(mean) && std::isfinite(m2) && !tiny_moments(mean, m2)) return;
   exact_moments(x, v, r, c, mean, m2);
   if (std::isnan(m2)) mean = m2;
 }

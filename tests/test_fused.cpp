@@ -99,13 +99,14 @@ struct Data {
 };
 // kOffset: x with mean 1e4 and spread 0.1, which must normalize as well as
 // centred data (the saved float mean alone is up to 5e-3 spreads off).
-// kHuge: spread 1e25, whose backward coefficient of (x - mean) is below
-// float's range (and whose variance is above it).
+// kHuge: mean 1e26 and spread 1e25, whose backward coefficient of
+// (x - mean) is below float's range (and whose variance is above it); the
+// mean's low part is in use too.
 enum Scale { kCentred, kOffset, kHuge };
 const char* scale_name(Scale s) { return s == kOffset ? " offset" : s == kHuge ? " huge" : ""; }
 Data make_data(const ref::Layout& l, int64_t C, bool residual, bool affine, uint32_t seed, Scale scale = kCentred) {
   Data d;
-  const float mean = scale == kOffset ? 1e4f : scale == kHuge ? 0.0f : 0.5f;
+  const float mean = scale == kOffset ? 1e4f : scale == kHuge ? 1e26f : 0.5f;
   const float spread = scale == kOffset ? 0.1f : scale == kHuge ? 1e25f : 2.0f;
   d.x = random_vec(ref::total(l), seed, mean, spread);
   if (residual) d.res = random_vec(d.x.size(), seed + 1, 0.2f, 1.0f);

@@ -98,6 +98,46 @@ TEST_P(NormNumerics, LargeOffsetSmallSpread) {
   }
 }
 
+// A spread of 1e-22 with epsilon 1e-45: invstd 1e22, whose backward
+// coefficient of (x - mean), ~invstd^2, passes FLT_MAX.
+TEST_P(NormNumerics, TinySpreadTinyEpsilon) {
+  const double eps = 1e-45f;
+  for (const ref::Layout& l : {ref::Layout{{3, 6, 7, 9}, {1}}, ref::Layout{{3, 7, 9, 6}, {-1}}}) {
+    SCOPED_TRACE(nkt::layout_name(l));
+    const auto x = random_vec(ref::total(l), 41, 0.0f, 1e-22f), dy = random_vec(x.size(), 42);
+    const auto d = nkt::desc_of(l);
+    auto o = gn_opts(3);
+    o.epsilon = 1e-45f;
+    auto y = poisoned(x.size()), dx = poisoned(x.size());
+    std::vector<float> sm(9), si(9);
+    ASSERT_EQ(nk_groupnorm_forward(&d, &o, x.data(), y.data(), nullptr, nullptr, sm.data(), si.data()), NK_OK);
+    ASSERT_EQ(nk_groupnorm_backward(&d, &o, x.data(), dy.data(), nullptr, sm.data(), si.data(), dx.data(), nullptr,
+                                    nullptr),
+              NK_OK);
+    const auto rg = ref::group_backward(x, dy, ref::gn_grouping(l, 3), eps, {});
+    EXPECT_LE(nkt::rel_error(dx, rg.dx, nkt::rms(rg.dx)), 5e-5);
+  }
+  const int64_t R = 5, D = 33;
+  const ref::Layout l{{R, D}, {-1}};
+  const auto x = random_vec(ref::total(l), 43, 0.0f, 1e-22f), dy = random_vec(x.size(), 44);
+  const auto gamma = random_vec(D, 45, 1.0f, 0.3f);
+  const auto d = nkt::desc_of(l);
+  auto o = ln_opts();
+  o.epsilon = 1e-45f;
+  auto y = poisoned(x.size()), dx = poisoned(x.size()), rdx = poisoned(x.size());
+  std::vector<float> sm(R), si(R), rs(R);
+  ASSERT_EQ(nk_layernorm_forward(&d, &o, x.data(), y.data(), gamma.data(), nullptr, sm.data(), si.data()), NK_OK);
+  ASSERT_EQ(nk_layernorm_backward(&d, &o, x.data(), dy.data(), gamma.data(), sm.data(), si.data(), dx.data(), nullptr,
+                                  nullptr),
+            NK_OK);
+  const auto rg = ref::group_backward(x, dy, ref::ln_grouping(R, D), eps, gamma);
+  EXPECT_LE(nkt::rel_error(dx, rg.dx, nkt::rms(rg.dx)), 5e-5);
+  ASSERT_EQ(nk_rmsnorm_forward(&d, &o, x.data(), y.data(), gamma.data(), rs.data()), NK_OK);
+  ASSERT_EQ(nk_rmsnorm_backward(&d, &o, x.data(), dy.data(), gamma.data(), rs.data(), rdx.data(), nullptr), NK_OK);
+  const auto rr = ref::rms_backward(x, dy, R, D, eps, gamma);
+  EXPECT_LE(nkt::rel_error(rdx, rr.dx, nkt::rms(rr.dx)), 5e-5);
+}
+
 TEST_P(NormNumerics, ConstantGroupGivesBeta) {
   for (const ref::Layout& l : {ref::Layout{{3, 6, 7, 9}, {1}}, ref::Layout{{3, 7, 9, 6}, {-1}}}) {
     SCOPED_TRACE(nkt::layout_name(l));

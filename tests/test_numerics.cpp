@@ -60,14 +60,14 @@ TEST_P(BnNumerics, LargeOffsetSmallSpread) {
   }
 }
 
-// A spread of 1e-20 with epsilon 1e-45 (the least positive float): invstd
-// 1e20, whose backward coefficient of (x - mean), ~invstd^2, passes FLT_MAX.
+// A spread of 1e-22 with epsilon 1e-45 (the least positive float): invstd
+// 1e22, whose backward coefficient of (x - mean), ~invstd^2, passes FLT_MAX.
 TEST_P(BnNumerics, TinySpreadTinyEpsilon) {
   for (const auto& l : {nkt::nchw(3, 5, 7, 9), nkt::nhwc(3, 5, 7, 9)}) {
     SCOPED_TRACE(nkt::layout_name(l));
     int64_t C;
     const auto ch = ref::channel_of(l, &C);
-    const auto x = random_vec(ref::total(l), 35, 0.0f, 1e-20f), dy = random_vec(x.size(), 36);
+    const auto x = random_vec(ref::total(l), 35, 0.0f, 1e-22f), dy = random_vec(x.size(), 36);
     const auto gamma = random_vec(C, 37, 1.0f, 0.5f);
     const auto d = nkt::desc_of(l);
     nk_bn_options o;
@@ -87,6 +87,34 @@ TEST_P(BnNumerics, TinySpreadTinyEpsilon) {
               NK_OK);
     const auto g = ref::backward(x, dy, ch, C, eps, gamma);
     EXPECT_LE(nkt::rel_error(dx, g.dx, nkt::rms(g.dx)), 5e-5);
+  }
+}
+
+// A caller's saved invstd of 0 in one channel (no forward saves one) gives
+// that channel a finite dx and leaves the others' bits as they were.
+TEST_P(BnNumerics, ZeroSavedInvstdStaysInItsChannel) {
+  for (const auto& l : {nkt::nchw(3, 5, 7, 9), nkt::nhwc(3, 5, 7, 9)}) {
+    SCOPED_TRACE(nkt::layout_name(l));
+    int64_t C;
+    const auto ch = ref::channel_of(l, &C);
+    const auto x = random_vec(ref::total(l), 38), dy = random_vec(x.size(), 39);
+    const auto d = nkt::desc_of(l);
+    auto y = poisoned(x.size()), dx = poisoned(x.size()), dx0 = poisoned(x.size());
+    std::vector<float> sm(C), si(C);
+    ASSERT_EQ(nk_bn_forward_training(&d, nullptr, x.data(), y.data(), nullptr, nullptr, sm.data(), si.data(),
+                                     nullptr, nullptr),
+              NK_OK);
+    ASSERT_EQ(nk_bn_backward(&d, nullptr, x.data(), dy.data(), nullptr, sm.data(), si.data(), dx.data(), nullptr,
+                             nullptr),
+              NK_OK);
+    si[1] = 0.0f;
+    ASSERT_EQ(nk_bn_backward(&d, nullptr, x.data(), dy.data(), nullptr, sm.data(), si.data(), dx0.data(), nullptr,
+                             nullptr),
+              NK_OK);
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(dx0[i])) << "at " << i;
+      if (ch[i] != 1) ASSERT_EQ(dx0[i], dx[i]) << "at " << i;
+    }
   }
 }
 
