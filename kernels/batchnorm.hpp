@@ -148,20 +148,8 @@ void bn_act_backward_sums(const float* x, const float* res, const float* dy, flo
   if (stream_dz && dz_out) simd<Arch>::stream_fence();
 }
 
-// dx = a * dz + b * ((x - mean) * k) + d, per channel a, b, d and k; dz = dy,
-// or the fused dz recomputed from x (and res). k (xscale) is a power of two
-// for channels whose b alone would leave float's range (spreads past ~1e19);
-// without xscale, k = 1 and the kernel skips the multiply.
-template <class Arch, bool K>
-inline typename simd<Arch>::batch backward_dx(const typename simd<Arch>::batch& x,
-                                              const typename simd<Arch>::batch& dz,
-                                              const typename simd<Arch>::batch* p, int kp) {
-  using S = simd<Arch>;
-  typename S::batch xc = x - p[0];
-  if constexpr (K) xc = xc * p[kp];
-  return S::fma(p[1], dz, S::fma(p[2], xc, p[3]));
-}
-
+// dx = a * dz + b * ((x - mean) * k) + d (backward_dx, reduce.hpp), per
+// channel; dz = dy, or the fused dz recomputed from x (and res).
 template <class Arch>
 void bn_backward_apply(const float* x, const float* dy, float* dx, View v, Range r,
                        const float* mean, const float* a, const float* b, const float* d,

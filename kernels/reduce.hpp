@@ -163,6 +163,21 @@ inline void refine_moments(const float* x, const View& v, const Range& r, int64_
   if (std::isnan(m2)) mean = m2;
 }
 
+// Backward's element-wise formula, shared by the channel and the row norms:
+// dx = a * dz + b * ((x - mean) * k) + d with p = {mean, a, b, d} and k =
+// p[kp]. k (xscale) is a power of two for units whose b alone would leave
+// float's range (spreads past ~1e19); without it (K false) the multiply is
+// left out.
+template <class Arch, bool K>
+inline typename simd<Arch>::batch backward_dx(const typename simd<Arch>::batch& x,
+                                              const typename simd<Arch>::batch& dz,
+                                              const typename simd<Arch>::batch* p, int kp) {
+  using S = simd<Arch>;
+  typename S::batch xc = x - p[0];
+  if constexpr (K) xc = xc * p[kp];
+  return S::fma(p[1], dz, S::fma(p[2], xc, p[3]));
+}
+
 // Runs of up to a page (kPrefetchRun floats), one per row far apart: the
 // hardware prefetcher has no time to follow each, so the backward sums ask
 // for the run two rows ahead while they sum this one (prefetch_run, view.hpp).

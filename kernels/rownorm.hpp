@@ -221,11 +221,7 @@ void ln_backward_apply(const float* x, const float* dy, float* dx, const float* 
       if constexpr (K) p.row[4] = S::set1(xscale[r]);
       const float* in[2] = {x + r * D, dy + r * D};
       map_run<Arch, 2, K ? 6 : 5>(
-          [](const B* xs, const B* q) {
-            B xc = xs[0] - q[1];
-            if constexpr (K) xc = xc * q[5];
-            return S::fma(q[2], xs[1] * q[0], S::fma(q[3], xc, q[4]));
-          },
+          [](const B* xs, const B* q) { return backward_dx<Arch, K>(xs[0], xs[1] * q[0], q + 1, 4); },
           D, in, dx + r * D, p, stream);
     }
   });
