@@ -51,17 +51,20 @@ void bn_act_apply(const float* x, const float* res, float* y, View v, Range r, c
 // z = ((x - mean) - mean_lo) * zscale + zshift (+ res): the forward's z,
 // recomputed with the same arithmetic (apply_fused; x - mean - 0 is x - mean
 // exactly, so without the low part it is left out). Inputs {x, dy, res};
-// parameters those of zlist.
+// parameters those of zlist, the mean first. of_xc takes xc = x - mean
+// and the parameters after the mean (the backward apply pass shares xc and
+// the mean with dx's formula).
 template <class Arch, bool Res, class A, bool Lo>
 struct DzOp {
   using B = typename simd<Arch>::batch;
   static constexpr int kPar = Lo ? 4 : 3;
   A act;  // a copy: its few floats then stay in registers
-  B operator()(const B* xs, const B* p) const {
-    B z = Lo ? simd<Arch>::fma((xs[0] - p[0]) - p[1], p[2], p[3]) : simd<Arch>::fma(xs[0] - p[0], p[1], p[2]);
+  B of_xc(const B& xc, const B* xs, const B* p) const {
+    B z = Lo ? simd<Arch>::fma(xc - p[0], p[1], p[2]) : simd<Arch>::fma(xc, p[0], p[1]);
     if constexpr (Res) z = z + xs[2];
     return act.grad(z, xs[1]);
   }
+  B operator()(const B* xs, const B* p) const { return of_xc(xs[0] - p[0], xs, p + 1); }
   static std::array<const float*, kPar> zlist(const ZParams& z) {
     if constexpr (Lo) return {z.mean, z.mean_lo, z.scale, z.shift};
     else return {z.mean, z.scale, z.shift};
@@ -99,10 +102,23 @@ struct FusedDz {
     return rows(off, 0, 1, n, p).p;
   }
   int64_t max_rows(int64_t len) const { return in_place() ? INT64_MAX : std::max<int64_t>(1, kBuf / len); }
+  // Channels last: through map_rows, the parameters held in registers.
   RowSet rows_of_block(int64_t off, int64_t stride, int64_t nrows, int64_t cb, int64_t nb) const {
-    LaneParams<Arch, kPar> p;
-    for (int q = 0; q < kPar; ++q) p.p[q] = zp[q] + cb;
-    return rows(off, stride, nrows, nb, p);
+    const float* p[kPar];
+    for (int q = 0; q < kPar; ++q) p[q] = zp[q] + cb;
+    const float* in[3] = {x + off, dy + off, Res ? res + off : nullptr};
+    if (in_place()) {
+      map_rows<Arch, Res ? 3 : 2, kPar>(op, nrows, nb, in, stride, out + off, stride, p, false);
+      return {out + off, stride};
+    }
+    map_rows<Arch, Res ? 3 : 2, kPar>(op, nrows, nb, in, stride, buf, nb, p, false);
+    if (out && stream) {
+      using B = typename simd<Arch>::batch;
+      const float* from[1] = {buf};
+      map_rows<Arch, 1, 0>([](const B* xs, const B*) { return xs[0]; }, nrows, nb, from, nb, out + off, stride,
+                           nullptr, true);
+    }
+    return {buf, nb};
   }
   void spread(int64_t cb, int64_t nb, int64_t L) const {
     for (int q = 0; q < kPar; ++q)
@@ -177,15 +193,19 @@ void bn_act_backward_apply(const float* x, const float* res, const float* dy, fl
           constexpr bool R = decltype(has_res)::value, K = decltype(has_k)::value;
           using Op = DzOp<Arch, R, std::decay_t<decltype(fn)>, decltype(has_lo)::value>;
           const Op dz{fn};
-          // Parameters: mean, a, b, d, the dz op's, then k.
-          constexpr int kZ = 4 + Op::kPar, kPar = kZ + (K ? 1 : 0);
+          // Parameters: mean, a, b, d, the dz op's after its mean, then k.
+          constexpr int kZ = 3 + Op::kPar, kPar = kZ + (K ? 1 : 0);
           const auto zl = Op::zlist(z);
           const float* par[kZ + 1] = {z.mean, a, b, d};
-          std::copy(zl.begin(), zl.end(), par + 4);
+          std::copy(zl.begin() + 1, zl.end(), par + 4);
           par[kZ] = xscale;
           const float* in[3] = {x, dy, res};
           map_view<Arch, R ? 3 : 2, kPar>(
-              [&dz](const B* xs, const B* p) { return backward_dx<Arch, K>(xs[0], dz(xs, p + 4), p, kZ); }, v, r,
+              [&dz](const B* xs, const B* p) {
+                const B xc = xs[0] - p[0];
+                return backward_dx_xc<Arch, K>(xc, dz.of_xc(xc, xs, p + 4), p, kZ);
+              },
+              v, r,
               in, dx, par, stream);
         });
       });

@@ -168,14 +168,21 @@ inline void refine_moments(const float* x, const View& v, const Range& r, int64_
 // p[kp]. k (xscale) is a power of two for units whose b alone would leave
 // float's range (spreads past ~1e19); without it (K false) the multiply is
 // left out.
+// backward_dx_xc takes xc = x - mean, already formed (the fused kernels'
+// dz needs it too).
+template <class Arch, bool K>
+inline typename simd<Arch>::batch backward_dx_xc(typename simd<Arch>::batch xc,
+                                                 const typename simd<Arch>::batch& dz,
+                                                 const typename simd<Arch>::batch* p, int kp) {
+  using S = simd<Arch>;
+  if constexpr (K) xc = xc * p[kp];
+  return S::fma(p[1], dz, S::fma(p[2], xc, p[3]));
+}
 template <class Arch, bool K>
 inline typename simd<Arch>::batch backward_dx(const typename simd<Arch>::batch& x,
                                               const typename simd<Arch>::batch& dz,
                                               const typename simd<Arch>::batch* p, int kp) {
-  using S = simd<Arch>;
-  typename S::batch xc = x - p[0];
-  if constexpr (K) xc = xc * p[kp];
-  return S::fma(p[1], dz, S::fma(p[2], xc, p[3]));
+  return backward_dx_xc<Arch, K>(x - p[0], dz, p, kp);
 }
 
 // Runs of up to a page (kPrefetchRun floats), one per row far apart: the

@@ -30,6 +30,8 @@ inline std::vector<ref::Layout> sweep_layouts() {
   v.push_back(nchw(2, 150, 4, 5));
   v.push_back(nchw(19, 5, 2, 7));             // short runs down more rows than a row group
   v.push_back(nhwc(2, 1100, 1, 5));           // channels last past a part and a block of channels
+  v.push_back(nhwc(3, 67, 3, 7));             // channels last through map_rows: more rows than a group,
+  v.push_back(nhwc(2, 160, 3, 5));            // register-held vectors with a partial or a whole one after
   v.push_back({{5, 7}, {1}});                 // NC
   v.push_back({{4, 1}, {1}});                 // NC, one feature
   v.push_back({{2, 3, 2, 3, 5}, {1}});        // NCDHW

@@ -276,7 +276,7 @@ struct Layout4 {
 std::vector<Layout4> layouts() {
   std::vector<Layout4> v;
   for (bool nhwc : {false, true})
-    for (auto s : std::vector<std::array<int64_t, 4>>{{2, 3, 5, 7}, {1, 17, 1, 33}, {3, 16, 4, 4}, {2, 5, 1, 1}, {1, 1, 1, 1}, {4, 33, 3, 3}, {2, 1, 3, 5}, {3, 1, 1, 7}})
+    for (auto s : std::vector<std::array<int64_t, 4>>{{2, 3, 5, 7}, {1, 17, 1, 33}, {3, 16, 4, 4}, {2, 5, 1, 1}, {1, 1, 1, 1}, {4, 33, 3, 3}, {2, 1, 3, 5}, {3, 1, 1, 7}, {3, 130, 3, 7}})
       v.push_back({s[0], s[1], s[2], s[3], nhwc});
   return v;
 }

@@ -308,6 +308,63 @@ TEST_P(FusedBn, EveryActivationWithAndWithoutResidual) {
       for (bool res : {false, true}) check_bn(l, a, res, true, seed++);
 }
 
+// Outputs streamed past the cache (threshold 0) starting on a cache line,
+// where each whole vector of a row is one streamed line, and one float past
+// it, where none can be: both give the bits of ordinary stores, and write
+// nothing outside their outputs.
+TEST_P(FusedBn, StreamedOutputsAlignedOrNot) {
+  uint32_t seed = 700;
+  for (const auto& l : {nkt::nhwc(4, 80, 9, 11), nkt::nchw(4, 80, 9, 11), nkt::nhwc(3, 2100, 2, 3)})
+    for (const auto& a : {kActs[1], kActs[4]}) {
+      SCOPED_TRACE(nkt::layout_name(l) + " " + a.name);
+      int64_t C;
+      ref::channel_of(l, &C);
+      const Data d = make_data(l, C, true, true, seed++);
+      const size_t n = d.x.size();
+      const auto desc = nkt::desc_of(l);
+      std::vector<float> sm(C), si(C);
+      nk_bn_state st;
+      nk_bn_state_init(&st);
+      st.saved_mean = sm.data();
+      st.saved_invstd = si.data();
+      // y, dx, dres of one forward and backward, into out[0..2].
+      auto run = [&](float* const* out) {
+        ASSERT_EQ(nk_bn_act_forward_training(&desc, nullptr, a.kind, a.p, d.x.data(), d.res.data(), out[0],
+                                             d.gamma.data(), d.beta.data(), &st),
+                  NK_OK);
+        ASSERT_EQ(nk_bn_act_backward(&desc, nullptr, a.kind, a.p, d.x.data(), d.res.data(), d.dy.data(),
+                                     d.gamma.data(), d.beta.data(), &st, out[1], out[2], nullptr, nullptr),
+                  NK_OK);
+      };
+      ASSERT_EQ(nk_set_stream_threshold(-1), NK_OK);
+      std::vector<float> want[3] = {std::vector<float>(n), std::vector<float>(n), std::vector<float>(n)};
+      float* const wp[3] = {want[0].data(), want[1].data(), want[2].data()};
+      run(wp);
+      const FusedRef r = fused_ref(d.x, d.res, d.dy, bn_grouping(l), 1e-3, d.gamma, d.beta, a);
+      EXPECT_LE(err(want[0], r.y), 5e-5);
+      EXPECT_LE(err(want[1], r.dx), 5e-5);
+      ASSERT_EQ(nk_set_stream_threshold(0), NK_OK);
+      for (int64_t shift : {0, 1}) {
+        constexpr int64_t kSlack = 32;
+        std::vector<float> buf[3];
+        float* out[3];
+        for (int k = 0; k < 3; ++k) {
+          buf[k] = poisoned(n + kSlack);
+          const auto addr = reinterpret_cast<uintptr_t>(buf[k].data());
+          out[k] = buf[k].data() + (64 - addr % 64) % 64 / sizeof(float) + shift;
+        }
+        run(out);
+        for (int k = 0; k < 3; ++k) {
+          EXPECT_TRUE(std::equal(out[k], out[k] + n, want[k].begin())) << "output " << k << " shift " << shift;
+          const auto inside = [&](const float& f) { return &f >= out[k] && &f < out[k] + n; };
+          EXPECT_TRUE(std::all_of(buf[k].begin(), buf[k].end(),
+                                  [&](const float& f) { return inside(f) || f == nkt::kPoison; }));
+        }
+      }
+      ASSERT_EQ(nk_set_stream_threshold(-1), NK_OK);
+    }
+}
+
 // Mean 1e4, spread 0.1: the fused ops subtract the mean's low part after the
 // saved float mean, forward and (recomputing it) backward.
 TEST_P(FusedBn, LargeOffsetLikeCentredData) {
@@ -478,7 +535,7 @@ class FusedGn : public IsaTest {};
 
 TEST_P(FusedGn, MatchesReference) {
   uint32_t seed = 2000;
-  const std::pair<int64_t, int64_t> cg[] = {{1, 1}, {3, 3}, {17, 1}, {6, 2}, {32, 8}};
+  const std::pair<int64_t, int64_t> cg[] = {{1, 1}, {3, 3}, {17, 1}, {6, 2}, {32, 8}, {80, 10}};
   for (int64_t n : {1, 3})
     for (auto [c, G] : cg)
       for (const ref::Layout& l : {nkt::nchw(n, c, 3, 11), nkt::nhwc(n, c, 3, 11), ref::Layout{{n, c, 7}, {1}},

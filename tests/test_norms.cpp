@@ -41,6 +41,8 @@ std::vector<GnCase> gn_cases() {
       for (auto& l : sample_layouts(n, p[0])) v.push_back({l, p[1]});
   v.push_back({{{2, 16, 9, 9}, {1}}, 4});
   v.push_back({{{2, 9, 9, 40}, {-1}}, 5});
+  v.push_back({{{2, 5, 7, 80}, {-1}}, 8});   // rows of 64 channels or more: map_rows
+  v.push_back({{{3, 3, 7, 130}, {-1}}, 13});
   v.push_back({{{2, 3, 6, 5}, {2}}, 3});  // channels between spatial dims
   v.push_back({{{3, 1, 6, 1}, {2}}, 2});  // size-1 dims around the channels
   return v;
