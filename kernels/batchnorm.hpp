@@ -107,18 +107,16 @@ struct FusedDz {
     const float* p[kPar];
     for (int q = 0; q < kPar; ++q) p[q] = zp[q] + cb;
     const float* in[3] = {x + off, dy + off, Res ? res + off : nullptr};
-    if (in_place()) {
-      map_rows<Arch, Res ? 3 : 2, kPar>(op, nrows, nb, in, stride, out + off, stride, p, false);
-      return {out + off, stride};
-    }
-    map_rows<Arch, Res ? 3 : 2, kPar>(op, nrows, nb, in, stride, buf, nb, p, false);
+    float* const d = in_place() ? out + off : buf;
+    const int64_t ds = in_place() ? stride : nb;
+    map_rows<Arch, Res ? 3 : 2, kPar>(op, nrows, nb, in, stride, d, ds, p, false);
     if (out && stream) {
       using B = typename simd<Arch>::batch;
       const float* from[1] = {buf};
       map_rows<Arch, 1, 0>([](const B* xs, const B*) { return xs[0]; }, nrows, nb, from, nb, out + off, stride,
                            nullptr, true);
     }
-    return {buf, nb};
+    return {d, ds};
   }
   void spread(int64_t cb, int64_t nb, int64_t L) const {
     for (int q = 0; q < kPar; ++q)

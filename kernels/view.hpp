@@ -158,47 +158,41 @@ template <class Arch, int NIn, int NPar, class Op>
   for (int k = 0; k < NPar; ++k) pp[k] = par[k];
   const Op f = op;
   const bool nt = stream && W > 1 && ostride % W == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0;
-  // The loops twice, with streaming stores and without (no test per vector).
-  auto rows = [&](auto streamed) __attribute__((always_inline)) {
-    auto put = [&](float* p, const B& v) __attribute__((always_inline)) {
-      if constexpr (decltype(streamed)::value) S::stream(p, v);
-      else S::store(p, v);
-    };
-    int64_t j0 = 0;
-    for (; j0 + U * W <= n; j0 += U * W) {
-      B ps[U][P];
-      for (int u = 0; u < U; ++u)
-        for (int k = 0; k < NPar; ++k) ps[u][k] = S::load(pp[k] + j0 + u * W);
-      for (int64_t i = 0; i < nrows; ++i) {
-        const int64_t o = i * stride + j0;
-        float* const d = out + i * ostride + j0;
-        for (int u = 0; u < U; ++u) {
-          B xs[NIn];
-          for (int k = 0; k < NIn; ++k) xs[k] = S::load(src[k] + o + u * W);
-          put(d + u * W, f(xs, ps[u]));
-        }
-      }
-    }
-    for (; j0 < n; j0 += W) {  // the last vectors one at a time
-      const int64_t m = std::min(W, n - j0);
-      B ps[P];
-      for (int k = 0; k < NPar; ++k) ps[k] = m == W ? S::load(pp[k] + j0) : S::load_partial(pp[k] + j0, m);
-      for (int64_t i = 0; i < nrows; ++i) {
-        const int64_t o = i * stride + j0;
-        float* const d = out + i * ostride + j0;
-        B xs[NIn];
-        if (m == W) {
-          for (int k = 0; k < NIn; ++k) xs[k] = S::load(src[k] + o);
-          put(d, f(xs, ps));
-        } else {
-          for (int k = 0; k < NIn; ++k) xs[k] = S::load_partial(src[k] + o, m);
-          S::store_partial(d, f(xs, ps), m);
-        }
-      }
-    }
+  // One inlined copy of op per register-held vector and one for the rest
+  // (the compile time of the ISA files grows with each).
+  auto put = [&](float* p, const B& v) __attribute__((always_inline)) {
+    if (nt) S::stream(p, v);
+    else S::store(p, v);
   };
-  if (nt) rows(std::true_type{});
-  else rows(std::false_type{});
+  int64_t j0 = 0;
+  for (; j0 + U * W <= n; j0 += U * W) {
+    B ps[U][P];
+    for (int u = 0; u < U; ++u)
+      for (int k = 0; k < NPar; ++k) ps[u][k] = S::load(pp[k] + j0 + u * W);
+    for (int64_t i = 0; i < nrows; ++i) {
+      const int64_t o = i * stride + j0;
+      float* const d = out + i * ostride + j0;
+      for (int u = 0; u < U; ++u) {
+        B xs[NIn];
+        for (int k = 0; k < NIn; ++k) xs[k] = S::load(src[k] + o + u * W);
+        put(d + u * W, f(xs, ps[u]));
+      }
+    }
+  }
+  for (; j0 < n; j0 += W) {  // the last vectors one at a time, whole or partial
+    const int64_t m = std::min(W, n - j0);
+    B ps[P];
+    for (int k = 0; k < NPar; ++k) ps[k] = S::load_partial_fill(pp[k] + j0, m, S::zero());
+    for (int64_t i = 0; i < nrows; ++i) {
+      const int64_t o = i * stride + j0;
+      float* const d = out + i * ostride + j0;
+      B xs[NIn];
+      for (int k = 0; k < NIn; ++k) xs[k] = m == W ? S::load(src[k] + o) : S::load_partial(src[k] + o, m);
+      const B y = f(xs, ps);
+      if (m == W) put(d, y);
+      else S::store_partial(d, y, m);
+    }
+  }
 }
 
 // Floats of a spread stretch per parameter array: kSpread, fewer for ops
