@@ -394,7 +394,15 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
       std::fill(sd, sd + kChannelBlock, 0.0f);
       std::fill(sd2, sd2 + kChannelBlock, 0.0f);
       float* const sums2[2] = {sd, sd2};
-      acc_down_rows<Arch, 1, 2>(&rows, nrows, nb, sums2, deviations_of<Arch>(m));
+      // While pass 2 rereads this tile from L2, the next tile (the next
+      // channel block, or the first of the next rows) is asked into L2, so
+      // that memory does not idle meanwhile: NHWC 32x256x56x56 on Zen 4,
+      // Group Norm forward 1.09-1.12x faster and BN forward training
+      // 1.03-1.07x; 1-4% slower where the tensor sits in L3 (8x256x56x56).
+      int64_t next = 0;
+      if (cb + kChannelBlock < r.c1) next = kChannelBlock;
+      else if (oe < r.o1) next = (oe - o) * C + r.c0 - cb;
+      acc_down_rows<Arch, 1, 2>(&rows, nrows, nb, sums2, deviations_of<Arch>(m), next);
       const double inv_nt = 1.0 / nt;
       for (int64_t j = 0; j < nb; ++j) {
         double mt, m2t;
