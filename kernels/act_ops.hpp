@@ -54,10 +54,13 @@ inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typena
 }
 
 // The derivative at 0 is ReLU's 0 (as PyTorch's), and the x > 0 side's for
-// the others.
+// the others. kHeavy: the forward costs more arithmetic than the memory
+// traffic of an apply pass hides (an exp per element), so the apply pass
+// goes over memory in order (map_view's Seq).
 template <class Arch>
 struct ActIdentity {
   using B = typename vm<Arch>::B;
+  static constexpr bool kHeavy = false;
   B fwd(const B& z) const { return z; }
   B grad(const B&, const B& dy) const { return dy; }
 };
@@ -66,6 +69,7 @@ template <class Arch>
 struct ActRelu {  // z > 0 ? z : 0, and NaN stays NaN
   using V = vm<Arch>;
   using B = typename V::B;
+  static constexpr bool kHeavy = false;
   B fwd(const B& z) const { return V::select(z < B(0.0f), B(0.0f), z); }
   B grad(const B& z, const B& dy) const { return V::select(z > B(0.0f), dy, B(0.0f)); }
 };
@@ -74,6 +78,7 @@ template <class Arch>
 struct ActLeakyRelu {
   using V = vm<Arch>;
   using B = typename V::B;
+  static constexpr bool kHeavy = false;
   float slope;
   B fwd(const B& z) const { return V::select(z < B(0.0f), z * B(slope), z); }
   B grad(const B& z, const B& dy) const { return V::select(z < B(0.0f), dy * B(slope), dy); }
@@ -83,6 +88,7 @@ struct ActLeakyRelu {
 template <class Arch>
 struct ActElu {
   using B = typename vm<Arch>::B;
+  static constexpr bool kHeavy = true;
   float neg, pos;
   EluGradScale g;
   ActElu(float neg_scale, float pos_scale) : neg(neg_scale), pos(pos_scale), g(neg_scale) {}

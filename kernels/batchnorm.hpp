@@ -22,7 +22,7 @@ void apply_fused(const A& act, const float* x, const float* res, float* y, View 
   using B = typename S::batch;
   const float* in[2] = {x, res};
   const float* par[4] = {mean_hi, mean_lo, scale, shift};
-  map_view<Arch, Res ? 2 : 1, 4>(
+  map_view<Arch, Res ? 2 : 1, 4, A::kHeavy>(
       [&act](const B* xs, const B* p) {
         B z = S::fma((xs[0] - p[0]) - p[1], p[2], p[3]);
         if constexpr (Res) z = z + xs[1];
