@@ -398,7 +398,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
       // channel block, or the first of the next rows) is asked into L2, so
       // that memory does not idle meanwhile: NHWC 32x256x56x56 on Zen 4,
       // Group Norm forward 1.09-1.12x faster and BN forward training
-      // 1.03-1.07x; 1-4% slower where the tensor sits in L3 (8x256x56x56).
+      // 1.03-1.08x; 0-4% slower where the tensor sits in L3 (4x256x56x56).
       int64_t next = 0;
       if (cb + kChannelBlock < r.c1) next = kChannelBlock;
       else if (oe < r.o1) next = (oe - o) * C + r.c0 - cb;
