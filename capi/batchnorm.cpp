@@ -37,17 +37,21 @@ Step check_step(const nk_tensor_desc* desc, const nk_bn_options* opt, const nk_b
   if (backward) {
     require(st.saved_mean, "saved_mean");
     require(st.saved_invstd, "saved_invstd");
-    if (s.o.renorm) {
-      require(st.saved_r, "saved_r (renorm)");
-      require(st.saved_d, "saved_d (renorm)");
-    }
+    // The plain entry points have no state to carry renorm's r and d.
+    if (s.o.renorm && (!st.saved_r || !st.saved_d))
+      fail(NK_ERR_NULL_POINTER,
+           "%s is NULL: renorm's backward needs the forward's saved_r and saved_d in nk_bn_state "
+           "(nk_bn_backward_ex and nk_bn_act_backward take it; nk_bn_backward cannot renorm)",
+           st.saved_r ? "saved_d" : "saved_r");
     return s;
   }
   require_pair(st.moving_mean, st.moving_var, "moving_mean", "moving_var");
-  if (s.o.renorm) {
-    require(st.renorm_mean, "renorm_mean (renorm)");
-    require(st.renorm_stddev, "renorm_stddev (renorm)");
-  }
+  if (s.o.renorm && (!st.renorm_mean || !st.renorm_stddev))
+    fail(NK_ERR_NULL_POINTER,
+         "%s is NULL: renorm keeps renorm_mean and renorm_stddev in nk_bn_state "
+         "(nk_bn_forward_training_ex and nk_bn_act_forward_training take it; nk_bn_forward_training cannot "
+         "renorm)",
+         st.renorm_mean ? "renorm_stddev" : "renorm_mean");
   if (st.moving_mean && s.o.variance == NK_VARIANCE_UNBIASED && s.shape.count / s.groups < 2)
     fail(NK_ERR_BAD_ARGUMENT, "the unbiased moving variance needs more than one value per feature (got %lld)",
          static_cast<long long>(s.shape.count / s.groups));

@@ -510,9 +510,26 @@ TEST(Errors, TensorFlowOptions) {
   expect_fail(o, st, NK_ERR_BAD_ARGUMENT, "renorm_momentum");
   reset();
   o.renorm = 1;
-  expect_fail(o, st, NK_ERR_NULL_POINTER, "renorm_mean");
+  expect_fail(o, st, NK_ERR_NULL_POINTER, "renorm_mean is NULL");
   st.renorm_mean = rm.data();
-  expect_fail(o, st, NK_ERR_NULL_POINTER, "renorm_stddev");
+  expect_fail(o, st, NK_ERR_NULL_POINTER, "renorm_stddev is NULL");
+  {
+    // The plain entry points have no renorm state: the message says where it goes.
+    const auto before = y;
+    EXPECT_EQ(nk_bn_forward_training(&d, &o, x.data(), y.data(), nullptr, nullptr, nullptr, nullptr, rm.data(),
+                                     rm.data()),
+              NK_ERR_NULL_POINTER);
+    EXPECT_NE(std::string(nk_last_error()).find("nk_bn_forward_training cannot renorm"), std::string::npos)
+        << nk_last_error();
+    std::vector<float> dx(y.size(), -7.0f), sm(3, 0.5f), si(3, 2.0f);
+    EXPECT_EQ(nk_bn_backward(&d, &o, x.data(), x.data(), nullptr, sm.data(), si.data(), dx.data(), nullptr, nullptr),
+              NK_ERR_NULL_POINTER);
+    EXPECT_NE(std::string(nk_last_error()).find("nk_bn_backward cannot renorm"), std::string::npos)
+        << nk_last_error();
+    EXPECT_EQ(std::memcmp(before.data(), y.data(), y.size() * 4), 0);
+    EXPECT_EQ(dx, std::vector<float>(y.size(), -7.0f));
+    EXPECT_EQ(rm, std::vector<float>(3, 0.0f));
+  }
   nk_bn_state_init(&st);
   reset();
   st.adjustment_scale = r.data();
