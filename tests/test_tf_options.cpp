@@ -521,8 +521,9 @@ TEST(Errors, TensorFlowOptions) {
               NK_ERR_NULL_POINTER);
     EXPECT_NE(std::string(nk_last_error()).find("nk_bn_forward_training cannot renorm"), std::string::npos)
         << nk_last_error();
-    std::vector<float> dx(y.size(), -7.0f), sm(3, 0.5f), si(3, 2.0f);
-    EXPECT_EQ(nk_bn_backward(&d, &o, x.data(), x.data(), nullptr, sm.data(), si.data(), dx.data(), nullptr, nullptr),
+    std::vector<float> dx(y.size(), -7.0f), smean(3, 0.5f), sinv(3, 2.0f);
+    EXPECT_EQ(nk_bn_backward(&d, &o, x.data(), x.data(), nullptr, smean.data(), sinv.data(), dx.data(), nullptr,
+                             nullptr),
               NK_ERR_NULL_POINTER);
     EXPECT_NE(std::string(nk_last_error()).find("nk_bn_backward cannot renorm"), std::string::npos)
         << nk_last_error();
