@@ -64,7 +64,7 @@ struct KernelTable {
   // Row-wise norms (Layer Norm, RMSNorm) on a (rows, D) matrix, rows [r0, r1).
   void (*ln_apply)(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* mean_hi,
                    const float* mean_lo, const float* scale, const float* gamma, const float* beta,
-                   bool stream);
+                   bool stream, int64_t ahead);
   void (*ln_backward_sums)(const float* x, const float* dy, const float* gamma, int64_t D, int64_t r0,
                            int64_t r1, const float* mean, double* const* sums);
   void (*ln_backward_apply)(const float* x, const float* dy, float* dx, const float* gamma, int64_t D,

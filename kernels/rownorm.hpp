@@ -148,12 +148,14 @@ void ln_stats(const float* x, int64_t D, int64_t r0, int64_t r1, double* mean, d
 }
 
 // y = ((x - mean_hi[r]) - mean_lo[r]) * scale[r] * gamma[d] + beta[d].
+// ahead: the offset from each row to the row whose lines are asked into L2
+// before it is normalized (0: none).
 // No fence after streaming stores here or in ln_backward_apply: the capi
 // layer fences once per thread and call.
 template <class Arch>
 void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* mean_hi,
               const float* mean_lo, const float* scale, const float* gamma, const float* beta,
-              bool stream) {
+              bool stream, int64_t ahead) {
   using S = simd<Arch>;
   using B = typename S::batch;
   RowParams<Arch, 2, 3> p;
@@ -164,6 +166,7 @@ void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const
     p.row[1] = S::set1(mean_lo[r]);
     p.row[2] = S::set1(scale[r]);
     const float* in[1] = {x + r * D};
+    if (ahead) prefetch_run<2>(in[0] + ahead, D);
     map_run<Arch, 1, 5>([](const B* xs, const B* q) { return S::fma(((xs[0] - q[2]) - q[3]) * q[4], q[0], q[1]); },
                         D, in, y + r * D, p, stream);
   }
