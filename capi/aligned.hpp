@@ -27,7 +27,8 @@ class BlockCache {
  public:
   static constexpr std::align_val_t kAlign{64};
   static constexpr std::size_t kMinBlock = 256;
-  static constexpr std::size_t kMaxCached = std::size_t{1} << 20;
+  static constexpr std::size_t kMaxCached = std::size_t{16} << 20;
+  static constexpr std::size_t kMaxKept = std::size_t{64} << 20;
 
   // The bytes a request of `bytes` gets: a power of two where it may be
   // cached, else exactly what was asked.
@@ -42,15 +43,17 @@ class BlockCache {
       if (s.p && s.bytes == bytes) {
         void* p = s.p;
         s.p = nullptr;
+        kept_ -= bytes;
         return p;
       }
     return ::operator new(bytes, kAlign);
   }
   void give(void* p, std::size_t bytes) {
-    if (bytes <= kMaxCached)
+    if (bytes <= kMaxCached && kept_ + bytes <= kMaxKept)
       for (Slot& s : slots_)
         if (!s.p) {
           s = {p, bytes};
+          kept_ += bytes;
           return;
         }
     ::operator delete(p, kAlign);
@@ -70,6 +73,7 @@ class BlockCache {
     std::size_t bytes = 0;
   };
   Slot slots_[16];
+  std::size_t kept_ = 0;
 };
 
 template <class T>
