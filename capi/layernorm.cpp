@@ -63,7 +63,7 @@ void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, con
   const int64_t units = (R + rb - 1) / rb;
   // Long rows from memory: while a group's apply runs from cache, it asks
   // for the rows two groups on into L2, so that x keeps arriving meanwhile
-  // (8192x3072 and 8192x4096 on Zen 4: 1.07-1.14x faster; rows of 8 KiB
+  // (8192x3072 and 8192x4096 on Zen 4: 1.05-1.14x faster; rows of 8 KiB
   // were 1.04-1.06x slower, of 24 and 32 KiB unchanged, so only from 12
   // KiB on; a tensor in cache gains nothing).
   const bool from_memory = D >= 3072 && static_cast<int64_t>(sizeof(float)) * R * D >= kPrefetchBytes;
