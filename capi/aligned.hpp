@@ -74,7 +74,7 @@ class BlockCache {
     void* p = nullptr;
     std::size_t bytes = 0;
   };
-  Slot slots_[16];
+  Slot slots_[32];
   std::size_t kept_ = 0;
 };
 
