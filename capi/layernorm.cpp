@@ -33,10 +33,6 @@ Rows row_shape(const nk_tensor_desc* desc) {
 // Rows taken through all passes of a unit together (see forward).
 constexpr int64_t kGroupRows = 8;
 
-// x of this many bytes or more is read from memory (a smaller one may stay
-// in the last-level cache between calls).
-constexpr int64_t kPrefetchBytes = int64_t{16} << 20;
-
 // Rows per unit: about 64K elements, at most 256 rows (column partials are
 // summed in float over a block).
 int64_t block_rows(const Rows& r) { return std::clamp<int64_t>(65536 / r.D, 1, 256); }
@@ -66,7 +62,7 @@ void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, con
   // (8192x3072 and 8192x4096 on Zen 4: 1.05-1.14x faster; rows of 8 KiB
   // were 1.04-1.06x slower, of 24 and 32 KiB unchanged, so only from 12
   // KiB on; a tensor in cache gains nothing).
-  const bool from_memory = D >= 3072 && static_cast<int64_t>(sizeof(float)) * R * D >= kPrefetchBytes;
+  const bool from_memory = D >= 3072 && kernels::from_memory(kernels::View{1, R, D});
   const int64_t ahead = from_memory ? 2 * kGroupRows * D : 0;
   // Within a block, rows go in groups of kGroupRows: their statistics, then
   // their apply while the rows are still in L1 or L2, so the reads of x and
