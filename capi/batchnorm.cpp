@@ -147,10 +147,11 @@ void forward_training(const BnExec& e, const BnOptions& o, const nk_bn_state& st
       if (st.saved_invstd) st.saved_invstd[g * C + c] = static_cast<float>(invstd);
     }
   };
+  const int64_t ahead = e.next_unit_offset();
   auto apply = [&](const kernels::Range& r, int64_t g) {
     const int64_t off = g * C;
     e.k.bn_act_apply(x, f.res, y, e.v, r, p.a.data() + off, p.b.data() + off, p.c.data() + off,
-                     p.d.data() + off, f.act, stream);
+                     p.d.data() + off, f.act, stream, ahead);
   };
   e.run_passes(stats, channel_step, apply);
 }

@@ -112,7 +112,7 @@ void apply_given_stats(const Shape& s, const void* x, void* y, const float* gamm
   const bool stream = e.stream((res ? 3 : 2) * static_cast<int64_t>(sizeof(float)) * s.total);
   e.parallel_elementwise([&](int64_t c0, int64_t c1, int64_t o0, int64_t o1) {
     e.k.bn_act_apply(io.in(0), io.in(1), io.out(), e.v, {c0, c1, o0, o1}, p.a.data(), p.b.data(), p.c.data(),
-                     p.d.data(), act, stream);
+                     p.d.data(), act, stream, 0);
   });
   io.finish();
 }

@@ -88,6 +88,13 @@ struct BnExec {
   // anyway (this also saves the read-for-ownership of the output).
   bool stream(int64_t bytes) const { return bytes >= stream_threshold(); }
 
+  // Where run_passes takes channel-resident units from memory: the offset
+  // from a unit's x to the next unit's, which its apply pass asks into L2
+  // for that unit's statistics (kernels::map_view's ahead); else 0.
+  int64_t next_unit_offset() const {
+    return channel_resident() && kernels::from_memory(v) ? v.inner * channels_per_unit() : 0;
+  }
+
   // Channels (inner > 1) a thread takes at a time: for short runs a block
   // of neighbours (kernels::spread_channels), while there are enough units
   // for the threads.

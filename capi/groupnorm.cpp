@@ -94,6 +94,7 @@ struct GnForward {
   float* saved_invstd;
   Fusion f;
   bool stream;
+  int64_t ahead;  // the next unit's x, asked into L2 by this one's apply (map_view)
 
   GnForward(const GnArgs& args, const float* x_, float* y_, const float* g, const float* b, float* sm, float* si,
             const Fusion& fusion = {})
@@ -102,7 +103,11 @@ struct GnForward {
         lo(cmean.size()), scale(cmean.size()), shift(cmean.size()),
         gmean(static_cast<size_t>(args.sh.N * args.G)), gvar(gmean.size()), saved_mean(sm),
         saved_invstd(si), f(fusion),
-        stream(stream_for((f.res ? 3 : 2) * static_cast<int64_t>(sizeof(float)) * args.sh.s.total)) {}
+        stream(stream_for((f.res ? 3 : 2) * static_cast<int64_t>(sizeof(float)) * args.sh.s.total)),
+        // A unit (sample, group) of channel runs is followed on its thread
+        // by the next group's channels (parallel_units is static).
+        ahead(group_resident(args.sh) && kernels::from_memory(args.sh.s.view) ? args.sh.C / args.G * args.sh.inner
+                                                                                : 0) {}
 
   void stats(int64_t n, int64_t c0, int64_t c1) {
     const int64_t off = n * a.sh.sample_elems();
@@ -140,7 +145,7 @@ struct GnForward {
   void apply(int64_t n, kernels::Range r) {
     const int64_t off = n * a.sh.sample_elems(), pc = n * a.sh.C;
     a.k.bn_act_apply(x + off, f.res ? f.res + off : nullptr, y + off, a.sh.sample_view(), r, &hi[pc], &lo[pc],
-                     &scale[pc], &shift[pc], f.act, stream);
+                     &scale[pc], &shift[pc], f.act, stream, ahead);
   }
 
   void run() {

@@ -17,7 +17,7 @@ namespace {
 template <class Arch, bool Res, class A>
 void apply_fused(const A& act, const float* x, const float* res, float* y, View v, Range r,
                  const float* mean_hi, const float* mean_lo, const float* scale, const float* shift,
-                 bool stream) {
+                 bool stream, int64_t ahead = 0) {
   using S = simd<Arch>;
   using B = typename S::batch;
   const float* in[2] = {x, res};
@@ -28,7 +28,7 @@ void apply_fused(const A& act, const float* x, const float* res, float* y, View 
         if constexpr (Res) z = z + xs[1];
         return act.fwd(z);
       },
-      v, r, in, y, par, stream);
+      v, r, in, y, par, stream, ahead);
 }
 
 template <class Arch>
@@ -39,10 +39,12 @@ void bn_apply(const float* x, float* y, View v, Range r, const float* mean_hi, c
 
 template <class Arch>
 void bn_act_apply(const float* x, const float* res, float* y, View v, Range r, const float* mean_hi,
-                  const float* mean_lo, const float* scale, const float* shift, Act act, bool stream) {
+                  const float* mean_lo, const float* scale, const float* shift, Act act, bool stream,
+                  int64_t ahead) {
   with_act<Arch>(act, [&](const auto& a) {
     with_array(res, [&](auto has_res) {
-      apply_fused<Arch, decltype(has_res)::value>(a, x, res, y, v, r, mean_hi, mean_lo, scale, shift, stream);
+      apply_fused<Arch, decltype(has_res)::value>(a, x, res, y, v, r, mean_hi, mean_lo, scale, shift, stream,
+                                                  ahead);
     });
   });
 }

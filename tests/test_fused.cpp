@@ -60,13 +60,17 @@ ref::Grouping bn_grouping(const ref::Layout& l) {
   return g;
 }
 
-// y = act(norm(x) + res) and its gradients, all in double.
+// y = act(norm(x) + res) and its gradients, all in double. Where z is
+// within float rounding of 0, the float z may sit on the other side of the
+// derivative's jump: there the side is the one the library's forward took,
+// given as its y (y_got; a y of 0 says nothing). Tensors of millions of
+// elements have such a z.
 struct FusedRef {
   std::vector<double> y, dx, dres, dgamma, dbeta;
 };
 FusedRef fused_ref(const std::vector<float>& x, const std::vector<float>& res, const std::vector<float>& dy,
                    const ref::Grouping& g, double eps, const std::vector<float>& gamma,
-                   const std::vector<float>& beta, const ActCase& a) {
+                   const std::vector<float>& beta, const ActCase& a, const std::vector<float>* y_got = nullptr) {
   const auto s = ref::group_stats(x, g);
   auto z = ref::group_normalize(x, g, s, eps, gamma, beta);
   FusedRef r;
@@ -75,7 +79,9 @@ FusedRef fused_ref(const std::vector<float>& x, const std::vector<float>& res, c
   for (size_t i = 0; i < x.size(); ++i) {
     if (!res.empty()) z[i] += res[i];
     r.y[i] = act_f(a, z[i]);
-    r.dres[i] = act_d(a, z[i]) * dy[i];
+    double zd = z[i];
+    if (y_got && std::fabs(zd) < 1e-5 && (*y_got)[i] != 0.0f) zd = std::copysign(zd, (*y_got)[i]);
+    r.dres[i] = act_d(a, zd) * dy[i];
   }
   auto grads = ref::group_backward(x, r.dres, g, eps, gamma);
   r.dx = std::move(grads.dx);
@@ -118,6 +124,10 @@ Data make_data(const ref::Layout& l, int64_t C, bool residual, bool affine, uint
   return d;
 }
 
+// dresidual = act'(z) * dy carries z's float rounding times dy: over
+// millions of elements dy's tail reaches 5 standard deviations.
+double dres_tolerance(size_t n) { return n > (size_t{1} << 20) ? 2e-5 : 5e-6; }
+
 // ---- Batch Norm ------------------------------------------------------------
 
 void check_bn(const ref::Layout& l, const ActCase& a, bool residual, bool affine, uint32_t seed,
@@ -145,7 +155,7 @@ void check_bn(const ref::Layout& l, const ActCase& a, bool residual, bool affine
             NK_OK)
       << nk_last_error();
   const auto g = bn_grouping(l);
-  const FusedRef r = fused_ref(d.x, d.res, d.dy, g, 1e-3, d.gamma, d.beta, a);
+  const FusedRef r = fused_ref(d.x, d.res, d.dy, g, 1e-3, d.gamma, d.beta, a, &y);
   EXPECT_LE(nkt::rel_error(y, r.y), 5e-5);
   const auto s = ref::group_stats(d.x, g);
   EXPECT_LE(nkt::rel_error(sm, s.mean, 2.0), 5e-6);
@@ -165,7 +175,7 @@ void check_bn(const ref::Layout& l, const ActCase& a, bool residual, bool affine
       << nk_last_error();
   EXPECT_LE(dx_err(dx, r.dx, scale == kHuge), 5e-5);
   if (residual) {
-    EXPECT_LE(err(dres, r.dres), 5e-6);
+    EXPECT_LE(err(dres, r.dres), dres_tolerance(dres.size()));
   }
   if (grads) {
     EXPECT_LE(err(dg, r.dgamma), 5e-5);
@@ -515,7 +525,7 @@ void check_gn(const ref::Layout& l, int64_t G, const ActCase& a, bool residual, 
             NK_OK)
       << nk_last_error();
   const auto g = ref::gn_grouping(l, G);
-  const FusedRef r = fused_ref(d.x, d.res, d.dy, g, 1e-3, d.gamma, d.beta, a);
+  const FusedRef r = fused_ref(d.x, d.res, d.dy, g, 1e-3, d.gamma, d.beta, a, &y);
   EXPECT_LE(nkt::rel_error(y, r.y), 5e-5);
   auto dx = poisoned(d.x.size()), dres = poisoned(residual ? d.x.size() : 0), dg = poisoned(C), db = poisoned(C);
   ASSERT_EQ(nk_groupnorm_act_backward(&desc, &o, a.kind, a.p, d.x.data(), opt_ptr(d.res), d.dy.data(),
@@ -525,7 +535,7 @@ void check_gn(const ref::Layout& l, int64_t G, const ActCase& a, bool residual, 
       << nk_last_error();
   EXPECT_LE(dx_err(dx, r.dx, scale == kHuge), 5e-5);
   if (residual) {
-    EXPECT_LE(err(dres, r.dres), 5e-6);
+    EXPECT_LE(err(dres, r.dres), dres_tolerance(dres.size()));
   }
   EXPECT_LE(err(dg, r.dgamma), 5e-5);
   EXPECT_LE(err(db, r.dbeta), 5e-5);
@@ -559,6 +569,18 @@ TEST_P(FusedGn, LargeWithStreamingStores) {
   uint32_t seed = 41;
   for (const auto& l : {nkt::nchw(2, 64, 40, 41), nkt::nhwc(2, 64, 40, 41)})
     for (bool res : {true, false}) check_gn(l, 32, kActs[4], res, seed++);
+}
+
+// NCHW views of 16 MiB or more: each channel-resident unit's apply asks
+// the next unit's x into L2 piece by piece (kernels::map_view's ahead);
+// runs of a length no piece divides.
+TEST_P(FusedBn, FromMemoryPrefetchingTheNextChannel) {
+  uint32_t seed = 71;
+  for (bool res : {false, true}) check_bn(nkt::nchw(2, 4, 1023, 521), kActs[4], res, true, seed++);
+}
+
+TEST_P(FusedGn, FromMemoryPrefetchingTheNextGroup) {
+  check_gn(nkt::nchw(2, 8, 1023, 521), 4, kActs[4], false, 73);
 }
 
 // Group Norm + SELU equals nk_groupnorm_forward and nk_selu_forward, and
