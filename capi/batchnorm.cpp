@@ -201,7 +201,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     }
   }
   float* const dz = dz_buffer(f, x, dx, dres);
-  const BackwardStores out = backward_stores(f, dz, dx, dres, dy, e.v.outer * C * e.v.inner, e.channel_resident());
+  const BackwardStores out = backward_stores(f, dz, dx, e.v.outer * C * e.v.inner, e.channel_resident());
   const bool stream = out.dx;
   auto zparams = [&](int64_t goff) {
     return kernels::ZParams{st.saved_mean + goff, zlo.empty() ? nullptr : zlo.data() + goff, zscale.data() + goff,
@@ -212,7 +212,7 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     const int64_t goff = e.block_group(b) * C;
     const kernels::Range r = e.block_range(c0, c1, b);
     if (f.fused)
-      e.k.bn_act_backward_sums(x, f.res, dy, dz, e.v, r, zparams(goff), f.act, sums3, out.dz);
+      e.k.bn_act_backward_sums(x, f.res, dy, dz, e.v, r, zparams(goff), f.act, sums3);
     else
       e.k.bn_backward_sums(x, dy, e.v, r, st.saved_mean + goff, sums3);
   };

@@ -212,7 +212,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   DoubleVec s0(NC), s1(NC), s2(NC), delta(static_cast<size_t>(N * G));
   const bool by_sample = samples_resident(a.sh, f.res ? 3 : 2);
   float* const dz = dz_buffer(f, x, dx, dres);
-  const BackwardStores out = backward_stores(f, dz, dx, dres, dy, a.sh.s.total, group_resident(a.sh));
+  const BackwardStores out = backward_stores(f, dz, dx, a.sh.s.total, group_resident(a.sh));
   const bool stream = out.dx;
   const kernels::View sv = a.sh.sample_view();
   auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };
@@ -224,7 +224,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
     double* sums3[3] = {&s0[pc + c0], &s1[pc + c0], &s2[pc + c0]};
     if (f.fused)
       a.k.bn_act_backward_sums(x + off, at(f.res, off), dy + off, at(dz, off), sv, {c0, c1, 0, P}, zparams(pc),
-                               f.act, sums3, out.dz);
+                               f.act, sums3);
     else
       a.k.bn_backward_sums(x + off, dy + off, sv, {c0, c1, 0, P}, &mexp[pc], sums3);
   };

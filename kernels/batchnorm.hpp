@@ -74,26 +74,32 @@ struct DzOp {
 };
 
 // backward_sums' dy source for the fused kernels: dz, computed into `out`
-// where given (the caller wants dz), else into a buffer of kBuf floats;
-// with `stream`, into the buffer and from there to `out` past the cache.
+// where given (the caller wants dz), else into a buffer of kBuf floats.
+// ahead_rows (channels last, from memory, an exp per element): dz goes a
+// row at a time, each after asking for the inputs of the row ahead_rows on
+// into L2; the exp leaves few loads in flight for the hardware prefetcher
+// to keep up with (Zen 4, NHWC 32x256x56x56 BN+SELU backward: 1.05x faster
+// at 2 threads, 1.1x at 1; ReLU's backward with a residual 1.07x slower).
 template <class Arch, bool Res, class A, bool Lo>
 struct FusedDz {
   using Op = DzOp<Arch, Res, A, Lo>;
   static constexpr int64_t kBuf = kTileInner;
   static constexpr int kPar = Op::kPar;
+  static constexpr int kIn = Res ? 3 : 2;
+  static constexpr int64_t kAheadRows = 16;
   Op op;
   const float *x, *res, *dy;
   float* out;
   std::array<const float*, kPar> zp;
-  bool stream;
+  int64_t ahead_rows;
   alignas(64) mutable float buf[kBuf];                   // left uninitialized
   alignas(64) mutable float sp[kPar][kSpread + kPad];   // spread parameters
 
   FusedDz(const A& a, const float* x_, const float* res_, const float* dy_, float* out_, ZParams z,
-          bool stream_)
-      : op{a}, x(x_), res(res_), dy(dy_), out(out_), zp(Op::zlist(z)), stream(stream_) {}
+          int64_t ahead)
+      : op{a}, x(x_), res(res_), dy(dy_), out(out_), zp(Op::zlist(z)), ahead_rows(ahead) {}
 
-  bool in_place() const { return out && !stream; }
+  bool in_place() const { return out != nullptr; }
   void prefetch(int64_t off, int64_t n) const {
     prefetch_run(dy + off, n);
     if (Res) prefetch_run(res + off, n);
@@ -108,15 +114,18 @@ struct FusedDz {
   RowSet rows_of_block(int64_t off, int64_t stride, int64_t nrows, int64_t cb, int64_t nb) const {
     const float* p[kPar];
     for (int q = 0; q < kPar; ++q) p[q] = zp[q] + cb;
-    const float* in[3] = {x + off, dy + off, Res ? res + off : nullptr};
     float* const d = in_place() ? out + off : buf;
     const int64_t ds = in_place() ? stride : nb;
-    map_rows<Arch, Res ? 3 : 2, kPar>(op, nrows, nb, in, stride, d, ds, p, false);
-    if (out && stream) {
-      using B = typename simd<Arch>::batch;
-      const float* from[1] = {buf};
-      map_rows<Arch, 1, 0>([](const B* xs, const B*) { return xs[0]; }, nrows, nb, from, nb, out + off, stride,
-                           nullptr, true);
+    if (!ahead_rows) {
+      const float* in[3] = {x + off, dy + off, Res ? res + off : nullptr};
+      map_rows<Arch, kIn, kPar>(op, nrows, nb, in, stride, d, ds, p, false);
+      return {d, ds};
+    }
+    for (int64_t i = 0; i < nrows; ++i) {
+      const int64_t o = off + i * stride;
+      const float* in[3] = {x + o, dy + o, Res ? res + o : nullptr};
+      for (int q = 0; q < kIn; ++q) prefetch_run<2>(in[q] + ahead_rows * stride, nb);
+      map_rows<Arch, kIn, kPar>(op, 1, nb, in, stride, d + i * ds, ds, p, false);
     }
     return {d, ds};
   }
@@ -132,17 +141,11 @@ struct FusedDz {
   // dz of nrows rows of n elements, row i from off + i * stride.
   template <class Par>
   RowSet rows(int64_t off, int64_t stride, int64_t nrows, int64_t n, const Par& p) const {
-    using B = typename simd<Arch>::batch;
     for (int64_t i = 0; i < nrows; ++i) {
       const int64_t o = off + i * stride;
       const float* in[3] = {x + o, dy + o, Res ? res + o : nullptr};
       float* dst = in_place() ? out + o : buf + i * n;
-      map_run<Arch, Res ? 3 : 2, kPar>(op, n, in, dst, p, false);
-      if (out && stream) {
-        const float* from[1] = {dst};
-        map_run<Arch, 1, 0>([](const B* xs, const B*) { return xs[0]; }, n, from, out + o,
-                            BroadcastParams<Arch, 0>{}, true);
-      }
+      map_run<Arch, kIn, kPar>(op, n, in, dst, p, false);
     }
     return in_place() ? RowSet{out + off, stride} : RowSet{buf, n};
   }
@@ -150,18 +153,17 @@ struct FusedDz {
 
 template <class Arch>
 void bn_act_backward_sums(const float* x, const float* res, const float* dy, float* dz_out, View v, Range r,
-                          ZParams z, Act act, double* const* sums, bool stream_dz) {
+                          ZParams z, Act act, double* const* sums) {
   with_act<Arch>(act, [&](const auto& a) {
     with_array(res, [&](auto has_res) {
       with_array(z.mean_lo, [&](auto has_lo) {
         using A = std::decay_t<decltype(a)>;
-        const FusedDz<Arch, decltype(has_res)::value, A, decltype(has_lo)::value> dz(a, x, res, dy, dz_out, z,
-                                                                                    stream_dz && dz_out);
+        using Dz = FusedDz<Arch, decltype(has_res)::value, A, decltype(has_lo)::value>;
+        const Dz dz(a, x, res, dy, dz_out, z, A::kHeavy && v.inner == 1 && from_memory(v) ? Dz::kAheadRows : 0);
         backward_sums<Arch>(x, dz, v, r, z.mean, sums);
       });
     });
   });
-  if (stream_dz && dz_out) simd<Arch>::stream_fence();
 }
 
 // dx = a * dz + b * ((x - mean) * k) + d (backward_dx, reduce.hpp), per

@@ -41,14 +41,14 @@ struct KernelTable {
   // dz = act'(z) * dy and z = ((x - mean) - mean_lo) * zscale + zshift (+ res)
   // recomputed as the forward computed it (ZParams): the sums of
   // bn_backward_sums over (x, dz) with xc = x - mean, dz also written to
-  // dz_out unless NULL (past the cache where stream_dz); and
+  // dz_out unless NULL; and
   // dx = a * dz + b * ((x - mean) * xscale) + d.
   // Forward's ahead: see map_view (0 where no unit of the caller follows).
   void (*bn_act_apply)(const float* x, const float* res, float* y, View v, Range r, const float* mean_hi,
                        const float* mean_lo, const float* scale, const float* shift, Act act, bool stream,
                        int64_t ahead);
   void (*bn_act_backward_sums)(const float* x, const float* res, const float* dy, float* dz_out, View v,
-                               Range r, ZParams z, Act act, double* const* sums, bool stream_dz);
+                               Range r, ZParams z, Act act, double* const* sums);
   void (*bn_act_backward_apply)(const float* x, const float* res, const float* dy, float* dx, View v,
                                 Range r, const float* a, const float* b, const float* d, const float* xscale,
                                 ZParams z, Act act, bool stream);

@@ -571,12 +571,14 @@ TEST_P(FusedGn, LargeWithStreamingStores) {
     for (bool res : {true, false}) check_gn(l, 32, kActs[4], res, seed++);
 }
 
-// NCHW views of 16 MiB or more: each channel-resident unit's apply asks
-// the next unit's x into L2 piece by piece (kernels::map_view's ahead);
-// runs of a length no piece divides.
-TEST_P(FusedBn, FromMemoryPrefetchingTheNextChannel) {
+// Views of 16 MiB or more. NCHW: each channel-resident unit's forward
+// apply asks the next unit's x into L2 piece by piece (kernels::map_view's
+// ahead), on runs of a length no piece divides. NHWC: backward computes dz
+// a row at a time, asking for the inputs of rows further on (FusedDz).
+TEST_P(FusedBn, FromMemoryWithPrefetches) {
   uint32_t seed = 71;
-  for (bool res : {false, true}) check_bn(nkt::nchw(2, 4, 1023, 521), kActs[4], res, true, seed++);
+  for (const auto& l : {nkt::nchw(2, 4, 1023, 521), nkt::nhwc(2, 129, 130, 128)})
+    check_bn(l, kActs[4], true, true, seed++);
 }
 
 TEST_P(FusedGn, FromMemoryPrefetchingTheNextGroup) {
