@@ -226,7 +226,7 @@ constexpr int64_t kAheadRun = 2048;
 // finds its lines in L2, and those reads overlap this pass's arithmetic and
 // stores. On Zen 4, NCHW training forwards, in-process A/B at 1 and 2
 // threads: BN+SELU 1.15-1.3x faster (32x64x56x56 to 32x256x56x56), GN+SELU
-// 1.1-1.35x, BN+add+ReLU 1.0-1.13x, plain BN 1.1-1.15x on runs of 3,136
+// 1.09-1.38x, BN+add+ReLU 1.0-1.13x, plain BN 1.09-1.17x on runs of 3,136
 // floats but 1.06x slower on runs of 784 (32x512x28x28), so ops of little
 // arithmetic take it only on runs of kAheadRun floats or more. Pieces of 512
 // floats gained half as much, one burst per run almost nothing. Pieces of
