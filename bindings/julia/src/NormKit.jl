@@ -1304,9 +1304,22 @@ end
 
 # ---- layer -----------------------------------------------------------------------------------
 
-"""A Batch Norm layer holding its variables as tf.keras does: gamma = 1, beta = 0,
+"""
+    BatchNorm(channels; dims=nothing, trainable=true, options...)
+
+A Batch Norm layer holding its variables as tf.keras does: gamma = 1, beta = 0,
 moving mean 0, moving variance 1. `forward!(layer, x; training)`, then
-`backward(layer, x, dy) -> dx` sets `layer.dgamma`, `layer.dbeta`."""
+`backward(layer, x, dy) -> dx` (x of that forward) sets `layer.dgamma`, `layer.dbeta`.
+
+TF2 rule: a layer with `trainable == false` (frozen) always runs in inference mode,
+even with `training=true`: it uses, and leaves unchanged, the moving statistics.
+`backward` follows the mode of the last `forward!`: after a training-mode one, Batch
+Norm's training gradient; after an inference-mode one (`training=false`, or a frozen
+layer), or before any, the gradient with the moving statistics constant:
+`dx = dy * gamma / sqrt(moving_var + epsilon)` per feature, `dbeta = sum(dy)`,
+`dgamma = sum(dy * (x - moving_mean) / sqrt(moving_var + epsilon))`. A frozen layer
+(`trainable` false when `backward` runs) gets `dgamma` and `dbeta` filled with zeros.
+"""
 mutable struct BatchNorm
     options::BnOptions
     dims::Any
@@ -1316,30 +1329,53 @@ mutable struct BatchNorm
     moving_var::Vector{Float32}
     dgamma::Vector{Float32}
     dbeta::Vector{Float32}
-    saved::Union{Nothing,Tuple{Vector{Float32},Vector{Float32}}}
+    saved::Union{Nothing,Tuple{Vector{Float32},Vector{Float32}}}  # nothing: last forward in inference mode
+    trainable::Bool
 end
-BatchNorm(channels::Integer; dims=nothing, kw...) =
+BatchNorm(channels::Integer; dims=nothing, trainable::Bool=true, kw...) =
     BatchNorm(bn_options(; kw...), dims, ones(Float32, channels), zeros(Float32, channels),
               zeros(Float32, channels), ones(Float32, channels), zeros(Float32, channels),
-              zeros(Float32, channels), nothing)
+              zeros(Float32, channels), nothing, trainable)
 
 function forward!(l::BatchNorm, x::DenseArray{Float32}; training::Bool=false)
     dims = something(l.dims, default_dims(x))
-    if training
+    if training && l.trainable
         y, sm, si = bn_training(x; gamma=l.gamma, beta=l.beta, moving_mean=l.moving_mean,
                                 moving_var=l.moving_var, dims=dims, options=l.options)
         l.saved = (sm, si)
         return y
     end
-    return bn_inference(x, l.moving_mean, l.moving_var; gamma=l.gamma, beta=l.beta, dims=dims,
-                        options=l.options)
+    y = bn_inference(x, l.moving_mean, l.moving_var; gamma=l.gamma, beta=l.beta, dims=dims,
+                     options=l.options)
+    l.saved = nothing
+    return y
 end
 
 function backward(l::BatchNorm, x::DenseArray{Float32}, dy::DenseArray{Float32})
-    l.saved === nothing && error("backward needs a training forward first")
     dims = something(l.dims, default_dims(x))
-    return bn_backward!(similar(x), x, dy, l.saved...; gamma=l.gamma, dgamma=l.dgamma,
-                        dbeta=l.dbeta, dims=dims, options=l.options)
+    if l.saved !== nothing  # training mode
+        l.trainable && return bn_backward!(similar(x), x, dy, l.saved...; gamma=l.gamma,
+                                           dgamma=l.dgamma, dbeta=l.dbeta, dims=dims, options=l.options)
+        fill!(l.dgamma, 0f0); fill!(l.dbeta, 0f0)
+        return bn_backward!(similar(x), x, dy, l.saved...; gamma=l.gamma, dims=dims, options=l.options)
+    end
+    # Inference mode: the moving statistics are constants. bn_backward_apply! with zero
+    # sums leaves dx = gamma * invstd * dy whatever the count (this batch's own, the
+    # least the library accepts); bn_backward_reduce with the same mean and invstd gives
+    # dbeta = sum(dy) and dgamma = sum(dy * xhat).
+    C = length(l.moving_mean)
+    invstd = Float32.(1 ./ sqrt.(Float64.(l.moving_var) .+ Float64(l.options.epsilon)))
+    z = zeros(Float64, C)
+    dx = bn_backward_apply!(similar(x), x, dy, length(x) ÷ C, l.moving_mean, invstd, z, z;
+                            gamma=l.gamma, dims=dims)
+    if l.trainable
+        sum_dy, sum_dy_xhat = bn_backward_reduce(x, dy, l.moving_mean, invstd; dims=dims)
+        l.dgamma .= Float32.(sum_dy_xhat)
+        l.dbeta .= Float32.(sum_dy)
+    else
+        fill!(l.dgamma, 0f0); fill!(l.dbeta, 0f0)
+    end
+    return dx
 end
 
 end # module

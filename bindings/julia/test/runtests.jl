@@ -169,6 +169,56 @@ end
         @test relerr(l.dgamma, r.dgamma) < 1e-4
     end
 
+    # TF2: a frozen layer (trainable=false) runs in inference mode even with
+    # training=true; backward follows the mode of the last forward!.
+    """Float64 gradient with the moving statistics constant (feature dim `d`)."""
+    function ref_inference_grads(x, dy, d, gamma, mm, mv; eps=Float64(1f-3))
+        red = Tuple(i for i in 1:ndims(x) if i != d)
+        shp = ntuple(i -> i == d ? size(x, d) : 1, ndims(x))
+        inv = reshape(1 ./ sqrt.(Float64.(mv) .+ eps), shp)
+        dyd = Float64.(dy)
+        xhat = (Float64.(x) .- reshape(Float64.(mm), shp)) .* inv
+        return (; dx=dyd .* reshape(Float64.(gamma), shp) .* inv, dgamma=vec(sum(dyd .* xhat; dims=red)),
+                dbeta=vec(sum(dyd; dims=red)))
+    end
+
+    @testset "frozen layer runs in inference mode (TF2)" begin
+        l = BatchNorm(3; trainable=false)
+        @test !l.trainable && BatchNorm(3).trainable
+        l.gamma .= Float32[0.5, 1.5, 2.0]; l.beta .= Float32[0.1, -0.2, 0.3]
+        l.moving_mean .= Float32[0.3, -1.0, 2.0]; l.moving_var .= Float32[0.5, 2.0, 1.2]
+        mm, mv = copy(l.moving_mean), copy(l.moving_var)
+        x = randn(Float32, 4, 4, 3, 5) .* 3 .+ 2
+        dy = randn(Float32, size(x))
+        y = forward!(l, x; training=true)
+        @test l.moving_mean == mm && l.moving_var == mv
+        @test y == forward!(l, x)
+        sh = (1, 1, 3, 1)
+        @test relerr(y, (Float64.(x) .- reshape(Float64.(mm), sh)) ./ sqrt.(reshape(Float64.(mv), sh) .+ Float64(1f-3)) .*
+                        reshape(Float64.(l.gamma), sh) .+ reshape(Float64.(l.beta), sh)) < 1e-5
+        forward!(l, x; training=true)
+        r = ref_inference_grads(x, dy, 3, l.gamma, mm, mv)
+        @test relerr(backward(l, x, dy), r.dx) < 1e-6
+        @test all(l.dgamma .== 0) && all(l.dbeta .== 0)
+    end
+
+    @testset "backward follows the mode of the last forward!" begin
+        l = BatchNorm(3)
+        l.gamma .= Float32[0.5, 1.5, 2.0]
+        x = randn(Float32, 4, 4, 3, 5) .* 3 .+ 2
+        dy = randn(Float32, size(x))
+        forward!(l, x; training=true)
+        forward!(l, x)  # inference mode: dx and dgamma, dbeta with the moving statistics
+        r = ref_inference_grads(x, dy, 3, l.gamma, l.moving_mean, l.moving_var)
+        @test relerr(backward(l, x, dy), r.dx) < 1e-6
+        @test relerr(l.dgamma, r.dgamma) < 1e-5
+        @test relerr(l.dbeta, r.dbeta) < 1e-5
+        forward!(l, x; training=true)  # training mode again
+        rt = ref_bn(x, 3; gamma=l.gamma, dy=dy)
+        @test relerr(backward(l, x, dy), rt.dx) < 1e-4
+        @test relerr(l.dgamma, rt.dgamma) < 1e-4
+    end
+
     if NormKit.has_function(:nk_bn_forward_training_ex)
         @testset "ex without extras equals training" begin
             x = randn(Float32, 5, 4, 3, 2)

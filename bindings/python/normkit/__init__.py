@@ -371,9 +371,13 @@ class BnStateArrays:
 
     @classmethod
     def tf_initial(cls, channels, renorm=False):
-        """TF's initial values: moving mean 0, variance 1 (renorm: mean 0, stddev 1)."""
+        """TF's initial values: moving_mean 0, moving_var 1; with renorm also
+        moving_stddev 1 (TF initializes it to sqrt of the moving variance's
+        initializer, sqrt(1) = 1, not sqrt(1 + epsilon): left None, the library
+        would derive sqrt(moving_var + epsilon)), renorm_mean 0, renorm_stddev 1."""
         s = cls(moving_mean=np.zeros(channels, np.float32), moving_var=np.ones(channels, np.float32))
         if renorm:
+            s.moving_stddev = np.ones(channels, np.float32)
             s.renorm_mean = np.zeros(channels, np.float32)
             s.renorm_stddev = np.ones(channels, np.float32)
         return s
@@ -536,11 +540,48 @@ def bn_backward_apply(x, dy, count, mean, invstd, sum_dy, sum_dy_xhat, gamma=Non
 
 
 # ---- layer -------------------------------------------------------------------
+def _bn_inference_backward(x, dy, moving_mean, moving_var, gamma, axis, epsilon, trainable):
+    """The gradient of the inference forward y = gamma * (x - moving_mean) *
+    invstd + beta, invstd = 1/sqrt(moving_var + epsilon): the moving statistics
+    are constants, so dx = gamma * invstd * dy, with no batch-statistics term.
+    Through the library: bn_backward_apply with mean = moving_mean, that invstd
+    and zero sums (which leaves exactly gamma * invstd * dy whatever the count;
+    the count given is this batch's own, the least the library accepts), and,
+    when trainable, bn_backward_reduce with the same mean and invstd for
+    dbeta = sum(dy) and dgamma = sum(dy * (x - moving_mean) * invstd).
+    Returns (dx, dgamma, dbeta); dgamma, dbeta None when not trainable."""
+    C = moving_mean.size
+    mv = np.asarray(moving_var, np.float32).astype(np.float64)
+    invstd = (1.0 / np.sqrt(mv + float(np.float32(epsilon)))).astype(np.float32)
+    mm = np.ascontiguousarray(moving_mean, np.float32)
+    zeros = np.zeros(C, np.float64)
+    dx = bn_backward_apply(x, dy, x.size // C, mm, invstd, zeros, zeros, gamma, axis=axis)
+    if not trainable:
+        return dx, None, None
+    sum_dy, sum_dy_xhat = bn_backward_reduce(x, dy, mm, invstd, axis=axis)
+    return dx, sum_dy_xhat.astype(np.float32), sum_dy.astype(np.float32)
+
+
 class BatchNorm:
     """A Batch Norm layer holding its variables like tf.keras: gamma = 1, beta = 0,
-    moving_mean = 0, moving_var = 1. layer(x, training=True) normalizes with the
-    batch statistics and updates the moving ones; layer.backward(dy) after a
-    training call returns dx and sets layer.dgamma, layer.dbeta."""
+    moving_mean = 0, moving_var = 1.
+
+    layer(x, training=True) normalizes with the batch statistics and updates the
+    moving ones; layer(x) (training=False) normalizes with the moving statistics.
+    TF2 rule: a layer with trainable=False (frozen) always runs in inference mode,
+    even when called with training=True — it uses, and leaves unchanged, the
+    moving statistics.
+
+    layer.backward(dy) returns dx for the x of the last call and sets
+    layer.dgamma, layer.dbeta; it follows the mode of that call:
+      - training mode: Batch Norm's training gradient (through the batch statistics);
+      - inference mode (training=False, or a frozen layer): the moving statistics
+        are constants, dx = dy * gamma / sqrt(moving_var + epsilon) per feature;
+        dbeta = sum(dy), dgamma = sum(dy * (x - moving_mean) / sqrt(moving_var +
+        epsilon)) for a trainable layer.
+    A frozen layer (trainable False at backward) gets dgamma = dbeta = None.
+    backward reads gamma and the moving statistics as they are when it runs,
+    and needs a call first (RuntimeError otherwise)."""
 
     def __init__(self, num_features, axis=1, center=True, scale=True, trainable=True, **opts):
         self.axis = axis
@@ -551,7 +592,7 @@ class BatchNorm:
         self.moving_var = np.ones(num_features, np.float32)
         self.trainable = trainable
         self.dgamma = self.dbeta = None
-        self._saved = None
+        self._saved = None  # (x, saved_mean, saved_invstd); the saved pair None in inference mode
 
     def __call__(self, x, training=False):
         if training and self.trainable:
@@ -559,15 +600,23 @@ class BatchNorm:
                                             axis=self.axis, options=self.options)
             self._saved = (x, sm, si)
             return y
-        return bn_forward_inference(x, self.moving_mean, self.moving_var, self.gamma, self.beta,
-                                    axis=self.axis, options=self.options)
+        y = bn_forward_inference(x, self.moving_mean, self.moving_var, self.gamma, self.beta,
+                                 axis=self.axis, options=self.options)
+        self._saved = (x, None, None)
+        return y
 
     def backward(self, dy):
         if self._saved is None:
-            raise RuntimeError("backward needs a training call first")
+            raise RuntimeError("backward needs a forward call (layer(x, ...)) first")
         x, sm, si = self._saved
-        dx, self.dgamma, self.dbeta = bn_backward(x, dy, sm, si, self.gamma, axis=self.axis,
-                                                  options=self.options)
+        trainable = bool(self.trainable)
+        if sm is None:  # inference mode
+            dx, self.dgamma, self.dbeta = _bn_inference_backward(
+                x, dy, self.moving_mean, self.moving_var, self.gamma, self.axis,
+                self.options.epsilon, trainable)
+        else:
+            dx, self.dgamma, self.dbeta = bn_backward(x, dy, sm, si, self.gamma, axis=self.axis,
+                                                      trainable=trainable, options=self.options)
         return dx
 
 

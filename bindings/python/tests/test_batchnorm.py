@@ -339,6 +339,82 @@ def test_layer_like_keras():
     close(layer.dbeta, wdb, 1e-5)
 
 
+def ref_inference_backward(x, dy, axis, gamma, moving_mean, moving_var, eps):
+    """float64 gradient of the inference forward (moving statistics constant):
+    dx = dy * gamma / sqrt(moving_var + eps), dbeta = sum(dy),
+    dgamma = sum(dy * (x - moving_mean) / sqrt(moving_var + eps))."""
+    shp = [x.shape[i] if i == axis % x.ndim else 1 for i in range(x.ndim)]
+    red = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    inv = 1 / np.sqrt(moving_var.astype(np.float64) + np.float64(np.float32(eps))).reshape(shp)
+    g = np.ones(shp) if gamma is None else gamma.astype(np.float64).reshape(shp)
+    d64 = dy.astype(np.float64)
+    xhat = (x.astype(np.float64) - moving_mean.astype(np.float64).reshape(shp)) * inv
+    return d64 * g * inv, (d64 * xhat).sum(axis=red), d64.sum(axis=red)
+
+
+def _layer_with_stats(C, seed, **kw):
+    layer = nk.BatchNorm(C, **kw)
+    layer.gamma[:] = rng(seed).uniform(0.5, 2.0, C)
+    layer.beta[:] = rng(seed + 1).standard_normal(C)
+    layer.moving_mean[:] = rng(seed + 2).standard_normal(C)
+    layer.moving_var[:] = rng(seed + 3).uniform(0.2, 3.0, C)
+    return layer
+
+
+@pytest.mark.parametrize("axis", [1, -1], ids=["NCHW", "NHWC"])
+def test_frozen_layer_runs_in_inference_mode_tf2(axis):
+    """TF2: trainable=False runs in inference mode even with training=True, leaves
+    the moving statistics alone, and passes dx = dy * gamma / sqrt(mv + eps) back;
+    no dgamma, dbeta."""
+    C = 5
+    layer = _layer_with_stats(C, 80, axis=axis, trainable=False)
+    mm0, mv0 = layer.moving_mean.copy(), layer.moving_var.copy()
+    x = (rng(84).standard_normal((4, C, 3, C)) * 2 + 1).astype(np.float32)
+    dy = rng(85).standard_normal(x.shape).astype(np.float32)
+    y = layer(x, training=True)
+    assert np.array_equal(layer.moving_mean, mm0) and np.array_equal(layer.moving_var, mv0)
+    want_y = nk.bn_forward_inference(x, mm0, mv0, layer.gamma, layer.beta, axis=axis)
+    assert np.array_equal(y, want_y)
+    shp = [x.shape[i] if i == axis % x.ndim else 1 for i in range(x.ndim)]
+    close(y, (x - mm0.reshape(shp).astype(np.float64)) / np.sqrt(mv0.reshape(shp) + np.float64(np.float32(1e-3)))
+          * layer.gamma.reshape(shp) + layer.beta.reshape(shp), 1e-5)
+    layer.dgamma = layer.dbeta = np.zeros(C, np.float32)  # backward must reset them
+    dx = layer.backward(dy)
+    wdx, _, _ = ref_inference_backward(x, dy, axis, layer.gamma, mm0, mv0, 1e-3)
+    close(dx, wdx, 1e-6)
+    assert layer.dgamma is None and layer.dbeta is None
+    assert dx.shape == x.shape and dx.strides == x.strides
+
+
+def test_trainable_layer_backward_in_inference_mode():
+    C = 4
+    layer = _layer_with_stats(C, 90, axis=1)
+    x = (rng(94).standard_normal((3, C, 7)) * 1.5 - 0.5).astype(np.float32)
+    dy = rng(95).standard_normal(x.shape).astype(np.float32)
+    layer(x, training=True)  # a training call, then an inference one: backward follows the last
+    mm, mv = layer.moving_mean.copy(), layer.moving_var.copy()
+    layer(x, training=False)
+    assert np.array_equal(layer.moving_mean, mm) and np.array_equal(layer.moving_var, mv)
+    dx = layer.backward(dy)
+    wdx, wdg, wdb = ref_inference_backward(x, dy, 1, layer.gamma, mm, mv, 1e-3)
+    close(dx, wdx, 1e-6)
+    close(layer.dgamma, wdg, 1e-5)
+    close(layer.dbeta, wdb, 1e-5)
+    # A training call again: the training gradient again.
+    y = layer(x, training=True)
+    dx = layer.backward(dy)
+    wdx, wdg, wdb = ref_bn_backward(x, dy, (1,), layer.gamma, 1e-3)
+    close(dx, wdx, 1e-4)
+    close(layer.dgamma, wdg, 1e-4)
+    # Frozen after the fact: still the training gradient of that call, without dgamma, dbeta.
+    layer.trainable = False
+    dx = layer.backward(dy)
+    close(dx, wdx, 1e-4)
+    assert layer.dgamma is None and layer.dbeta is None
+    with pytest.raises(RuntimeError):
+        nk.BatchNorm(C).backward(dy)
+
+
 # ---- the *_ex functions: their C implementation lands later --------------------
 needs_ex = pytest.mark.skipif(not nk.has_function("nk_bn_forward_training_ex"),
                               reason="nk_bn_forward_training_ex not in this libnormkit yet")
@@ -458,3 +534,53 @@ def test_version_check_at_load(monkeypatch):
     lib = nk._lib.Library(nk.library_path())
     assert lib.nk_version() == 10000 * nk.version()[0] + 100 * nk.version()[1] + nk.version()[2]
     assert lib.has("nk_bn_apply")
+
+
+def ref_tf_renorm(xs, gamma, beta, eps, momentum, renorm_momentum, rmax, rmin, dmax):
+    """TF's testRenorm (tensorflow/python/layers/normalization_test.py) in float64:
+    from moving_mean 0, moving_stddev 1, renorm_mean 0, renorm_stddev 1, the
+    training output of each step, then the inference output after its updates."""
+    moving_mean, moving_stddev, renorm_mean, renorm_stddev = 0., 1., 0., 1.
+    out = []
+    for x in xs:
+        mean = x.mean(0)
+        variance = x.var(0)
+        stddev = np.sqrt(variance + eps)
+        r = (stddev / renorm_stddev).clip(rmin, rmax)
+        d = ((mean - renorm_mean) / renorm_stddev).clip(-dmax, dmax)
+        y_train = ((x - mean) / stddev * r + d) * gamma + beta
+        renorm_mean += (mean - renorm_mean) * (1. - renorm_momentum)
+        renorm_stddev += (stddev - renorm_stddev) * (1. - renorm_momentum)
+        moving_mean += (mean - moving_mean) * (1. - momentum)
+        moving_stddev += (stddev - moving_stddev) * (1. - momentum)
+        y_test = ((x - moving_mean) / (moving_stddev * moving_stddev) ** 0.5 * gamma) + beta
+        out.append((y_train, y_test, np.copy(moving_stddev)))  # += works in place on arrays
+    return out
+
+
+@needs_ex
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tf_renorm_replay_from_tf_initial(seed):
+    """TF's testRenorm through the binding, from BnStateArrays.tf_initial: TF starts
+    moving_stddev at sqrt(1) = 1 (not sqrt(1 + epsilon)); 5 training steps, each
+    followed by an inference call, both within TF's atol 1e-5."""
+    C, eps, momentum, renorm_momentum = 3, 1e-3, 0.99, 0.8
+    rmax, rmin, dmax, gamma, beta = 1.1, 0.9, 0.1, 2., 3.
+    s = nk.BnStateArrays.tf_initial(C, renorm=True)
+    assert np.array_equal(s.moving_stddev, np.ones(C, np.float32))
+    assert np.array_equal(s.renorm_stddev, np.ones(C, np.float32))
+    assert not s.renorm_mean.any() and not s.moving_mean.any()
+    r = np.random.RandomState(seed)
+    xs = [r.random_sample((4, C)) for _ in range(5)]
+    want = ref_tf_renorm(xs, gamma, beta, eps, momentum, renorm_momentum, rmax, rmin, dmax)
+    g, b = np.full(C, gamma, np.float32), np.full(C, beta, np.float32)
+    opts = dict(epsilon=eps, momentum=momentum, renorm=True, renorm_momentum=renorm_momentum,
+                rmax=rmax, rmin=rmin, dmax=dmax)
+    for x, (y_train, y_test, moving_stddev) in zip(xs, want):
+        x32 = x.astype(np.float32)
+        y = nk.bn_forward_training_ex(x32, s, g, b, axis=1, **opts)
+        np.testing.assert_allclose(y, y_train, rtol=0, atol=1e-5)
+        yi = nk.bn_forward_inference(x32, s.moving_mean, s.moving_var, g, b, axis=1, epsilon=eps)
+        np.testing.assert_allclose(yi, y_test, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(s.moving_stddev, moving_stddev, rtol=1e-6)
+        np.testing.assert_allclose(s.moving_var, np.maximum(moving_stddev ** 2 - eps, 0), rtol=1e-5)

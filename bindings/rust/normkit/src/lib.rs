@@ -17,6 +17,7 @@ use normkit_sys as sys;
 use std::ffi::{c_void, CStr, CString};
 use std::fmt;
 use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A failed normkit call: the C status code and the detail message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -717,18 +718,42 @@ pub fn bn_backward_apply_mean64(layout: &Layout, count: i64, x: &[f32], dy: &[f3
 // ---- layer --------------------------------------------------------------------------
 
 /// A Batch Norm layer holding its variables as tf.keras does: gamma = 1,
-/// beta = 0, moving mean 0, moving variance 1.
+/// beta = 0, moving mean 0, moving variance 1, `trainable` true.
+///
+/// TF2 rule: a layer with `trainable == false` (frozen) always runs in
+/// inference mode: [`forward_training`](Self::forward_training) on it runs the
+/// inference forward and leaves the moving statistics alone.
+///
+/// [`backward`](Self::backward) follows the mode of the last forward:
+/// - after a training-mode forward, Batch Norm's training gradient (through the
+///   batch statistics saved by that forward);
+/// - after an inference-mode forward ([`forward_inference`](Self::forward_inference),
+///   or `forward_training` on a frozen layer), or before any forward, the
+///   gradient of the inference forward, where the moving statistics are
+///   constants: dx = dy * gamma / sqrt(moving_var + epsilon) per feature,
+///   dbeta = sum(dy), dgamma = sum(dy * (x - moving_mean) / sqrt(moving_var + epsilon)).
+///
+/// A frozen layer (`trainable` false when backward runs) gets empty
+/// `dgamma` and `dbeta` in its [`Grads`] (TF computes none).
 pub struct BatchNorm {
     pub options: BnOptions,
     pub gamma: Vec<f32>,
     pub beta: Vec<f32>,
     pub moving_mean: Vec<f32>,
     pub moving_var: Vec<f32>,
+    /// TF's `trainable` (default true). False: the layer is frozen — it runs in
+    /// inference mode even through `forward_training`, and backward gives no
+    /// dgamma, dbeta.
+    pub trainable: bool,
     saved_mean: Vec<f32>,
     saved_invstd: Vec<f32>,
+    // Whether the last forward ran in training mode (an atomic so that
+    // forward_inference keeps taking &self and the layer stays Sync).
+    last_training: AtomicBool,
 }
 
-/// The gradients of a backward pass.
+/// The gradients of a backward pass. `dgamma` and `dbeta` are empty when the
+/// layer is frozen (`BatchNorm::trainable` false), C floats each otherwise.
 pub struct Grads {
     pub dx: Vec<f32>,
     pub dgamma: Vec<f32>,
@@ -746,13 +771,20 @@ impl BatchNorm {
             beta: vec![0.0; channels],
             moving_mean: vec![0.0; channels],
             moving_var: vec![1.0; channels],
+            trainable: true,
             saved_mean: Vec::new(),
             saved_invstd: Vec::new(),
+            last_training: AtomicBool::new(false),
         }
     }
-    /// Normalizes with the batch statistics, updates the moving ones, and
-    /// keeps what backward needs.
+    /// Training mode: normalizes with the batch statistics, updates the moving
+    /// ones, and keeps what backward needs. On a frozen layer (`trainable`
+    /// false) this is [`forward_inference`](Self::forward_inference), as in TF2:
+    /// the moving statistics are used and left unchanged.
     pub fn forward_training(&mut self, layout: &Layout, x: &[f32]) -> Result<Vec<f32>> {
+        if !self.trainable {
+            return self.forward_inference(layout, x);
+        }
         let gc = self.options.groups(layout.batch()) * layout.channels();
         let mut y = vec![0.0; layout.len()];
         let mut sm = vec![0.0; gc];
@@ -769,32 +801,53 @@ impl BatchNorm {
         )?;
         self.saved_mean = sm;
         self.saved_invstd = si;
+        *self.last_training.get_mut() = true;
         Ok(y)
     }
+    /// Inference mode: normalizes with the moving statistics; the next
+    /// backward is the inference-mode gradient.
     pub fn forward_inference(&self, layout: &Layout, x: &[f32]) -> Result<Vec<f32>> {
         let mut y = vec![0.0; layout.len()];
         bn_forward_inference(layout, &self.options, x, &mut y, Some(&self.gamma), Some(&self.beta), &self.moving_mean, &self.moving_var)?;
+        self.last_training.store(false, Ordering::Relaxed);
         Ok(y)
     }
-    /// Backward of the last forward_training (same x).
+    /// Backward of the last forward (same x), in its mode (see [`BatchNorm`]);
+    /// gamma and the moving statistics are read as they are now.
     pub fn backward(&self, layout: &Layout, x: &[f32], dy: &[f32]) -> Result<Grads> {
-        if self.saved_mean.is_empty() {
-            return Err(Error::rust(sys::NK_ERR_BAD_ARGUMENT, "backward needs a forward_training first".into()));
-        }
         let c = layout.channels();
-        let mut g = Grads { dx: vec![0.0; layout.len()], dgamma: vec![0.0; c], dbeta: vec![0.0; c] };
-        bn_backward(
-            layout,
-            &self.options,
-            x,
-            dy,
-            Some(&self.gamma),
-            &self.saved_mean,
-            &self.saved_invstd,
-            &mut g.dx,
-            Some((&mut g.dgamma, &mut g.dbeta)),
-        )?;
+        let n = if self.trainable { c } else { 0 };
+        let mut g = Grads { dx: vec![0.0; layout.len()], dgamma: vec![0.0; n], dbeta: vec![0.0; n] };
+        let grads = if self.trainable { Some((&mut g.dgamma[..], &mut g.dbeta[..])) } else { None };
+        if self.last_training.load(Ordering::Relaxed) && !self.saved_mean.is_empty() {
+            bn_backward(layout, &self.options, x, dy, Some(&self.gamma), &self.saved_mean, &self.saved_invstd, &mut g.dx, grads)?;
+        } else {
+            self.inference_backward(layout, x, dy, &mut g.dx, grads)?;
+        }
         Ok(g)
+    }
+    // The gradient of y = gamma * (x - moving_mean) * invstd + beta with
+    // invstd = 1/sqrt(moving_var + epsilon) constant: through bn_backward_apply
+    // with zero sums, which leaves dx = gamma * invstd * dy whatever the count
+    // (this batch's own, the least the library accepts), and bn_backward_reduce
+    // with the same mean and invstd for dbeta = sum(dy), dgamma = sum(dy * xhat).
+    fn inference_backward(&self, layout: &Layout, x: &[f32], dy: &[f32], dx: &mut [f32], grads: Option<(&mut [f32], &mut [f32])>) -> Result<()> {
+        let c = layout.channels();
+        check_len("moving_var", self.moving_var.len(), c)?;
+        let eps = self.options.0.epsilon as f64;
+        let invstd: Vec<f32> = self.moving_var.iter().map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32).collect();
+        let zeros = vec![0.0f64; c];
+        let count = (layout.len() / c.max(1)) as i64;
+        bn_backward_apply(layout, count, x, dy, Some(&self.gamma), &self.moving_mean[..], &invstd, &zeros, &zeros, dx)?;
+        if let Some((dgamma, dbeta)) = grads {
+            let (mut sum_dy, mut sum_dy_xhat) = (vec![0.0f64; c], vec![0.0f64; c]);
+            bn_backward_reduce(layout, x, dy, &self.moving_mean[..], &invstd, &mut sum_dy, &mut sum_dy_xhat)?;
+            for k in 0..c {
+                dgamma[k] = sum_dy_xhat[k] as f32;
+                dbeta[k] = sum_dy[k] as f32;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -368,6 +368,103 @@ fn layer_starts_like_keras() {
     assert_close("dbeta", &g.dbeta, &r.dbeta, 1e-5);
 }
 
+/// float64 gradient of the inference forward (moving statistics constant):
+/// (dx, dgamma, dbeta) with dx = dy * gamma / sqrt(mv + eps).
+#[allow(clippy::too_many_arguments)]
+fn inference_grads(dims: &[i64], axis: usize, x: &[f32], dy: &[f32], gamma: &[f32], mm: &[f32], mv: &[f32], eps: f32) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let c = dims[axis] as usize;
+    let f = feature_of(dims, axis);
+    let inv: Vec<f64> = mv.iter().map(|&v| 1.0 / (v as f64 + eps as f64).sqrt()).collect();
+    let (mut dg, mut db) = (vec![0.0; c], vec![0.0; c]);
+    let mut dx = vec![0.0; x.len()];
+    for i in 0..x.len() {
+        let k = f[i];
+        dx[i] = dy[i] as f64 * gamma[k] as f64 * inv[k];
+        db[k] += dy[i] as f64;
+        dg[k] += dy[i] as f64 * (x[i] as f64 - mm[k] as f64) * inv[k];
+    }
+    (dx, dg, db)
+}
+
+/// A layer with gamma, beta and moving statistics away from their defaults.
+fn layer_with_stats(c: usize, seed: u64) -> BatchNorm {
+    let mut bn = BatchNorm::new(c);
+    bn.gamma = normal(c, seed, 1.0, 0.3);
+    bn.beta = normal(c, seed + 1, 0.0, 1.0);
+    bn.moving_mean = normal(c, seed + 2, 0.5, 1.0);
+    bn.moving_var = normal(c, seed + 3, 0.0, 1.0).iter().map(|v| 0.3 + v.abs()).collect();
+    bn
+}
+
+// TF2: trainable = false runs in inference mode even through forward_training,
+// leaves the moving statistics alone, and passes dx = dy * gamma / sqrt(mv + eps)
+// back, with no dgamma, dbeta (empty vectors).
+#[test]
+fn frozen_layer_runs_in_inference_mode() {
+    assert!(BatchNorm::new(3).trainable);
+    for (layout, dims, axis) in [(Layout::nchw(3, 4, 2, 5), vec![3i64, 4, 2, 5], 1usize), (Layout::nhwc(2, 3, 5, 4), vec![2, 3, 5, 4], 3)] {
+        let mut bn = layer_with_stats(4, 50);
+        bn.trainable = false;
+        let (mm, mv) = (bn.moving_mean.clone(), bn.moving_var.clone());
+        let x = normal(layout.len(), 54, 1.0, 2.0);
+        let dy = normal(layout.len(), 55, 0.0, 1.0);
+        let y = bn.forward_training(&layout, &x).unwrap();
+        assert_eq!(bn.moving_mean, mm);
+        assert_eq!(bn.moving_var, mv);
+        assert_eq!(y, bn.forward_inference(&layout, &x).unwrap());
+        let f = feature_of(&dims, axis);
+        let want_y: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let k = f[i];
+                bn.gamma[k] as f64 * (v as f64 - mm[k] as f64) / (mv[k] as f64 + 1e-3f32 as f64).sqrt() + bn.beta[k] as f64
+            })
+            .collect();
+        assert_close("frozen y", &y, &want_y, 1e-5);
+        bn.forward_training(&layout, &x).unwrap();
+        let g = bn.backward(&layout, &x, &dy).unwrap();
+        let (wdx, _, _) = inference_grads(&dims, axis, &x, &dy, &bn.gamma, &mm, &mv, 1e-3);
+        assert_close("frozen dx", &g.dx, &wdx, 1e-6);
+        assert!(g.dgamma.is_empty() && g.dbeta.is_empty());
+    }
+}
+
+#[test]
+fn backward_follows_the_mode_of_the_last_forward() {
+    let layout = Layout::nchw(3, 4, 7, 1);
+    let dims = [3i64, 4, 7, 1];
+    let x = normal(layout.len(), 60, -0.5, 1.5);
+    let dy = normal(layout.len(), 61, 0.0, 1.0);
+    let mut bn = layer_with_stats(4, 62);
+    // No forward yet: the inference-mode gradient.
+    let g = bn.backward(&layout, &x, &dy).unwrap();
+    let (wdx, wdg, wdb) = inference_grads(&dims, 1, &x, &dy, &bn.gamma, &bn.moving_mean, &bn.moving_var, 1e-3);
+    assert_close("dx before any forward", &g.dx, &wdx, 1e-6);
+    assert_close("dgamma before any forward", &g.dgamma, &wdg, 1e-5);
+    // Training, then inference: the inference-mode gradient with dgamma, dbeta.
+    bn.forward_training(&layout, &x).unwrap();
+    bn.forward_inference(&layout, &x).unwrap();
+    let g = bn.backward(&layout, &x, &dy).unwrap();
+    let (wdx, wdg, wdb2) = inference_grads(&dims, 1, &x, &dy, &bn.gamma, &bn.moving_mean, &bn.moving_var, 1e-3);
+    assert_close("inference dx", &g.dx, &wdx, 1e-6);
+    assert_close("inference dgamma", &g.dgamma, &wdg, 1e-5);
+    assert_close("inference dbeta", &g.dbeta, &wdb2, 1e-5);
+    assert_close("dbeta = sum(dy) either way", &g.dbeta, &wdb, 1e-5);
+    // Training again: the training gradient.
+    bn.forward_training(&layout, &x).unwrap();
+    let g = bn.backward(&layout, &x, &dy).unwrap();
+    let r = reference(&dims, 1, &x, &dy, Some(&bn.gamma), None, 1e-3);
+    assert_close("training dx", &g.dx, &r.dx, 1e-4);
+    assert_close("training dgamma", &g.dgamma, &r.dgamma, 1e-4);
+    assert_close("training dbeta", &g.dbeta, &r.dbeta, 1e-5);
+    // Frozen after that training forward: its gradient, without dgamma, dbeta.
+    bn.trainable = false;
+    let g = bn.backward(&layout, &x, &dy).unwrap();
+    assert_close("training dx, frozen", &g.dx, &r.dx, 1e-4);
+    assert!(g.dgamma.is_empty() && g.dbeta.is_empty());
+}
+
 #[test]
 fn ex_without_extras_equals_forward_training() {
     let layout = Layout::nchw(4, 3, 2, 5);
