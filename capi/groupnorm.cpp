@@ -37,6 +37,17 @@ bool samples_resident(const SampleShape& sh, int64_t streams) {
   return !group_resident(sh) && (sh.N % T == 0 || sh.N >= 4 * T) && bytes <= stream_threshold();
 }
 
+// Where a forward takes units from memory: the offset from a unit's x to
+// the next unit's on its thread (parallel_units is static), which the unit's
+// apply asks into L2 (kernels::map_view's ahead); else 0. A unit (sample,
+// group) of channel runs is followed by the next group's channels; a
+// resident sample by the next sample.
+int64_t next_unit_offset(const SampleShape& sh, int64_t G, int64_t streams) {
+  if (!kernels::from_memory(sh.s.view)) return 0;
+  if (group_resident(sh)) return sh.C / G * sh.inner;
+  return samples_resident(sh, streams) ? sh.sample_elems() : 0;
+}
+
 // The passes of Group/Instance Norm: reduce(n, c0, c1) per sample and channel
 // range, step(n, g) per sample and group, apply(n, range). Where channels are
 // runs, one unit per (sample, group) takes it through all three while it is in
@@ -104,10 +115,7 @@ struct GnForward {
         gmean(static_cast<size_t>(args.sh.N * args.G)), gvar(gmean.size()), saved_mean(sm),
         saved_invstd(si), f(fusion),
         stream(stream_for((f.res ? 3 : 2) * static_cast<int64_t>(sizeof(float)) * args.sh.s.total)),
-        // A unit (sample, group) of channel runs is followed on its thread
-        // by the next group's channels (parallel_units is static).
-        ahead(group_resident(args.sh) && kernels::from_memory(args.sh.s.view) ? args.sh.C / args.G * args.sh.inner
-                                                                                : 0) {}
+        ahead(next_unit_offset(args.sh, args.G, f.res ? 2 : 1)) {}
 
   void stats(int64_t n, int64_t c0, int64_t c1) {
     const int64_t off = n * a.sh.sample_elems();

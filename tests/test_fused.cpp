@@ -581,8 +581,12 @@ TEST_P(FusedBn, FromMemoryWithPrefetches) {
     check_bn(l, kActs[4], true, true, seed++);
 }
 
-TEST_P(FusedGn, FromMemoryPrefetchingTheNextGroup) {
+// 16 MiB or more: each unit's apply asks for the next unit's x, in NCHW the
+// next group's, in NHWC (at 1 or 2 threads, where samples stay in cache) the
+// next sample's.
+TEST_P(FusedGn, FromMemoryPrefetchingTheNextUnit) {
   check_gn(nkt::nchw(2, 8, 1023, 521), 4, kActs[4], false, 73);
+  check_gn(nkt::nhwc(8, 256, 65, 33), 32, kActs[4], true, 74);
 }
 
 // Group Norm + SELU equals nk_groupnorm_forward and nk_selu_forward, and
