@@ -273,7 +273,7 @@ NK_API nk_status nk_alpha_dropout_backward(int64_t n, float rate, uint64_t seed,
     const auto& k = kernels_for_call();
     const bool stream = stream_for(2 * static_cast<int64_t>(sizeof(float)) * n);
     parallel_flat(n, [&](int64_t i0, int64_t i1) {
-      k.alpha_dropout(dy, dx, i0, i1, seed, offset, d.keep24, d.a, 0.0f, 0.0f, stream);
+      k.alpha_dropout(dy, dx, i0, i1, seed, offset, d.keep24, d.a, -0.0f, -0.0f, stream);
     });
   });
 }

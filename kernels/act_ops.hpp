@@ -16,15 +16,30 @@ namespace {
 constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
 constexpr double kSeluLambda = 1.0507009873554804934193349852946;
 
-// alpha * expm1(x) for x < 0, x * pos_scale otherwise (NaN passes through
+// x * (1 + pos_m1) as x + x * pos_m1, rounded once where the ISA has FMA:
+// x itself for ELU (pos_m1 = 0); for SELU, float(lambda - 1) is within
+// 2^-29 of lambda - 1 relative to lambda, so the product is lambda * x
+// correctly rounded but in rare near-ties, and finite wherever that is
+// (float(lambda) * x overflowed for x within an ulp of FLT_MAX / lambda).
+// x * pos_m1 is taken of x clamped to the finite floats, so that an
+// infinite x gives x (not Inf * 0), and a NaN stays NaN. Both signs.
+template <class Arch>
+inline typename vm<Arch>::B times_pos_scale(const typename vm<Arch>::B& x, float pos_m1) {
+  using V = vm<Arch>;
+  using B = typename V::B;
+  constexpr float kMax = 3.40282347e+38f;
+  return V::fma(V::max(V::min(x, B(kMax)), B(-kMax)), B(pos_m1), x);
+}
+
+// alpha * expm1(x) for x < 0, x * (1 + pos_m1) otherwise (NaN passes through
 // the x branch, so it stays NaN; -0 stays -0).
 template <class Arch>
-inline typename vm<Arch>::B elu_core(const typename vm<Arch>::B& x, float neg_scale, float pos_scale) {
+inline typename vm<Arch>::B elu_core(const typename vm<Arch>::B& x, float neg_scale, float pos_m1) {
   using V = vm<Arch>;
   using B = typename V::B;
   const auto neg = x < B(0.0f);
   const B xc = V::max(V::min(x, B(0.0f)), B(-30.0f));  // NaN lanes take the x branch
-  return V::select(neg, B(neg_scale) * expm1_neg<Arch>(xc), x * B(pos_scale));
+  return V::select(neg, B(neg_scale) * expm1_neg<Arch>(xc), times_pos_scale<Arch>(x, pos_m1));
 }
 
 // neg_scale = mant * 2^shift with |mant| in [0.25, 0.5): the gradient's
@@ -42,15 +57,15 @@ struct EluGradScale {
   }
 };
 
-// d/dx of elu_core times dy: neg_scale * exp(x) * dy for x < 0, else pos_scale * dy.
+// d/dx of elu_core times dy: neg_scale * exp(x) * dy for x < 0, else (1 + pos_m1) * dy.
 template <class Arch>
 inline typename vm<Arch>::B elu_grad(const typename vm<Arch>::B& x, const typename vm<Arch>::B& dy,
-                                     const EluGradScale& g, float pos_scale) {
+                                     const EluGradScale& g, float pos_m1) {
   using V = vm<Arch>;
   using B = typename V::B;
   const auto neg = x < B(0.0f);
   const B xc = V::max(V::min(x, B(0.0f)), B(g.floor));
-  return V::select(neg, exp_neg_times<Arch>(xc, B(g.mant) * dy, B(g.shift)), dy * B(pos_scale));
+  return V::select(neg, exp_neg_times<Arch>(xc, B(g.mant) * dy, B(g.shift)), times_pos_scale<Arch>(dy, pos_m1));
 }
 
 // The derivative at 0 is ReLU's 0 (as PyTorch's), and the x > 0 side's for
@@ -84,16 +99,17 @@ struct ActLeakyRelu {
   B grad(const B& z, const B& dy) const { return V::select(z < B(0.0f), dy * B(slope), dy); }
 };
 
-// ELU (neg = alpha, pos = 1) and SELU (neg = lambda * alpha, pos = lambda).
+// ELU (neg = alpha, pos_m1 = 0) and SELU (neg = lambda * alpha,
+// pos_m1 = lambda - 1).
 template <class Arch>
 struct ActElu {
   using B = typename vm<Arch>::B;
   static constexpr bool kHeavy = true;
-  float neg, pos;
+  float neg, pos_m1;
   EluGradScale g;
-  ActElu(float neg_scale, float pos_scale) : neg(neg_scale), pos(pos_scale), g(neg_scale) {}
-  B fwd(const B& z) const { return elu_core<Arch>(z, neg, pos); }
-  B grad(const B& z, const B& dy) const { return elu_grad<Arch>(z, dy, g, pos); }
+  ActElu(float neg_scale, float pos_minus_1) : neg(neg_scale), pos_m1(pos_minus_1), g(neg_scale) {}
+  B fwd(const B& z) const { return elu_core<Arch>(z, neg, pos_m1); }
+  B grad(const B& z, const B& dy) const { return elu_grad<Arch>(z, dy, g, pos_m1); }
 };
 
 // f(functor) with the functor of act; false for an unknown kind.
@@ -103,9 +119,9 @@ inline bool with_act(Act act, const F& f) {
     case kActIdentity: f(ActIdentity<Arch>{}); return true;
     case kActRelu: f(ActRelu<Arch>{}); return true;
     case kActLeakyRelu: f(ActLeakyRelu<Arch>{act.p}); return true;
-    case kActElu: f(ActElu<Arch>(act.p, 1.0f)); return true;
+    case kActElu: f(ActElu<Arch>(act.p, 0.0f)); return true;
     case kActSelu:
-      f(ActElu<Arch>(static_cast<float>(kSeluLambda * kSeluAlpha), static_cast<float>(kSeluLambda)));
+      f(ActElu<Arch>(static_cast<float>(kSeluLambda * kSeluAlpha), static_cast<float>(kSeluLambda - 1.0)));
       return true;
     default: return false;
   }

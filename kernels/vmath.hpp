@@ -36,17 +36,18 @@ struct vm {
 #endif
     return xsimd::max(a, b);
   }
-  // a * 2^k, k an integer in [-300, 127], rounded once where the result is
+  // a * 2^k, k an integer in [-300, 254], rounded once where the result is
   // normal. AVX-512 has the instruction; elsewhere three factors 2^k1 *
   // 2^k2 * 2^k3 = 2^k, each a normal float, applied largest first: the one
   // rounding happens where the product leaves the normal range (a second one
-  // at most, in the subnormal range, for a < 1).
+  // at most, in the subnormal range, for a < 1). k above 127 comes from
+  // ELU alphas of 2^126 and more (EluGradScale's shift).
   static B times_pow2(const B& a, const B& k) {
 #if defined(__AVX512F__)
     if constexpr (B::size == 16) return _mm512_maskz_scalef_ps(0xFFFF, a, k);
 #endif
-    const B magic(12582912.0f), lo(-126.0f);
-    const B k1 = max(k, lo), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
+    const B magic(12582912.0f), lo(-126.0f), hi(127.0f);
+    const B k1 = min(max(k, lo), hi), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
     return ((a * pow2_of_magic(k1 + magic)) * pow2_of_magic(k2 + magic)) * pow2_of_magic(k3 + magic);
   }
   // t = k + 1.5*2^23 (k integer, |k| <= 127, -126 <= k): returns 2^k.
@@ -68,8 +69,8 @@ struct vm<scalar_arch> {
   static B min(B a, B b) { return a < b ? a : b; }
   static B max(B a, B b) { return a > b ? a : b; }
   static B times_pow2(B a, B k) {
-    const B magic(12582912.0f), lo(-126.0f);
-    const B k1 = max(k, lo), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
+    const B magic(12582912.0f), lo(-126.0f), hi(127.0f);
+    const B k1 = min(max(k, lo), hi), k2 = max(k - k1, lo), k3 = (k - k1) - k2;
     return ((a * pow2_of_magic(k1 + magic)) * pow2_of_magic(k2 + magic)) * pow2_of_magic(k3 + magic);
   }
   static B pow2_of_magic(B t) {

@@ -24,9 +24,11 @@ int64_t ordered(float f) {
   std::memcpy(&i, &f, sizeof i);
   return i < 0 ? -static_cast<int64_t>(i & 0x7fffffff) : i;
 }
+// Infinity against a finite value (an overflow) counts as no number of ulp.
 int64_t ulp_dist(float got, double want) {
   const float w = static_cast<float>(want);
   if (std::isnan(w) || std::isnan(got)) return std::isnan(w) && std::isnan(got) ? 0 : int64_t{1} << 40;
+  if (std::isinf(w) != std::isinf(got)) return int64_t{1} << 40;
   const int64_t d = ordered(got) - ordered(w);
   return d < 0 ? -d : d;
 }
@@ -122,6 +124,15 @@ std::vector<float> special_values() {
     v.push_back(-std::ldexp(1.0f, e));
     v.push_back(std::nextafter(-std::ldexp(1.0f, e), 0.0f));
   }
+  // Around FLT_MAX / lambda, where lambda * x leaves the floats: float(lambda)
+  // * x overflows one float too early (at 0x1.e74b3p+127).
+  const float edge = static_cast<float>(FLT_MAX / kLambda);
+  float up = edge, down = edge;
+  for (int i = 0; i < 8; ++i) {
+    v.push_back(up = std::nextafter(up, INFINITY));
+    v.push_back(down = std::nextafter(down, 0.0f));
+  }
+  v.push_back(edge);
   return v;
 }
 
@@ -211,7 +222,8 @@ TEST_P(Activations, BackwardWholeRangeWithin8Ulp) {
     std::printf("    [%s] dy = %g: SELU' max error %lld ulp\n", GetParam().c_str(), static_cast<double>(dy),
                 static_cast<long long>(e));
     EXPECT_LE(e, 8);
-    for (float a : {0.3f, 1e-20f, 1e20f}) {
+    // Alphas of 2^126 and more: the gradient's scaling by 2^k goes past 2^127.
+    for (float a : {0.3f, 1e-20f, 1e20f, 1e38f, 3e38f, FLT_MAX}) {
       const int64_t ea = sweep_backward(
           [a](int64_t n, const float* x, const float* d, float* dx) { return nk_elu_backward(n, a, x, d, dx); },
           [a](double x, double d) { return ref_elu_grad(x, d, a); }, dy);

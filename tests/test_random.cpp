@@ -82,6 +82,27 @@ TEST_P(AlphaDropout, FormulaOddSizesInPlace) {
   EXPECT_EQ(x, y);
 }
 
+// Zeros keep the sign of a*m*dy: -0 for dy = -0, kept or dropped, and for
+// a dropped dy < 0 (0 * dy).
+TEST_P(AlphaDropout, BackwardKeepsTheSignOfZero) {
+  const int64_t n = 301;
+  auto dy = nkt::random_vec(n, 13);
+  for (int64_t i = 0; i < n; i += 2) dy[i] = i % 4 == 0 ? -0.0f : 0.0f;
+  const auto m = mask_of(n, 0.5f, 9, 4);
+  auto dx = nkt::poisoned(n);
+  ASSERT_EQ(nk_alpha_dropout_backward(n, 0.5f, 9, 4, dy.data(), dx.data()), NK_OK) << nk_last_error();
+  int zeros = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float want = m[i] * dy[i];  // m: a or 0
+    EXPECT_EQ(dx[i], want) << i;
+    if (want == 0.0) {
+      ++zeros;
+      EXPECT_EQ(std::signbit(dx[i]), std::signbit(want)) << i << " dy " << dy[i] << " m " << m[i];
+    }
+  }
+  EXPECT_GT(zeros, n / 2);
+}
+
 // NaN and Inf stay non-finite, kept or dropped, as a*(x*m + alpha'*(1-m)) + b
 // and a*m*dy give them (x*0 is NaN), and as PyTorch's alpha_dropout does.
 TEST_P(AlphaDropout, NonFiniteInputsStayNonFinite) {
@@ -108,8 +129,12 @@ TEST_P(AlphaDropout, NonFiniteInputsStayNonFinite) {
       dropped_non_finite += !keep;
       EXPECT_EQ(std::isnan(y[i]), std::isnan(want)) << y[i];
       EXPECT_EQ(std::isnan(dx[i]), std::isnan(want_dx)) << dx[i];
-      if (!std::isnan(want)) EXPECT_EQ(y[i], static_cast<float>(want));
-      if (!std::isnan(want_dx)) EXPECT_EQ(dx[i], static_cast<float>(want_dx));
+      if (!std::isnan(want)) {
+        EXPECT_EQ(y[i], static_cast<float>(want));
+      }
+      if (!std::isnan(want_dx)) {
+        EXPECT_EQ(dx[i], static_cast<float>(want_dx));
+      }
     }
   }
   EXPECT_GT(dropped_non_finite, 10);  // the case this test is about occurred
