@@ -257,8 +257,8 @@ constexpr int64_t kAheadRun = 2048;
 // the ops of little arithmetic take pieces of 256 and stream. Only x:
 // the backward's next unit reads x and dy, which with this unit's two
 // overflow L2 (1.1-1.2x slower). Channels last, GN+SELU NHWC 32x256x56x56
-// forward (a resident sample a unit): 1.09-1.15x faster at 2 threads,
-// 1.15-1.25x at 1; not for ops of little arithmetic there (plain GN 1.17x
+// forward (a resident sample a unit): 1.09-1.10x faster at 2 threads,
+// 1.17x at 1; not for ops of little arithmetic there (plain GN 1.17x
 // slower), nor for the backward's next x and dy (GN+SELU 1.08-1.19x slower).
 template <class Arch, int NIn, int NPar, bool Seq = false, class Op>
 inline void map_view(const Op& op, const View& v, const Range& r, const float* const* in,
