@@ -169,8 +169,9 @@ void crelu_backward(const float* x, const float* dy, float* dx, View v, Range r,
 // AlphaDropout over elements [i0, i1) of the whole tensor (i is the global
 // element index, so the mask never depends on the partition). Forward:
 // y = keep ? a*x + b : x*0 + drop; backward (x = dy): dx = keep ? a*dy : dy*0
-// (b = drop = -0, which leaves a product's -0 as a*m*dy has it). The x*0 term keeps a NaN or Inf input NaN where it is
-// dropped, as a*(x*m + alpha'*(1-m)) + b does. Element i keeps when the top
+// (b = drop = -0, which leaves a product's -0 as a*m*dy has it). The x*0
+// term keeps a NaN or Inf input NaN where it is dropped, as
+// a*(x*m + alpha'*(1-m)) + b does. Element i keeps when the top
 // 24 bits of Philox word i%4 of counter block i/4 are below keep24. No FMA:
 // the same bits on every ISA.
 template <class Arch>
