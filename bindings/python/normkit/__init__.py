@@ -687,6 +687,13 @@ def _outs(n, cond=True):
     return np.empty(n, np.float32) if cond else None
 
 
+def _param_grads(x, t, *grads):
+    """Layer Norm / RMSNorm parameter gradients shaped as the normalized
+    (trailing) axes, as gamma is (PyTorch's normalized_shape); None stays None."""
+    shape = x.shape[x.ndim - len(t.axes):]
+    return tuple(None if g is None else g.reshape(shape) for g in grads)
+
+
 # ---- Group Norm --------------------------------------------------------------------
 def group_norm_forward(x, gamma=None, beta=None, axis=1, out=None, **opts):
     """Returns (y, saved_mean, saved_invstd) (the saved arrays [N*G]).
@@ -787,6 +794,8 @@ def layer_norm_forward(x, gamma=None, beta=None, axis=-1, out=None, **opts):
 
 def layer_norm_backward(x, dy, saved_mean, saved_invstd, gamma=None, axis=-1, trainable=True,
                         out=None, **opts):
+    """Returns (dx, dgamma, dbeta); dgamma, dbeta shaped as the normalized axes,
+    None when not trainable."""
     t = _row_tensor(x, axis)
     o = _o(opts, ln_options)
     D = t.channels
@@ -798,7 +807,7 @@ def layer_norm_backward(x, dy, saved_mean, saved_invstd, gamma=None, axis=-1, tr
     dg, db = _outs(D, trainable), _outs(D, trainable)
     _check(_L.nk_layernorm_backward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(dy),
                                     _pf(gamma), _pf(sm), _pf(si), _pv(dx), _pf(dg), _pf(db)))
-    return dx, dg, db
+    return (dx,) + _param_grads(x, t, dg, db)
 
 
 def rms_norm_forward(x, gamma=None, axis=-1, out=None, **opts):
@@ -815,7 +824,8 @@ def rms_norm_forward(x, gamma=None, axis=-1, out=None, **opts):
 
 
 def rms_norm_backward(x, dy, saved_rstd, gamma=None, axis=-1, trainable=True, out=None, **opts):
-    """Returns (dx, dgamma); dgamma None when not trainable."""
+    """Returns (dx, dgamma); dgamma shaped as the normalized axes, None when
+    not trainable."""
     t = _row_tensor(x, axis)
     o = _o(opts, ln_options)
     D = t.channels
@@ -826,7 +836,7 @@ def rms_norm_backward(x, dy, saved_rstd, gamma=None, axis=-1, trainable=True, ou
     dg = _outs(D, trainable)
     _check(_L.nk_rmsnorm_backward(ctypes.byref(t.desc), ctypes.byref(o), _pv(t.array), _pv(dy),
                                   _pf(gamma), _pf(rs), _pv(dx), _pf(dg)))
-    return dx, dg
+    return (dx,) + _param_grads(x, t, dg)
 
 
 # ---- Switchable Norm ---------------------------------------------------------------------
