@@ -177,17 +177,20 @@ inline SnRef sn_forward(const std::vector<double>& x, const Layout& l, const std
   r.var_ln.assign(N, 0.0);
   r.mu_bn.assign(C, 0.0);
   r.var_bn.assign(C, 0.0);
-  std::vector<double> t_ln(N, 0.0), t_bn(C, 0.0);
+  // The authors' var = E[var_in + mu_in^2] - mu^2, written as the equal
+  // E[var_in + (mu_in - mu)^2], which does not cancel where the means are
+  // large against the spread.
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) {
-      const double m = r.mu[n * C + c], t = r.var[n * C + c] + m * m;
-      r.mu_ln[n] += m / C;
-      t_ln[n] += t / C;
-      r.mu_bn[c] += m / N;
-      t_bn[c] += t / N;
+      r.mu_ln[n] += r.mu[n * C + c] / C;
+      r.mu_bn[c] += r.mu[n * C + c] / N;
     }
-  for (int64_t n = 0; n < N; ++n) r.var_ln[n] = t_ln[n] - r.mu_ln[n] * r.mu_ln[n];
-  for (int64_t c = 0; c < C; ++c) r.var_bn[c] = t_bn[c] - r.mu_bn[c] * r.mu_bn[c];
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const double v = r.var[n * C + c], dl = r.mu[n * C + c] - r.mu_ln[n], db = r.mu[n * C + c] - r.mu_bn[c];
+      r.var_ln[n] += (v + dl * dl) / C;
+      r.var_bn[c] += (v + db * db) / N;
+    }
   if (!bn_mean.empty()) r.mu_bn = bn_mean, r.var_bn = bn_var;
   r.w = softmax_ref(mw);
   r.v = softmax_ref(vw);

@@ -220,7 +220,9 @@ TEST_P(NormNumerics, NanStaysInItsGroupOrRow) {
                     : nk_layernorm_forward(&d, nullptr, x.data(), y.data(), nullptr, nullptr, sa.data(), sb.data()),
                 NK_OK);
       for (int r = 0; r < 4; ++r) {
-        if (!rms) EXPECT_EQ(std::isnan(sa[r]), r == 2) << r;
+        if (!rms) {
+          EXPECT_EQ(std::isnan(sa[r]), r == 2) << r;
+        }
         EXPECT_EQ(std::isnan(sb[r]), r == 2) << r;
       }
       for (int64_t i = 0; i < ref::total(l); ++i) {
