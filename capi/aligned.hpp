@@ -19,6 +19,8 @@
 // dwarfs the heap's).
 #pragma once
 
+#include <omp.h>
+
 #include <cstddef>
 #include <new>
 #include <vector>
@@ -92,6 +94,28 @@ struct LineAllocator {
   bool operator==(const LineAllocator<U>&) const { return true; }
   template <class U>
   bool operator!=(const LineAllocator<U>&) const { return false; }
+};
+
+// One uninitialized block of `floats` floats per thread of the calling
+// thread's next parallel region, indexed by omp_get_thread_num(). All are
+// taken from and given back to the calling thread's cache, so that a worker
+// thread's block is not a fresh allocation (page faults) in every call.
+class ThreadScratch {
+ public:
+  ThreadScratch(std::size_t floats, int threads) : bytes_(BlockCache::block_bytes(floats * sizeof(float))) {
+    if (floats > 0)
+      for (int t = 0; t < threads; ++t) blocks_.push_back(static_cast<float*>(BlockCache::local().take(bytes_)));
+  }
+  ThreadScratch(const ThreadScratch&) = delete;
+  ThreadScratch& operator=(const ThreadScratch&) = delete;
+  ~ThreadScratch() {
+    for (float* p : blocks_) BlockCache::local().give(p, bytes_);
+  }
+  float* get() const { return blocks_[static_cast<std::size_t>(omp_get_thread_num())]; }
+
+ private:
+  std::size_t bytes_;
+  std::vector<float*> blocks_;
 };
 
 using FloatVec = std::vector<float, LineAllocator<float>>;

@@ -55,18 +55,22 @@ inline void check_fused_backward(const void* x, const void* res, const void* dx,
   if (dres == x) fail(NK_ERR_BAD_ARGUMENT, "dresidual must not overwrite x");
 }
 
+// An activation whose gradient costs more than a stream (ELU, SELU: an exp).
+inline bool dz_costly(const Fusion& f) {
+  return f.fused && (f.act.kind == kernels::kActElu || f.act.kind == kernels::kActSelu);
+}
+
 // Where backward's sums pass leaves dz for the apply pass: dresidual where
-// the caller wants it; else dx's buffer where the activation's gradient
-// costs more than a stream (ELU, SELU: an exp) and dx is not x's buffer;
-// else nowhere, and the apply pass recomputes dz.
+// the caller wants it; else dx's buffer where dz_costly and dx is not x's
+// buffer; else nowhere, and the apply pass recomputes dz.
 inline float* dz_buffer(const Fusion& f, const float* x, float* dx, float* dres) {
   if (!f.fused) return nullptr;
   if (dres) return dres;
-  const bool costly = f.act.kind == kernels::kActElu || f.act.kind == kernels::kActSelu;
-  return costly && dx != x ? dx : nullptr;
+  return dz_costly(f) && dx != x ? dx : nullptr;
 }
 
-// How backward's passes store and read dz (dz: dz_buffer's choice). dx
+// How backward's passes store and read dz (kept: the sums pass stores dz
+// somewhere, in_dx: in dx's buffer). dx
 // goes past the cache where the bytes moved (x, dy, dx, and the residual
 // where dz is recomputed with it) would not fit in the cache anyway; not
 // where dz sits in dx's buffer and `resident`: the apply pass then
@@ -81,11 +85,10 @@ inline float* dz_buffer(const Fusion& f, const float* x, float* dx, float* dres)
 struct BackwardStores {
   bool dx, recompute;
 };
-inline BackwardStores backward_stores(const Fusion& f, const float* dz, const float* dx, int64_t elems,
-                                      bool resident) {
-  const int64_t streams = 3 + (f.res && !dz ? 1 : 0);
+inline BackwardStores backward_stores(const Fusion& f, bool kept, bool in_dx, int64_t elems, bool resident) {
+  const int64_t streams = 3 + (f.res && !kept ? 1 : 0);
   const bool big = streams * static_cast<int64_t>(sizeof(float)) * elems >= stream_threshold();
-  return {big && !(dz == dx && resident), dz == nullptr};
+  return {big && !(in_dx && resident), !kept};
 }
 
 // The low part of the mean that a fused op subtracts after the saved float

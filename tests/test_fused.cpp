@@ -589,6 +589,23 @@ TEST_P(FusedGn, FromMemoryPrefetchingTheNextUnit) {
   check_gn(nkt::nhwc(8, 256, 65, 33), 32, kActs[4], true, 74);
 }
 
+// Channels last with samples that fit the cache together, N a multiple of
+// the thread count: a thread takes whole samples, and backward keeps dz
+// (ELU, SELU) in a buffer of the thread's own between its two passes.
+TEST_P(FusedGn, SamplesHeldInCache) {
+  uint32_t seed = 90;
+  for (int threads : {1, 2, 3}) {
+    ASSERT_EQ(nk_set_num_threads(threads), NK_OK);
+    for (const auto& [l, G] : {std::pair{nkt::nhwc(6, 48, 7, 33), int64_t{8}}, {nkt::nhwc(12, 17, 5, 3), 17},
+                               {ref::Layout{{6, 3, 2, 5, 6}, {-1}}, 3}})
+      for (const auto& a : kActs) {
+        check_gn(l, G, a, seed % 3 == 0, seed);
+        ++seed;
+      }
+  }
+  nk_set_num_threads(0);
+}
+
 // Group Norm + SELU equals nk_groupnorm_forward and nk_selu_forward, and
 // back through nk_selu_backward and nk_groupnorm_backward.
 TEST_P(FusedGn, EqualsTheComposition) {
@@ -667,6 +684,20 @@ TEST_P(FusedGn, InPlace) {
                   NK_OK);
         EXPECT_EQ(g2, dx);
         EXPECT_EQ(other, dres);
+        // Without dresidual, dz waits in dx's buffer, or (samples held in
+        // cache, ELU and SELU) in a buffer of each thread's own, which also
+        // serves dx over x: the same dx.
+        auto g3 = d.dy, over_x = d.x;
+        ASSERT_EQ(nk_groupnorm_act_backward(&desc, &o, a.kind, a.p, d.x.data(), d.res.data(), g3.data(),
+                                            d.gamma.data(), d.beta.data(), sm.data(), si.data(), g3.data(),
+                                            nullptr, nullptr, nullptr),
+                  NK_OK);
+        EXPECT_EQ(g3, dx);
+        ASSERT_EQ(nk_groupnorm_act_backward(&desc, &o, a.kind, a.p, over_x.data(), d.res.data(), d.dy.data(),
+                                            d.gamma.data(), d.beta.data(), sm.data(), si.data(), over_x.data(),
+                                            nullptr, nullptr, nullptr),
+                  NK_OK);
+        EXPECT_EQ(over_x, dx);
       }
   nk_set_stream_threshold(-1);
 }
