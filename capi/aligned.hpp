@@ -96,13 +96,17 @@ struct LineAllocator {
   bool operator!=(const LineAllocator<U>&) const { return false; }
 };
 
-// One uninitialized block of `floats` floats per thread of the calling
-// thread's next parallel region, indexed by omp_get_thread_num(). All are
-// taken from and given back to the calling thread's cache, so that a worker
-// thread's block is not a fresh allocation (page faults) in every call.
+// One uninitialized block of `floats` floats per thread of the parallel
+// region the calling thread opens next (at most `threads`), or for the
+// calling thread itself where it runs the work alone. All are taken from
+// and given back to the calling thread's cache, so that a worker thread's
+// block is not a fresh allocation (page faults) in every call. The caller
+// may itself be a thread of the application's own OpenMP team: a block is
+// found by the thread's number in the region one level below the caller's.
 class ThreadScratch {
  public:
-  ThreadScratch(std::size_t floats, int threads) : bytes_(BlockCache::block_bytes(floats * sizeof(float))) {
+  ThreadScratch(std::size_t floats, int threads)
+      : bytes_(BlockCache::block_bytes(floats * sizeof(float))), level_(omp_get_level()) {
     if (floats > 0)
       for (int t = 0; t < threads; ++t) blocks_.push_back(static_cast<float*>(BlockCache::local().take(bytes_)));
   }
@@ -111,10 +115,14 @@ class ThreadScratch {
   ~ThreadScratch() {
     for (float* p : blocks_) BlockCache::local().give(p, bytes_);
   }
-  float* get() const { return blocks_[static_cast<std::size_t>(omp_get_thread_num())]; }
+  float* get() const {
+    const int t = omp_get_level() > level_ ? omp_get_ancestor_thread_num(level_ + 1) : 0;
+    return blocks_.at(static_cast<std::size_t>(t));
+  }
 
  private:
   std::size_t bytes_;
+  int level_;
   std::vector<float*> blocks_;
 };
 

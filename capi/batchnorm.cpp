@@ -201,7 +201,8 @@ void backward(const BnExec& e, const nk_bn_state& st, const float* x, const floa
     }
   }
   float* const dz = dz_buffer(f, x, dx, dres);
-  const BackwardStores out = backward_stores(f, dz != nullptr, dz == dx, e.v.outer * C * e.v.inner, e.channel_resident());
+  const BackwardStores out =
+      backward_stores(f, dz != nullptr, dz == dx, e.v.outer * C * e.v.inner, e.channel_resident());
   const bool stream = out.dx;
   auto zparams = [&](int64_t goff) {
     return kernels::ZParams{st.saved_mean + goff, zlo.empty() ? nullptr : zlo.data() + goff, zscale.data() + goff,

@@ -226,8 +226,7 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   const bool own_dz = by_sample && dz_costly(f) && !dres;
   float* const dz = own_dz ? nullptr : dz_buffer(f, x, dx, dres);
   const ThreadScratch scratch(own_dz ? static_cast<size_t>(a.sh.sample_elems()) : 0, num_threads());
-  const BackwardStores out =
-      backward_stores(f, own_dz || dz, dz == dx, a.sh.s.total, group_resident(a.sh));
+  const BackwardStores out = backward_stores(f, own_dz || dz, dz == dx, a.sh.s.total, group_resident(a.sh));
   const bool stream = out.dx;
   const kernels::View sv = a.sh.sample_view();
   auto at = [](auto* p, int64_t off) { return p ? p + off : nullptr; };

@@ -704,6 +704,50 @@ TEST_P(FusedGn, InPlace) {
 
 NKT_INSTANTIATE_ISAS(FusedGn);
 
+// Called from threads of the application's own OpenMP team (normkit's
+// region inside runs on one thread): per-thread buffers are found by the
+// thread's place in normkit's region, not in the caller's. Group Norm +
+// SELU in NHWC keeps dz in such buffers; each caller gets the bits of a
+// call made alone.
+TEST(FusedGnFromOpenMp, SameAsAlone) {
+  const ref::Layout l = nkt::nhwc(4, 16, 9, 5);
+  const auto desc = nkt::desc_of(l);
+  nk_gn_options o;
+  nk_gn_options_init(&o);
+  o.groups = 4;
+  constexpr int kCallers = 3;
+  std::vector<Data> data;
+  std::vector<std::vector<float>> alone(kCallers), sm(kCallers, std::vector<float>(16)),
+      si(kCallers, std::vector<float>(16));
+  for (int t = 0; t < kCallers; ++t) {
+    data.push_back(make_data(l, 16, false, true, 300 + t));
+    std::vector<float> y(data[t].x.size());
+    alone[t].resize(y.size());
+    ASSERT_EQ(nk_groupnorm_act_forward(&desc, &o, NK_ACT_SELU, 0.0f, data[t].x.data(), nullptr, y.data(),
+                                       data[t].gamma.data(), data[t].beta.data(), sm[t].data(), si[t].data()),
+              NK_OK);
+    ASSERT_EQ(nk_groupnorm_act_backward(&desc, &o, NK_ACT_SELU, 0.0f, data[t].x.data(), nullptr, data[t].dy.data(),
+                                        data[t].gamma.data(), data[t].beta.data(), sm[t].data(), si[t].data(),
+                                        alone[t].data(), nullptr, nullptr, nullptr),
+              NK_OK);
+  }
+  for (int threads : {1, 2}) {
+    ASSERT_EQ(nk_set_num_threads(threads), NK_OK);
+    std::vector<std::vector<float>> dx(kCallers, std::vector<float>(alone[0].size(), -7.0f));
+    std::vector<nk_status> rc(kCallers, NK_ERR_INTERNAL);
+#pragma omp parallel for num_threads(kCallers)
+    for (int t = 0; t < kCallers; ++t)
+      rc[t] = nk_groupnorm_act_backward(&desc, &o, NK_ACT_SELU, 0.0f, data[t].x.data(), nullptr, data[t].dy.data(),
+                                        data[t].gamma.data(), data[t].beta.data(), sm[t].data(), si[t].data(),
+                                        dx[t].data(), nullptr, nullptr, nullptr);
+    for (int t = 0; t < kCallers; ++t) {
+      EXPECT_EQ(rc[t], NK_OK) << "caller " << t << ", normkit threads " << threads;
+      EXPECT_EQ(dx[t], alone[t]) << "caller " << t << ", normkit threads " << threads;
+    }
+  }
+  nk_set_num_threads(0);
+}
+
 // ---- Determinism -----------------------------------------------------------
 
 // Shapes of several reduction blocks and apply pieces, and short runs in

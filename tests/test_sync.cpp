@@ -100,7 +100,7 @@ TEST_P(SyncBn, ThreeUnequalPartsEqualTheWholeBatch) {
 // Spreads of 1e25 and 3e29: backward coefficients past float's range.
 TEST_P(SyncBn, LargeOffsetWithTheDoubleMean) {
   const std::vector<int64_t> parts = {2, 3, 6};
-  for (const auto [channels_last, offset, spread] :
+  for (const auto& [channels_last, offset, spread] :
        {std::tuple{false, 1e4f, 0.1f}, std::tuple{true, 1e4f, 0.1f}, std::tuple{false, 0.0f, 1e25f},
         std::tuple{true, 1e30f, 3e29f}}) {
     SCOPED_TRACE(std::string(channels_last ? "NHWC" : "NCHW") + " spread " + std::to_string(spread));
