@@ -223,8 +223,12 @@ void gn_backward(const GnArgs& a, const float* x, const float* dy, const float* 
   // cache holds from the sums pass to the apply pass, rather than in dx's
   // lines, which the sums pass would first read from memory (Zen 4, GN+SELU
   // NHWC 32x256x56x56 backward 1.05-1.45x faster, by how much of the shared
-  // cache is left to it). It also serves dx over x.
-  const bool own_dz = by_sample && dz_costly(f) && !dres;
+  // cache is left to it). It also serves dx over x. Only for samples the
+  // block cache keeps (a raised streaming threshold makes any sample
+  // "resident"; dx's buffer then costs no memory).
+  const bool own_dz = by_sample && dz_costly(f) && !dres &&
+                      a.sh.sample_elems() * static_cast<int64_t>(sizeof(float)) <=
+                          static_cast<int64_t>(BlockCache::kMaxCached);
   float* const dz = own_dz ? nullptr : dz_buffer(f, x, dx, dres);
   const ThreadScratch scratch(own_dz ? static_cast<size_t>(a.sh.sample_elems()) : 0, num_threads());
   const BackwardStores out = backward_stores(f, own_dz || dz, dz == dx, a.sh.s.total, group_resident(a.sh));
