@@ -158,14 +158,16 @@ constexpr int64_t kWideRowFloats = 32768;
 // are tiled into long runs (map_view).
 constexpr int64_t kBlockedChannels = 64;
 
-// Channels last, nrows rows of n channels (row i at in[.] + i * stride,
-// out + i * ostride): the parameters of U vectors of channels are loaded
-// into registers once and held through all the rows, where a load of each
+// nrows rows of n positions (row i at in[.] + i * stride, out + i *
+// ostride), a parameter per position: channels last, or a block's stretch
+// of short runs. The parameters of U vectors of positions are loaded into
+// registers once and held through all the rows, where a load of each
 // parameter per vector (LaneParams) made the apply passes 1.3x slower than
 // over channel-major runs on Zen 4. Every element gets op's arithmetic, as
-// in map_run. Streaming stores only where every whole vector starts a cache
-// line (aligned rows of whole vectors); then each streamed line is written
-// by one store, and the partial vectors' lines by ordinary ones.
+// in map_run. Streaming stores only for whole cache lines, where every row
+// starts at the same place in a line: the part of a row before its first
+// line boundary and after its last one (lines it may share with the row
+// before or after, or with a neighbouring block) gets ordinary stores.
 template <class Arch, int NIn, int NPar, class Op>
 [[gnu::always_inline]] inline void map_rows(const Op& op, int64_t nrows, int64_t n, const float* const* in,
                                             int64_t stride, float* out, int64_t ostride,
@@ -173,6 +175,7 @@ template <class Arch, int NIn, int NPar, class Op>
   using S = simd<Arch>;
   using B = typename S::batch;
   constexpr int64_t W = static_cast<int64_t>(S::width);
+  constexpr int64_t kLine = 64 / sizeof(float);
   // U * NPar parameter registers (U = 2 and 1 measured slower for 4 parameters, SELU's too)
   constexpr int U = NPar <= 2 ? 8 : NPar <= 4 ? 4 : 2;
   constexpr int P = NPar > 0 ? NPar : 1;
@@ -181,14 +184,36 @@ template <class Arch, int NIn, int NPar, class Op>
   for (int k = 0; k < NIn; ++k) src[k] = in[k];
   for (int k = 0; k < NPar; ++k) pp[k] = par[k];
   const Op f = op;
-  const bool nt = stream && W > 1 && ostride % W == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0;
+  const auto addr = reinterpret_cast<uintptr_t>(out);
+  const bool nt = stream && W > 1 && ostride % kLine == 0 && addr % sizeof(float) == 0;
+  // Positions [head, body_end) are whole lines of every row.
+  const int64_t head = nt ? std::min(n, static_cast<int64_t>((kLine - addr / sizeof(float) % kLine) % kLine)) : 0;
+  const int64_t body_end = nt ? head + (n - head) / kLine * kLine : 0;
   // One inlined copy of op per register-held vector and one for the rest
   // (the compile time of the ISA files grows with each).
-  auto put = [&](float* p, const B& v) __attribute__((always_inline)) {
-    if (nt) S::stream(p, v);
+  auto put = [&](float* p, const B& v, int64_t j) __attribute__((always_inline)) {
+    if (j >= head && j < body_end) S::stream(p, v);
     else S::store(p, v);
   };
-  int64_t j0 = 0;
+  // Positions [j0, j1) one vector at a time, whole or partial.
+  auto singles = [&](int64_t j0, int64_t j1) {
+    for (; j0 < j1; j0 += W) {
+      const int64_t m = std::min(W, j1 - j0);
+      B ps[P];
+      for (int k = 0; k < NPar; ++k) ps[k] = S::load_partial_fill(pp[k] + j0, m, S::zero());
+      for (int64_t i = 0; i < nrows; ++i) {
+        const int64_t o = i * stride + j0;
+        float* const d = out + i * ostride + j0;
+        B xs[NIn];
+        for (int k = 0; k < NIn; ++k) xs[k] = m == W ? S::load(src[k] + o) : S::load_partial(src[k] + o, m);
+        const B y = f(xs, ps);
+        if (m == W) put(d, y, j0);
+        else S::store_partial(d, y, m);
+      }
+    }
+  };
+  singles(0, head);
+  int64_t j0 = head;
   for (; j0 + U * W <= n; j0 += U * W) {
     B ps[U][P];
     for (int u = 0; u < U; ++u)
@@ -199,24 +224,11 @@ template <class Arch, int NIn, int NPar, class Op>
       for (int u = 0; u < U; ++u) {
         B xs[NIn];
         for (int k = 0; k < NIn; ++k) xs[k] = S::load(src[k] + o + u * W);
-        put(d + u * W, f(xs, ps[u]));
+        put(d + u * W, f(xs, ps[u]), j0 + u * W);
       }
     }
   }
-  for (; j0 < n; j0 += W) {  // the last vectors one at a time, whole or partial
-    const int64_t m = std::min(W, n - j0);
-    B ps[P];
-    for (int k = 0; k < NPar; ++k) ps[k] = S::load_partial_fill(pp[k] + j0, m, S::zero());
-    for (int64_t i = 0; i < nrows; ++i) {
-      const int64_t o = i * stride + j0;
-      float* const d = out + i * ostride + j0;
-      B xs[NIn];
-      for (int k = 0; k < NIn; ++k) xs[k] = m == W ? S::load(src[k] + o) : S::load_partial(src[k] + o, m);
-      const B y = f(xs, ps);
-      if (m == W) put(d, y);
-      else S::store_partial(d, y, m);
-    }
-  }
+  singles(j0, n);
 }
 
 // Floats of a spread stretch per parameter array: kSpread, fewer for ops
@@ -349,28 +361,36 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
       }
     } else {
       // Short runs: the parameters of a block of channels spread over their
-      // runs, so that each row of the block is one long run (the same
-      // arithmetic per element).
+      // runs, so that each row of the block is one long stretch (the same
+      // arithmetic per element). Ops of little arithmetic take the rows of
+      // a block through map_rows, each stretch's parameters loaded once per
+      // group of rows.
       const int64_t per = std::max<int64_t>(1, spread_floats<NPar>() / v.inner);
       const bool prefetch = from_memory(v);
+      const int64_t rstride = r.step * C * v.inner;
+      const int64_t group_rows = Seq ? 1 : kChunkRows;
       LaneParams<Arch, NPar> lp;
-      for (int k = 0; k < NPar; ++k) lp.p[k] = spread[k];
+      const float* pc[NPar > 0 ? NPar : 1];
+      for (int k = 0; k < NPar; ++k) lp.p[k] = pc[k] = spread[k];
       for (int64_t cb = r.c0; cb < r.c1; cb += per) {
         const int64_t ce = std::min(r.c1, cb + per), len = (ce - cb) * v.inner;
         for (int k = 0; k < NPar; ++k)
           for (int64_t c = cb; c < ce; ++c) std::fill_n(spread[k] + (c - cb) * v.inner, v.inner, par[k][c]);
-        for (int64_t o = r.o0; o < r.o1; o += r.step) {
+        for (int64_t o = r.o0; o < r.o1; o += group_rows * r.step) {
+          const int64_t nrows = rows_between(o, std::min(r.o1, o + group_rows * r.step), r.step);
           const int64_t off = (o * C + cb) * v.inner;
           for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
-          // The next block's stretch of this row, into L2: the next block
+          // The next block's stretch of these rows, into L2: the next block
           // here, or the caller's next one (a thread's channel-resident
           // units are neighbours), whose reads then find it there. Rows far
           // apart in stretches of 4 KiB give the hardware prefetcher little
           // to follow (up to 1.16x faster, forward and backward; only where
           // the view comes from memory).
           if (prefetch)
-            for (int k = 0; k < NIn; ++k) prefetch_run<2>(ins[k] + len, len);
-          map_run<Arch, NIn, NPar>(op, len, ins, out + off, lp, stream);
+            for (int64_t i = 0; i < nrows; ++i)
+              for (int k = 0; k < NIn; ++k) prefetch_run<2>(ins[k] + i * rstride + len, len);
+          if constexpr (Seq) map_run<Arch, NIn, NPar>(op, len, ins, out + off, lp, stream);
+          else map_rows<Arch, NIn, NPar>(op, nrows, len, ins, rstride, out + off, rstride, pc, stream);
         }
       }
     }

@@ -173,6 +173,56 @@ TEST_P(BatchNorm, LargeTensorsWithStreamingStores) {
   }
 }
 
+// Streamed outputs at every alignment: rows whose stride is whole cache
+// lines (short runs of channels, a block's stretch per row; channels last
+// through the register-held parameters) stream their whole lines and store
+// the rest, wherever the output starts. Every offset must give the bits of
+// the aligned output and write nothing outside it.
+TEST_P(BatchNorm, StreamedOutputsAtEveryAlignment) {
+  ASSERT_EQ(nk_set_stream_threshold(0), NK_OK);
+  for (const auto& l : {nkt::nchw(4, 32, 8, 7), ref::Layout{{4, 32, 8, 7}, {1, 2}}, nkt::nhwc(4, 64, 5, 3),
+                        ref::Layout{{4, 5, 3, 64}, {2, 3}}}) {
+    SCOPED_TRACE(nkt::layout_name(l));
+    int64_t C;
+    const auto ch = ref::channel_of(l, &C);
+    const auto x = random_vec(ref::total(l), 21, 1.0f, 2.0f);
+    const auto dy = random_vec(x.size(), 22);
+    const Params p = random_params(C, true, 23);
+    const auto d = nkt::desc_of(l);
+    const size_t S = x.size();
+    std::vector<float> y0, dx0, sm(C), si(C);
+    for (size_t off = 0; off < 16; ++off) {
+      SCOPED_TRACE("output offset " + std::to_string(off));
+      auto ybuf = poisoned(S + 32), dxbuf = poisoned(S + 32);
+      ASSERT_EQ(nk_bn_forward_training(&d, nullptr, x.data(), ybuf.data() + off, p.gamma.data(), p.beta.data(),
+                                       sm.data(), si.data(), nullptr, nullptr),
+                NK_OK);
+      ASSERT_EQ(nk_bn_backward(&d, nullptr, x.data(), dy.data(), p.gamma.data(), sm.data(), si.data(),
+                               dxbuf.data() + off, nullptr, nullptr),
+                NK_OK);
+      const std::vector<float> y(ybuf.begin() + off, ybuf.begin() + off + S),
+          dx(dxbuf.begin() + off, dxbuf.begin() + off + S);
+      for (size_t i = 0; i < S + 32; ++i) {
+        if (i >= off && i < off + S) continue;
+        ASSERT_EQ(ybuf[i], nkt::kPoison) << i;
+        ASSERT_EQ(dxbuf[i], nkt::kPoison) << i;
+      }
+      if (off == 0) {
+        const auto s = ref::batch_stats(x, ch, C);
+        EXPECT_LE(nkt::rel_error(y, ref::normalize(x, ch, s.mean, s.var, 1e-3, p.gamma, p.beta)), 5e-5);
+        const auto g = ref::backward(x, dy, ch, C, 1e-3, p.gamma);
+        EXPECT_LE(nkt::rel_error(dx, g.dx, nkt::rms(g.dx)), 5e-5);
+        y0 = y;
+        dx0 = dx;
+      } else {
+        EXPECT_TRUE(y == y0);
+        EXPECT_TRUE(dx == dx0);
+      }
+    }
+  }
+  ASSERT_EQ(nk_set_stream_threshold(-1), NK_OK);
+}
+
 TEST_P(BatchNorm, InPlace) {
   for (const auto& l : {nkt::nchw(3, 17, 7, 5), nkt::nhwc(3, 17, 7, 5), ref::Layout{{3, 4, 5, 6}, {1, 3}}}) {
     SCOPED_TRACE(nkt::layout_name(l));
