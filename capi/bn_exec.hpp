@@ -99,7 +99,7 @@ struct BnExec {
   // of neighbours (kernels::spread_channels), while there are enough units
   // for the threads.
   int64_t channels_per_unit() const {
-    return std::clamp<int64_t>(v.channels / (4 * threads), 1, kernels::spread_channels(v.inner));
+    return std::clamp<int64_t>(v.channels / (4 * threads), 1, kernels::spread_channels(v));
   }
 
   // Runs f(c0, c1, o0, o1) over a partition of the whole view. Pieces are

@@ -290,7 +290,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
   using S = simd<Arch>;
   using B = typename S::batch;
   const int64_t C = v.channels;
-  if (v.inner >= kLongRun) {
+  if (long_runs(v)) {
     const B zero = S::zero();
     for (int64_t c = r.c0; c < r.c1; ++c) {
       double n = 0, mu = 0, q = 0;
@@ -329,7 +329,7 @@ void bn_stats(const float* x, View v, Range r, double* mean, double* m2) {
   if (v.inner > 1) {
     // Short runs: per position of a block's stretch, float sums over the
     // tile's rows; then per channel over its positions, in order.
-    const int64_t L = v.inner, per = spread_channels(L);
+    const int64_t L = v.inner, per = spread_channels(v);
     alignas(64) float s[kSpread + kPad], m[kSpread + kPad], sd[kSpread + kPad], sd2[kSpread + kPad];
     double mu[kSpread], q[kSpread];
     for (int64_t cb = r.c0; cb < r.c1; cb += per) {
@@ -469,7 +469,7 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
   const int64_t C = v.channels;
   const int64_t nc = r.c1 - r.c0;
   for (int k = 0; k < 3; ++k) std::fill(sums[k], sums[k] + nc, 0.0);
-  if (v.inner >= kLongRun) {
+  if (long_runs(v)) {
     for (int64_t c = r.c0; c < r.c1; ++c) {
       const B fill[2] = {S::set1(mean[c]), S::zero()};  // past the run: x - mean = 0, dy = 0
       for_each_tile(v, r, [&](int64_t o, int64_t oe, int64_t i0, int64_t len) {
@@ -500,7 +500,7 @@ void backward_sums(const float* x, const Dy& dys, View v, Range r, const float* 
   if (v.inner > 1) {
     // Short runs: per position of a block's stretch, float sums over the
     // tile's rows; then per channel over its positions, in order.
-    const int64_t L = v.inner, per = spread_channels(L);
+    const int64_t L = v.inner, per = spread_channels(v);
     alignas(64) float m[kSpread + kPad], t[3][kSpread + kPad];
     for (int64_t cb = r.c0; cb < r.c1; cb += per) {
       const int64_t nb = std::min(r.c1 - cb, per), len = nb * L;

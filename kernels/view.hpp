@@ -347,7 +347,9 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
       for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
       map_run<Arch, NIn, NPar>(op, v.inner, ins, out + off, bp, stream);
     };
-    if (v.inner >= kLongRun) {
+    // Ops of much arithmetic keep runs of kLongRun floats or more to
+    // themselves: their short-run path loads every parameter per vector.
+    if (long_runs(v) || (Seq && v.inner >= kLongRun)) {
       if (!Seq && v.inner < kAheadRun) ahead = 0;
       for (int64_t c = r.c0; c < r.c1; ++c) {
         for (int k = 0; k < NPar; ++k) bp.p[k] = S::set1(par[k][c]);
