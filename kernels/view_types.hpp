@@ -30,12 +30,12 @@ inline bool from_memory(const View& v) {
 // per-channel values spread over the runs. Every channel gets the same
 // arithmetic in any block. 4 KiB a stretch: the apply pass's four spread
 // parameter arrays then leave room in L1 for the rows streaming through
-// (8 KiB stretches measured 1.3x slower; 2 KiB ones, stretches of two runs,
-// 1.28-1.34x slower than single runs of 400 floats).
+// (8 KiB stretches measured 1.3x slower; on Zen 5, 2 KiB ones, stretches
+// of two runs, 1.28-1.34x slower than single runs of 400 floats).
 // Runs of kLongRun to kLongRunFromMemory floats are short where the view
-// comes from memory (NCHW 32x1024x14x14 on Zen 4, forward and backward:
-// 1.25-1.43x faster in blocks), long where it sits in cache (32x256x12x12
-// in blocks: 1.1-1.4x slower).
+// comes from memory (NCHW 32x1024x14x14 on Zen 5, forward and backward, 1
+// and 2 threads: 1.15-1.45x faster in blocks), long where it sits in cache
+// (32x256x12x12 in blocks: 1.1-1.4x slower).
 constexpr int64_t kSpread = 1024;
 constexpr int64_t kLongRun = 128;
 constexpr int64_t kLongRunFromMemory = 256;
