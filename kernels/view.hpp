@@ -194,14 +194,17 @@ template <class Arch, int NIn, int NPar, class Op>
   const int64_t body_end = nt ? head + (n - head) / kLine * kLine : 0;
   // One inlined copy of op per register-held vector and one for the rest
   // (the compile time of the ISA files grows with each).
-  auto put = [&](float* p, const B& v, int64_t j) __attribute__((always_inline)) {
-    if (j >= head && j < body_end) S::stream(p, v);
+  // streamed: whether the vector's position lies in [head, body_end),
+  // decided once per column of vectors, outside the loops over rows.
+  auto put = [&](float* p, const B& v, bool streamed) __attribute__((always_inline)) {
+    if (streamed) S::stream(p, v);
     else S::store(p, v);
   };
   // Positions [j0, j1) one vector at a time, whole or partial.
   auto singles = [&](int64_t j0, int64_t j1) {
     for (; j0 < j1; j0 += W) {
       const int64_t m = std::min(W, j1 - j0);
+      const bool streamed = j0 >= head && j0 < body_end;
       B ps[P];
       for (int k = 0; k < NPar; ++k) ps[k] = S::load_partial_fill(pp[k] + j0, m, S::zero());
       for (int64_t i = 0; i < nrows; ++i) {
@@ -212,7 +215,7 @@ template <class Arch, int NIn, int NPar, class Op>
         B xs[NIn];
         for (int k = 0; k < NIn; ++k) xs[k] = m == W ? S::load(src[k] + o) : S::load_partial(src[k] + o, m);
         const B y = f(xs, ps);
-        if (m == W) put(d, y, j0);
+        if (m == W) put(d, y, streamed);
         else S::store_partial(d, y, m);
       }
     }
@@ -221,8 +224,11 @@ template <class Arch, int NIn, int NPar, class Op>
   int64_t j0 = head;
   for (; j0 + U * W <= n; j0 += U * W) {
     B ps[U][P];
-    for (int u = 0; u < U; ++u)
+    bool streamed[U];  // j0 >= head here
+    for (int u = 0; u < U; ++u) {
       for (int k = 0; k < NPar; ++k) ps[u][k] = S::load(pp[k] + j0 + u * W);
+      streamed[u] = j0 + u * W < body_end;
+    }
     for (int64_t i = 0; i < nrows; ++i) {
       const int64_t o = i * stride + j0;
       float* const d = out + i * ostride + j0;
@@ -231,7 +237,7 @@ template <class Arch, int NIn, int NPar, class Op>
       for (int u = 0; u < U; ++u) {
         B xs[NIn];
         for (int k = 0; k < NIn; ++k) xs[k] = S::load(src[k] + o + u * W);
-        put(d + u * W, f(xs, ps[u]), j0 + u * W);
+        put(d + u * W, f(xs, ps[u]), streamed[u]);
       }
     }
   }
