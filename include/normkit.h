@@ -55,7 +55,9 @@ typedef int32_t nk_status;
 
 /* A constant description of a status; never NULL (unknown codes included). */
 NK_API const char* nk_status_string(nk_status status);
-/* The detail message of the last failed call on this thread ("" if none). */
+/* What was wrong in this thread's last call that returned an nk_status: its
+ * message if the call failed, "" if it succeeded (every such call clears it
+ * on entry, so read it before the next one). */
 NK_API const char* nk_last_error(void);
 
 /* ---- Version: the macros above and these functions agree. -------------- */

@@ -152,8 +152,8 @@ template <class Arch, int NIn, int NPar, int64_t Piece, class Op, class Par>
 // the apply passes 1.09-1.16x faster; 8 rows 0.96-1.14x, 2 and 4 slower).
 constexpr int64_t kParamChunk = 4096;
 constexpr int64_t kChunkRows = 16;
-// Floats of the rows map_view takes together where they are wider than a chunk.
-constexpr int64_t kWideRowFloats = 32768;
+// Parameter floats per chunk of rows wider than kParamChunk (see map_view).
+constexpr int64_t kWideChunk = 1024;
 // Rows of at least this many channels go through map_rows; narrower ones
 // are tiled into long runs (map_view).
 constexpr int64_t kBlockedChannels = 64;
@@ -319,31 +319,29 @@ inline void map_view(const Op& op, const View& v, const Range& r, const float* c
       }
       return;
     }
-    // Chunks of channels through a few rows at a time (map_rows), so a
-    // chunk's parameters stay in L1 while the rows' bytes still go by in
-    // order. Where rows are wider than a chunk (merged feature axes), each
-    // row's next chunk is asked into L2 meanwhile: a chunk is a page or less
-    // of rows far apart, where the hardware prefetcher starts anew at every
-    // page (1.25x faster on Zen 4; only where the view comes from memory).
-    const int64_t chunk = NPar > 0 ? kParamChunk / NPar : r.c1 - r.c0;
-    const bool prefetch = chunk < r.c1 - r.c0 && from_memory(v);
+    // Chunks of channels through kChunkRows rows at a time (map_rows), so a
+    // chunk's parameters stay in registers while the rows' bytes still go
+    // by in order. Rows wider than a chunk (merged feature axes), where the
+    // view comes from memory, take chunks of kWideChunk floats of
+    // parameters, and each row's next chunk is asked into L2 as the row
+    // goes by: a chunk is a few lines of rows far apart, where the hardware
+    // prefetcher starts anew at every page. (Two-axis Batch Norm NHWC on Zen
+    // 5, rows of 14,336 channels, against chunks of kParamChunk floats
+    // through 2 rows with the next chunk asked for in one burst: forward
+    // 0.81-0.88x the time, backward 0.89-0.93x; rows of 3,584 channels, 9
+    // rows before: forward 0.92-0.96x, backward 0.97-1.07x. 8 or 4 rows, or
+    // the burst, gained less.)
+    const bool wide = NPar > 0 && kParamChunk / NPar < r.c1 - r.c0 && from_memory(v);
+    const int64_t chunk = NPar == 0 ? r.c1 - r.c0 : (wide ? kWideChunk : kParamChunk) / NPar;
     const float* pc[NPar > 0 ? NPar : 1];
-    // Rows wider than a chunk go a few at a time: about kWideRowFloats of
-    // them together (two-axis Batch Norm NHWC, rows of 14,336 channels on
-    // Zen 4: 2 rows at a time against 16, backward 1.05-1.17x faster,
-    // forward 0.96-1.08x; rows of 3,584 channels alike with 8 to 16).
-    const int64_t group_rows =
-        Seq ? 1 : prefetch ? std::clamp<int64_t>(kWideRowFloats / (r.c1 - r.c0), 2, kChunkRows) : kChunkRows;
+    const int64_t group_rows = Seq ? 1 : kChunkRows;
     for (int64_t o0 = r.o0; o0 < r.o1; o0 += group_rows * r.step) {
       const int64_t nrows = rows_between(o0, std::min(r.o1, o0 + group_rows * r.step), r.step);
       for (int64_t c = r.c0; c < r.c1; c += chunk) {
         const int64_t n = std::min(chunk, r.c1 - c), off = o0 * C + c;
         for (int k = 0; k < NPar; ++k) pc[k] = par[k] + c;
         for (int k = 0; k < NIn; ++k) ins[k] = in[k] + off;
-        if (prefetch)
-          for (int64_t i = 0; i < nrows; ++i)
-            for (int k = 0; k < NIn; ++k) prefetch_run<2>(ins[k] + i * r.step * C + n, n);
-        map_rows<Arch, NIn, NPar>(op, nrows, n, ins, r.step * C, out + off, r.step * C, pc, stream);
+        map_rows<Arch, NIn, NPar>(op, nrows, n, ins, r.step * C, out + off, r.step * C, pc, stream, wide ? n : 0);
       }
     }
   } else {

@@ -576,12 +576,14 @@ TEST_P(FusedGn, LargeWithStreamingStores) {
 // ahead), on runs of a length no piece divides. NHWC: backward computes dz
 // a row at a time, asking for the inputs of rows further on (FusedDz).
 // NCHW 16x1344x14x14: runs of 196 floats, summed in blocks of channels;
-// ReLU's passes take them in blocks too, SELU's one run at a time.
+// ReLU's passes take them in blocks too, SELU's one run at a time. Two axes
+// (W, C) of NHWC: rows of 4,257 channels, wider than a parameter chunk.
 TEST_P(FusedBn, FromMemoryWithPrefetches) {
   uint32_t seed = 71;
   for (const auto& l : {nkt::nchw(2, 4, 1023, 521), nkt::nhwc(2, 129, 130, 128)})
     check_bn(l, kActs[4], true, true, seed++);
   for (const auto& a : {kActs[1], kActs[4]}) check_bn(nkt::nchw(16, 1344, 14, 14), a, true, true, seed++);
+  check_bn(ref::Layout{{15, 67, 33, 129}, {2, 3}}, kActs[1], true, true, seed++);
 }
 
 // 16 MiB or more: each unit's apply asks for the next unit's x, in NCHW the
