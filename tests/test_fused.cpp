@@ -583,7 +583,7 @@ TEST_P(FusedBn, FromMemoryWithPrefetches) {
   for (const auto& l : {nkt::nchw(2, 4, 1023, 521), nkt::nhwc(2, 129, 130, 128)})
     check_bn(l, kActs[4], true, true, seed++);
   for (const auto& a : {kActs[1], kActs[4]}) check_bn(nkt::nchw(16, 1344, 14, 14), a, true, true, seed++);
-  check_bn(ref::Layout{{15, 67, 33, 129}, {2, 3}}, kActs[1], true, true, seed++);
+  for (const auto& a : {kActs[1], kActs[4]}) check_bn(ref::Layout{{15, 67, 33, 129}, {2, 3}}, a, true, true, seed++);
 }
 
 // 16 MiB or more: each unit's apply asks for the next unit's x, in NCHW the
