@@ -78,6 +78,10 @@ struct KernelTable {
   // Mean and M2 of rows [r0, r1) of a (rows, D) matrix (mean[r - r0]),
   // bitwise as bn_stats on the (1, rows, D) view.
   void (*ln_stats)(const float* x, int64_t D, int64_t r0, int64_t r1, double* mean, double* m2);
+  // ln_stats, fin and ln_apply for rows [r0, r1) of D <= kTileInner, with
+  // the same bits, in one pipelined sweep.
+  void (*ln_forward)(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* gamma,
+                     const float* beta, bool stream, RowFinish fin);
 };
 
 // One per ISA file; each returns nullptr where that ISA was not built.

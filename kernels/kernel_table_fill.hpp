@@ -33,6 +33,7 @@ constexpr KernelTable make_table(const char* isa) {
       &ln_backward_apply<Arch>,
       &ln_param_sums<Arch>,
       &ln_stats<Arch>,
+      &ln_forward<Arch>,
   };
 }
 }  // namespace

@@ -67,8 +67,11 @@ inline void row_deviations(const float* const* row, const float* m, int64_t D, i
         for (int64_t b = 0; b < J * W; b += 16) __builtin_prefetch(row[r] + ahead + i + b, 0, 2);
       for (int j = 0; j < J; ++j) add(r, j, i + j * W);
     }
-  for (int j = 0; i + W <= D; ++j, i += W)
+  static_for<J>([&](auto j) {
+    if (i + W > D) return;
     for (int r = 0; r < NR; ++r) add(r, j, i);
+    i += W;
+  });
   for (; i < D; ++i)
     for (int r = 0; r < NR; ++r) {
       const float d = row[r][i] - m[r];
@@ -103,8 +106,11 @@ inline void row_stats(const float* const* row, int64_t D, double* mean, double* 
   for (; i + J * W <= D; i += J * W)
     for (int r = 0; r < NR; ++r)
       for (int j = 0; j < J; ++j) acc.a[r][j] = acc.a[r][j] + S::load(row[r] + i + j * W);
-  for (int j = 0; i + W <= D; ++j, i += W)
+  static_for<J>([&](auto j) {
+    if (i + W > D) return;
     for (int r = 0; r < NR; ++r) acc.a[r][j] = acc.a[r][j] + S::load(row[r] + i);
+    i += W;
+  });
   for (; i < D; ++i)
     for (int r = 0; r < NR; ++r) t[r] += row[r][i];
   float m[NR], sd[NR], sq[NR];
@@ -169,6 +175,131 @@ void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const
     if (ahead) prefetch_run<2>(in[0] + ahead, D);
     map_run<Arch, 1, 5>([](const B* xs, const B* q) { return S::fma(((xs[0] - q[2]) - q[3]) * q[4], q[0], q[1]); },
                         D, in, y + r * D, p, stream);
+  }
+}
+
+// Layer Norm's (and RMSNorm's) forward on rows [r0, r1) of D <=
+// kTileInner: ln_stats, fin and ln_apply in one pipelined sweep. Step s
+// sums row s (row_stats' pass 1, from memory), takes row s - 1's deviations
+// from its float mean (pass 2, from L1) and normalizes row s - 2, all in
+// one loop along the rows, so that x keeps arriving while the rows before
+// are worked on (statistics, then apply, of groups of rows left the bus
+// idle between them). Each row gets row_stats' and ln_apply's arithmetic
+// in their order: the same bits.
+static_assert(kPipelinedRow <= kTileInner, "ln_forward has ln_stats' arithmetic for rows of one tile");
+template <class Arch>
+void ln_forward(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* gamma,
+                const float* beta, bool stream, RowFinish fin) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  constexpr int J = acc_slots<Arch>();
+  constexpr int64_t kLine = 64 / sizeof(float);
+  const double nt = static_cast<double>(D);
+  float mean_f[3];  // row s's float mean from pass 1, in slot s % 3
+  float par[3][3];  // row s's apply parameters (fin), in slot s % 3
+  // Non-temporal stores for whole lines, where every row starts on one (as
+  // map_run: never a line shared with a neighbouring row).
+  const bool lines = stream && W > 1 && D >= 256 && D % kLine == 0 && reinterpret_cast<uintptr_t>(y) % 64 == 0;
+  const int64_t line_end = D / kLine * kLine;
+  // Row s + 1 is asked into L2 as row s is summed: the hardware prefetcher
+  // stops at every page (8192x4096 on Zen 5: 1.25x faster at 2 threads,
+  // 1.5x at 1; two or four rows on gained less at 1 thread).
+  const int64_t ahead = W >= 4 ? D : 0;
+  static_assert(J * W % kLine == 0, "i stays a multiple of a line: (j * W) % kLine is each vector's place in one");
+  // M: bit 0 sums row s, bit 1 takes row s - 1's deviations, bit 2
+  // normalizes row s - 2, bit 3 streams its whole lines. The accumulators
+  // are plain locals, never captured: where they were members of a RunAcc
+  // shared with a lambda, GCC stored them to the stack on every step (y
+  // might alias them).
+  auto step = [&](auto mask, int64_t s) {
+    constexpr int M = decltype(mask)::value;
+    constexpr bool A = (M & 1) != 0, Dev = (M & 2) != 0, Apply = (M & 4) != 0, NT = (M & 8) != 0;
+    const float* xa = A ? x + s * D : x;
+    const float* xb = Dev ? x + (s - 1) * D : x;
+    const float* xc = Apply ? x + (s - 2) * D : x;
+    float* yc = Apply ? y + (s - 2) * D : y;
+    RunAcc<Arch, 3> acc;  // row s's sum in a[0]; row s - 1's sd in a[1], sq in a[2]
+    B sum[J], sd[J], sq[J];
+    for (int j = 0; j < J; ++j) sum[j] = sd[j] = sq[j] = acc.a[0][j];
+    float ts = 0.0f, td = 0.0f, tq = 0.0f;
+    const float mb_f = Dev ? mean_f[(s - 1) % 3] : 0.0f;
+    const B mb = S::set1(mb_f);
+    const float* q = par[Apply ? (s - 2) % 3 : 0];
+    const B hi = S::set1(Apply ? q[0] : 0.0f), lo = S::set1(Apply ? q[1] : 0.0f), sc = S::set1(Apply ? q[2] : 0.0f);
+    auto out = [hi, lo, sc](const B& xv, const B& g, const B& b) { return S::fma(((xv - hi) - lo) * sc, g, b); };
+    int64_t i = 0;
+    for (; i + J * W <= D; i += J * W)
+      for (int j = 0; j < J; ++j) {
+        const int64_t o = i + j * W;
+        if constexpr (A) {
+          if (ahead != 0 && (j * W) % kLine == 0) __builtin_prefetch(xa + ahead + o, 0, 2);
+          sum[j] = sum[j] + S::load(xa + o);
+        }
+        if constexpr (Dev) {
+          const B d = S::load(xb + o) - mb;
+          sd[j] = sd[j] + d;
+          sq[j] = S::fma(d, d, sq[j]);
+        }
+        if constexpr (Apply) {
+          const B v = out(S::load(xc + o), S::load(gamma + o), S::load(beta + o));
+          if constexpr (NT) S::stream(yc + o, v);
+          else S::store(yc + o, v);
+        }
+      }
+    // The last whole vectors (fewer than J), each into its slot.
+    static_for<J>([&](auto j) {
+      if (i + W > D) return;
+      if constexpr (A) sum[j] = sum[j] + S::load(xa + i);
+      if constexpr (Dev) {
+        const B d = S::load(xb + i) - mb;
+        sd[j] = sd[j] + d;
+        sq[j] = S::fma(d, d, sq[j]);
+      }
+      if constexpr (Apply) {
+        const B v = out(S::load(xc + i), S::load(gamma + i), S::load(beta + i));
+        if (NT && i + W <= line_end) S::stream(yc + i, v);
+        else S::store(yc + i, v);
+      }
+      i += W;
+    });
+    if constexpr (Apply)
+      if (i < D) {
+        const int64_t n = D - i;
+        S::store_partial(yc + i, out(S::load_partial(xc + i, n), S::load_partial(gamma + i, n), S::load_partial(beta + i, n)), n);
+      }
+    for (; i < D; ++i) {
+      if constexpr (A) ts += xa[i];
+      if constexpr (Dev) {
+        const float d = xb[i] - mb_f;
+        td += d;
+        tq += d * d;
+      }
+    }
+    for (int j = 0; j < J; ++j) acc.a[0][j] = sum[j], acc.a[1][j] = sd[j], acc.a[2][j] = sq[j];
+    if constexpr (A) mean_f[s % 3] = (acc.total(0) + ts) / static_cast<float>(nt);
+    if constexpr (Dev) {
+      double mt, m2t, mu = 0, m2 = 0;
+      tile_moments(1.0 / nt, mb_f, acc.total(1) + td, acc.total(2) + tq, mt, m2t);
+      chan_merge(mu, m2, mt, m2t, MergeWeights(0.0, nt));
+      refine_moments(xb, View{1, 1, D}, Range{0, 1, 0, 1}, 0, mu, m2);
+      fin.fn(fin.ctx, s - 1, mu, m2, par[(s - 1) % 3]);
+    }
+  };
+  for (int64_t s = r0; s < r1 + 2; ++s) {
+    const int mask = (s < r1 ? 1 : 0) | (s - 1 >= r0 && s - 1 < r1 ? 2 : 0) | (s - 2 >= r0 ? 4 : 0);
+    switch (mask | (lines && mask >= 4 ? 8 : 0)) {
+      case 1: step(std::integral_constant<int, 1>{}, s); break;
+      case 2: step(std::integral_constant<int, 2>{}, s); break;
+      case 3: step(std::integral_constant<int, 3>{}, s); break;
+      case 4: step(std::integral_constant<int, 4>{}, s); break;
+      case 6: step(std::integral_constant<int, 6>{}, s); break;
+      case 7: step(std::integral_constant<int, 7>{}, s); break;
+      case 12: step(std::integral_constant<int, 12>{}, s); break;
+      case 14: step(std::integral_constant<int, 14>{}, s); break;
+      case 15: step(std::integral_constant<int, 15>{}, s); break;
+      default: break;  // rows s and s - 2 without s - 1 cannot occur
+    }
   }
 }
 

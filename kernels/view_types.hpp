@@ -43,6 +43,18 @@ inline bool long_runs(const View& v) { return v.inner >= (from_memory(v) ? kLong
 // Channels of a block (1 for long runs or channels last).
 inline int64_t spread_channels(const View& v) { return v.inner == 1 || long_runs(v) ? 1 : kSpread / v.inner; }
 
+// Rows of at most this many floats take Layer Norm's pipelined forward
+// (ln_forward, the row_stats path of ln_stats); longer ones are tiled.
+constexpr int64_t kPipelinedRow = 8192;
+
+// ln_forward's per-row step between statistics and apply: fn(ctx, r, mean,
+// m2, p) gets row r's mean and M2 (as ln_stats gives them) and writes its
+// apply parameters p[0] = mean_hi, p[1] = mean_lo, p[2] = scale.
+struct RowFinish {
+  void (*fn)(void* ctx, int64_t r, double mean, double m2, float* p);
+  void* ctx;
+};
+
 // Rows of r in [o, oe) (o one of r's rows).
 inline int64_t rows_between(int64_t o, int64_t oe, int64_t step) { return (oe - o + step - 1) / step; }
 
