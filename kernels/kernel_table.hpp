@@ -82,6 +82,12 @@ struct KernelTable {
   // the same bits, in one pipelined sweep.
   void (*ln_forward)(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* gamma,
                      const float* beta, bool stream, RowFinish fin);
+  // ln_backward_sums, fin, ln_param_sums (dgamma null: none) and
+  // ln_backward_apply for rows [r0, r1) of D <= kPipelinedRow, with the
+  // same bits, in one pipelined sweep.
+  void (*ln_backward)(const float* x, const float* dy, float* dx, const float* gamma, int64_t D, int64_t r0,
+                      int64_t r1, const float* mean, const float* scale, const float* xscale, float* dgamma,
+                      float* dbeta, bool stream, RowFinish fin);
 };
 
 // One per ISA file; each returns nullptr where that ISA was not built.

@@ -34,6 +34,7 @@ constexpr KernelTable make_table(const char* isa) {
       &ln_param_sums<Arch>,
       &ln_stats<Arch>,
       &ln_forward<Arch>,
+      &ln_backward<Arch>,
   };
 }
 }  // namespace

@@ -283,7 +283,8 @@ void ln_forward(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, con
       tile_moments(1.0 / nt, mb_f, acc.total(1) + td, acc.total(2) + tq, mt, m2t);
       chan_merge(mu, m2, mt, m2t, MergeWeights(0.0, nt));
       refine_moments(xb, View{1, 1, D}, Range{0, 1, 0, 1}, 0, mu, m2);
-      fin.fn(fin.ctx, s - 1, mu, m2, par[(s - 1) % 3]);
+      const double st[2] = {mu, m2};
+      fin.fn(fin.ctx, s - 1, st, par[(s - 1) % 3]);
     }
   };
   for (int64_t s = r0; s < r1 + 2; ++s) {
@@ -358,6 +359,125 @@ void ln_backward_apply(const float* x, const float* dy, float* dx, const float* 
           [](const B* xs, const B* q) { return backward_dx<Arch, K>(xs[0], xs[1] * q[0], q + 1, 4); },
           D, in, dx + r * D, p, stream);
     }
+  });
+}
+
+// Layer Norm's (and RMSNorm's) backward on rows [r0, r1) of D <=
+// kPipelinedRow: ln_backward_sums, fin, ln_param_sums and
+// ln_backward_apply in one pipelined sweep. Step s sums row s (from
+// memory, row s + 1 asked into L2 meanwhile) and adds row s - 1 into the
+// column partials dgamma, dbeta (dgamma null: none) and writes its dx, from
+// L1, reading each dy before dx (which may be dy) is written over it. Each
+// row gets those kernels' arithmetic in their order: the same bits.
+template <class Arch>
+void ln_backward(const float* x, const float* dy, float* dx, const float* gamma, int64_t D, int64_t r0,
+                 int64_t r1, const float* mean, const float* scale, const float* xscale, float* dgamma,
+                 float* dbeta, bool stream, RowFinish fin) {
+  using S = simd<Arch>;
+  using B = typename S::batch;
+  constexpr int64_t W = static_cast<int64_t>(S::width);
+  constexpr int J = acc_slots<Arch>();
+  constexpr int64_t kLine = 64 / sizeof(float);
+  static_assert(J * W % kLine == 0, "i stays a multiple of a line: (j * W) % kLine is each vector's place in one");
+  float par[2][4];  // row s's {a, b, d, mean_lo}, in slot s % 2
+  const bool lines = stream && W > 1 && D >= 256 && D % kLine == 0 && reinterpret_cast<uintptr_t>(dx) % 64 == 0;
+  const int64_t line_end = D / kLine * kLine;
+  const int64_t ahead = W >= 4 ? D : 0;  // as in ln_forward
+  with_array(xscale, [&](auto has_k) {
+    with_array(dgamma, [&](auto has_p) {
+      constexpr bool K = decltype(has_k)::value, P = decltype(has_p)::value;
+      // M: bit 0 sums row s, bit 1 takes row s - 1, bit 2 streams its dx.
+      auto step = [&](auto mask, int64_t s) {
+        constexpr int M = decltype(mask)::value;
+        constexpr bool A = (M & 1) != 0, Rest = (M & 2) != 0, NT = (M & 4) != 0;
+        const float* xa = A ? x + s * D : x;
+        const float* ga = A ? dy + s * D : dy;
+        const float* xb = Rest ? x + (s - 1) * D : x;
+        const float* gb = Rest ? dy + (s - 1) * D : dy;
+        float* ob = Rest ? dx + (s - 1) * D : dx;
+        RunAcc<Arch, 3> acc;
+        B s0[J], s1[J], s2[J];
+        for (int j = 0; j < J; ++j) s0[j] = s1[j] = s2[j] = acc.a[0][j];
+        const B ma = S::set1(A ? mean[s] : 0.0f);
+        const float* q = par[Rest ? (s - 1) % 2 : 0];
+        const int64_t rb = Rest ? s - 1 : r0;
+        // backward_dx's {mean, a, b, d, xscale}; the column partials' mean_lo, scale.
+        const B pv[5] = {S::set1(mean[rb]), S::set1(Rest ? q[0] : 0.0f), S::set1(Rest ? q[1] : 0.0f),
+                         S::set1(Rest ? q[2] : 0.0f), S::set1(K && Rest ? xscale[rb] : 1.0f)};
+        const B lo = S::set1(Rest ? q[3] : 0.0f), sc = S::set1(scale[rb]);
+        auto sums = [&](auto j, const B& xv, const B& dv, const B& gm) {
+          const B g = dv * gm;
+          const B xc = xv - ma;
+          s0[j] = s0[j] + g;
+          s1[j] = S::fma(g, xc, s1[j]);
+          s2[j] = s2[j] + xc;
+        };
+        // Row s - 1 at i: its column partials, then dx.
+        auto rest = [&](int64_t i, const B& xv, const B& dv, const B& gm, auto load, auto put) {
+          if constexpr (P) {
+            put(dgamma + i, S::fma(dv, ((xv - pv[0]) - lo) * sc, load(dgamma + i)));
+            if (dbeta) put(dbeta + i, load(dbeta + i) + dv);
+          }
+          return backward_dx<Arch, K>(xv, dv * gm, pv, 4);
+        };
+        auto load = [](const float* p) { return S::load(p); };
+        auto put = [](float* p, const B& v) { S::store(p, v); };
+        auto full = [&](auto j, int64_t o, bool nt_store) {
+          const B gm = S::load(gamma + o);
+          if constexpr (A) {
+            if (ahead != 0 && (j * W) % kLine == 0) {
+              __builtin_prefetch(xa + ahead + o, 0, 2);
+              __builtin_prefetch(ga + ahead + o, 0, 2);
+            }
+            sums(j, S::load(xa + o), S::load(ga + o), gm);
+          }
+          if constexpr (Rest) {
+            const B v = rest(o, S::load(xb + o), S::load(gb + o), gm, load, put);
+            if (nt_store) S::stream(ob + o, v);
+            else S::store(ob + o, v);
+          }
+        };
+        int64_t i = 0;
+        for (; i + J * W <= D; i += J * W) static_for<J>([&](auto j) { full(j, i + j * W, NT); });
+        static_for<J>([&](auto j) {
+          if (i + W > D) return;
+          full(j, i, NT && i + W <= line_end);
+          i += W;
+        });
+        if (i < D) {
+          const int64_t n = D - i;
+          if constexpr (A) {
+            // acc_run's last partial vector: lanes past the row add nothing.
+            const B xv = S::load_partial_fill(xa + i, n, ma);
+            const B dv = S::load_partial_fill(ga + i, n, S::zero());
+            const B gm = S::load_partial_fill(gamma + i, n, S::zero());
+            sums(std::integral_constant<int, J - 1>{}, xv, dv, gm);
+          }
+          if constexpr (Rest) {
+            auto load_n = [n](const float* p) { return S::load_partial(p, n); };
+            auto put_n = [n](float* p, const B& v) { S::store_partial(p, v, n); };
+            S::store_partial(ob + i, rest(i, load_n(xb + i), load_n(gb + i), load_n(gamma + i), load_n, put_n), n);
+          }
+        }
+        if constexpr (A) {
+          for (int j = 0; j < J; ++j) acc.a[0][j] = s0[j], acc.a[1][j] = s1[j], acc.a[2][j] = s2[j];
+          double st[3];
+          for (int k = 0; k < 3; ++k) st[k] = 0.0 + static_cast<double>(acc.total(k));  // as ln_backward_sums
+          fin.fn(fin.ctx, s, st, par[s % 2]);
+        }
+      };
+      for (int64_t s = r0; s < r1 + 1; ++s) {
+        const int mask = (s < r1 ? 1 : 0) | (s - 1 >= r0 ? 2 : 0);
+        switch (mask | (lines && mask >= 2 ? 4 : 0)) {
+          case 1: step(std::integral_constant<int, 1>{}, s); break;
+          case 2: step(std::integral_constant<int, 2>{}, s); break;
+          case 3: step(std::integral_constant<int, 3>{}, s); break;
+          case 6: step(std::integral_constant<int, 6>{}, s); break;
+          case 7: step(std::integral_constant<int, 7>{}, s); break;
+          default: break;
+        }
+      }
+    });
   });
 }
 

@@ -47,11 +47,14 @@ inline int64_t spread_channels(const View& v) { return v.inner == 1 || long_runs
 // (ln_forward, the row_stats path of ln_stats); longer ones are tiled.
 constexpr int64_t kPipelinedRow = 8192;
 
-// ln_forward's per-row step between statistics and apply: fn(ctx, r, mean,
-// m2, p) gets row r's mean and M2 (as ln_stats gives them) and writes its
-// apply parameters p[0] = mean_hi, p[1] = mean_lo, p[2] = scale.
+// The per-row step of the pipelined row norms, between a row's sums and
+// its element-wise pass: fn(ctx, r, s, p) gets row r's sums s and writes
+// its parameters p. ln_forward: s = {mean, M2} (as ln_stats gives them),
+// p = {mean_hi, mean_lo, scale}. ln_backward: s = {sum(g), sum(g * xc),
+// sum(xc)} (as ln_backward_sums), p = {a, b, d, mean_lo} (as
+// ln_backward_apply's and ln_param_sums').
 struct RowFinish {
-  void (*fn)(void* ctx, int64_t r, double mean, double m2, float* p);
+  void (*fn)(void* ctx, int64_t r, const double* s, float* p);
   void* ctx;
 };
 

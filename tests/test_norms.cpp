@@ -372,6 +372,77 @@ TEST_P(LayerNorm, InPlace) {
   EXPECT_EQ(dg, dg2);
 }
 
+// Streamed outputs at every alignment: rows of whole cache lines stream
+// them where every row starts on a line (the pipelined sweeps) and take
+// ordinary stores elsewhere. Each offset must give the bits of the first
+// and write nothing outside the output; the first matches the reference.
+// Rows of 256 and 4,096 floats (pipelined, lines streamed when aligned),
+// 48 (pipelined, too short to stream) and 4,099 (never line-aligned).
+TEST_P(LayerNorm, StreamedOutputsAtEveryAlignment) {
+  ASSERT_EQ(nk_set_stream_threshold(0), NK_OK);
+  uint32_t seed = 700;
+  for (const auto& rd : {std::pair<int64_t, int64_t>{21, 256}, {5, 4096}, {19, 48}, {3, 4099}})
+    for (bool rms : {false, true}) {
+      const int64_t R = rd.first, D = rd.second;
+      SCOPED_TRACE(std::to_string(R) + "x" + std::to_string(D) + (rms ? " rms" : ""));
+      const ref::Layout l{{R, D}, {-1}};
+      const auto d = nkt::desc_of(l);
+      const auto x = random_vec(ref::total(l), seed++, 0.5f, 2.0f), dy = random_vec(x.size(), seed++);
+      const auto gamma = random_vec(D, seed++, 1.0f, 0.5f), beta = random_vec(D, seed++);
+      const size_t S = x.size();
+      std::vector<float> y0, dx0, dg0, db0;
+      for (size_t off = 0; off < 16; ++off) {
+        SCOPED_TRACE("output offset " + std::to_string(off));
+        auto ybuf = poisoned(S + 32), dxbuf = poisoned(S + 32), sm = poisoned(R), si = poisoned(R);
+        auto dg = poisoned(D), db = poisoned(D);
+        if (rms) {
+          ASSERT_EQ(nk_rmsnorm_forward(&d, nullptr, x.data(), ybuf.data() + off, gamma.data(), si.data()), NK_OK);
+          ASSERT_EQ(nk_rmsnorm_backward(&d, nullptr, x.data(), dy.data(), gamma.data(), si.data(),
+                                        dxbuf.data() + off, dg.data()),
+                    NK_OK);
+        } else {
+          ASSERT_EQ(nk_layernorm_forward(&d, nullptr, x.data(), ybuf.data() + off, gamma.data(), beta.data(),
+                                         sm.data(), si.data()),
+                    NK_OK);
+          ASSERT_EQ(nk_layernorm_backward(&d, nullptr, x.data(), dy.data(), gamma.data(), sm.data(), si.data(),
+                                          dxbuf.data() + off, dg.data(), db.data()),
+                    NK_OK);
+        }
+        for (size_t i = 0; i < S + 32; ++i) {
+          if (i >= off && i < off + S) continue;
+          ASSERT_EQ(ybuf[i], nkt::kPoison) << i;
+          ASSERT_EQ(dxbuf[i], nkt::kPoison) << i;
+        }
+        const std::vector<float> y(ybuf.begin() + off, ybuf.begin() + off + S),
+            dx(dxbuf.begin() + off, dxbuf.begin() + off + S);
+        if (off == 0) {
+          const double eps = 1e-5;
+          if (rms) {
+            EXPECT_LE(nkt::rel_error(y, ref::rms_forward(x, R, D, eps, gamma)), 5e-5);
+            const auto rg = ref::rms_backward(x, dy, R, D, eps, gamma);
+            EXPECT_LE(nkt::rel_error(dx, rg.dx, std::max(0.1, nkt::rms(rg.dx))), 5e-5);
+            EXPECT_LE(nkt::rel_error(dg, rg.dgamma, std::max(1.0, nkt::rms(rg.dgamma))), 5e-5);
+          } else {
+            const auto g = ref::ln_grouping(R, D);
+            const auto st = ref::group_stats(x, g);
+            EXPECT_LE(nkt::rel_error(y, ref::group_normalize(x, g, st, eps, gamma, beta)), 5e-5);
+            const auto rg = ref::group_backward(x, dy, g, eps, gamma);
+            EXPECT_LE(nkt::rel_error(dx, rg.dx, std::max(0.1, nkt::rms(rg.dx))), 5e-5);
+            EXPECT_LE(nkt::rel_error(dg, rg.dgamma, std::max(1.0, nkt::rms(rg.dgamma))), 5e-5);
+            EXPECT_LE(nkt::rel_error(db, rg.dbeta, std::max(1.0, nkt::rms(rg.dbeta))), 5e-5);
+          }
+          y0 = y, dx0 = dx, dg0 = dg, db0 = db;
+        } else {
+          EXPECT_TRUE(y == y0);
+          EXPECT_TRUE(dx == dx0);
+          EXPECT_TRUE(dg == dg0);
+          EXPECT_TRUE(db == db0);
+        }
+      }
+    }
+  ASSERT_EQ(nk_set_stream_threshold(-1), NK_OK);
+}
+
 NKT_INSTANTIATE_ISAS(LayerNorm);
 
 }  // namespace
