@@ -186,6 +186,25 @@ void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const
 // are worked on (statistics, then apply, of groups of rows left the bus
 // idle between them). Each row gets row_stats' and ln_apply's arithmetic
 // in their order: the same bits.
+// The whole vectors of a row of D floats for the pipelined sweeps:
+// full(j, o, nt_store) on the vector at o, into accumulator slot j (a
+// constant), streamed where nt_store (NT, and a whole line of the row:
+// below line_end). Returns where the row's last partial vector starts.
+template <class Arch, bool NT, class F>
+[[gnu::always_inline]] inline int64_t sweep_row(int64_t D, int64_t line_end, const F& full) {
+  constexpr int64_t W = static_cast<int64_t>(simd<Arch>::width);
+  constexpr int J = acc_slots<Arch>();
+  int64_t i = 0;
+  for (; i + J * W <= D; i += J * W) static_for<J>([&](auto j) { full(j, i + j * W, NT); });
+  // The last whole vectors (fewer than J), each into its slot.
+  static_for<J>([&](auto j) {
+    if (i + W > D) return;
+    full(j, i, NT && i + W <= line_end);
+    i += W;
+  });
+  return i;
+}
+
 static_assert(kPipelinedRow <= kTileInner, "ln_forward has ln_stats' arithmetic for rows of one tile");
 template <class Arch>
 void ln_forward(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* gamma,
@@ -228,41 +247,24 @@ void ln_forward(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, con
     const float* q = par[Apply ? (s - 2) % 3 : 0];
     const B hi = S::set1(Apply ? q[0] : 0.0f), lo = S::set1(Apply ? q[1] : 0.0f), sc = S::set1(Apply ? q[2] : 0.0f);
     auto out = [hi, lo, sc](const B& xv, const B& g, const B& b) { return S::fma(((xv - hi) - lo) * sc, g, b); };
-    int64_t i = 0;
-    for (; i + J * W <= D; i += J * W)
-      for (int j = 0; j < J; ++j) {
-        const int64_t o = i + j * W;
-        if constexpr (A) {
-          if (ahead != 0 && (j * W) % kLine == 0) __builtin_prefetch(xa + ahead + o, 0, 2);
-          sum[j] = sum[j] + S::load(xa + o);
-        }
-        if constexpr (Dev) {
-          const B d = S::load(xb + o) - mb;
-          sd[j] = sd[j] + d;
-          sq[j] = S::fma(d, d, sq[j]);
-        }
-        if constexpr (Apply) {
-          const B v = out(S::load(xc + o), S::load(gamma + o), S::load(beta + o));
-          if constexpr (NT) S::stream(yc + o, v);
-          else S::store(yc + o, v);
-        }
+    // The vector at o into slot j of each stage.
+    auto full = [&](auto j, int64_t o, bool nt_store) {
+      if constexpr (A) {
+        if (ahead != 0 && (j * W) % kLine == 0) __builtin_prefetch(xa + ahead + o, 0, 2);
+        sum[j] = sum[j] + S::load(xa + o);
       }
-    // The last whole vectors (fewer than J), each into its slot.
-    static_for<J>([&](auto j) {
-      if (i + W > D) return;
-      if constexpr (A) sum[j] = sum[j] + S::load(xa + i);
       if constexpr (Dev) {
-        const B d = S::load(xb + i) - mb;
+        const B d = S::load(xb + o) - mb;
         sd[j] = sd[j] + d;
         sq[j] = S::fma(d, d, sq[j]);
       }
       if constexpr (Apply) {
-        const B v = out(S::load(xc + i), S::load(gamma + i), S::load(beta + i));
-        if (NT && i + W <= line_end) S::stream(yc + i, v);
-        else S::store(yc + i, v);
+        const B v = out(S::load(xc + o), S::load(gamma + o), S::load(beta + o));
+        if (nt_store) S::stream(yc + o, v);
+        else S::store(yc + o, v);
       }
-      i += W;
-    });
+    };
+    int64_t i = sweep_row<Arch, NT>(D, line_end, full);
     if constexpr (Apply)
       if (i < D) {
         const int64_t n = D - i;
@@ -437,13 +439,7 @@ void ln_backward(const float* x, const float* dy, float* dx, const float* gamma,
             else S::store(ob + o, v);
           }
         };
-        int64_t i = 0;
-        for (; i + J * W <= D; i += J * W) static_for<J>([&](auto j) { full(j, i + j * W, NT); });
-        static_for<J>([&](auto j) {
-          if (i + W > D) return;
-          full(j, i, NT && i + W <= line_end);
-          i += W;
-        });
+        const int64_t i = sweep_row<Arch, NT>(D, line_end, full);
         if (i < D) {
           const int64_t n = D - i;
           if constexpr (A) {
