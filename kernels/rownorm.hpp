@@ -178,14 +178,6 @@ void ln_apply(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const
   }
 }
 
-// Layer Norm's (and RMSNorm's) forward on rows [r0, r1) of D <=
-// kTileInner: ln_stats, fin and ln_apply in one pipelined sweep. Step s
-// sums row s (row_stats' pass 1, from memory), takes row s - 1's deviations
-// from its float mean (pass 2, from L1) and normalizes row s - 2, all in
-// one loop along the rows, so that x keeps arriving while the rows before
-// are worked on (statistics, then apply, of groups of rows left the bus
-// idle between them). Each row gets row_stats' and ln_apply's arithmetic
-// in their order: the same bits.
 // The whole vectors of a row of D floats for the pipelined sweeps:
 // full(j, o, nt_store) on the vector at o, into accumulator slot j (a
 // constant), streamed where nt_store (NT, and a whole line of the row:
@@ -205,6 +197,14 @@ template <class Arch, bool NT, class F>
   return i;
 }
 
+// Layer Norm's (and RMSNorm's) forward on rows [r0, r1) of D <=
+// kPipelinedRow: ln_stats, fin and ln_apply in one pipelined sweep. Step s
+// sums row s (row_stats' pass 1, from memory), takes row s - 1's deviations
+// from its float mean (pass 2, from L1) and normalizes row s - 2, all in
+// one loop along the rows, so that x keeps arriving while the rows before
+// are worked on (statistics, then apply, of groups of rows left the bus
+// idle between them). Each row gets row_stats' and ln_apply's arithmetic
+// in their order: the same bits.
 static_assert(kPipelinedRow <= kTileInner, "ln_forward has ln_stats' arithmetic for rows of one tile");
 template <class Arch>
 void ln_forward(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, const float* gamma,
@@ -222,15 +222,14 @@ void ln_forward(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, con
   const bool lines = stream && W > 1 && D >= 256 && D % kLine == 0 && reinterpret_cast<uintptr_t>(y) % 64 == 0;
   const int64_t line_end = D / kLine * kLine;
   // Row s + 1 is asked into L2 as row s is summed: the hardware prefetcher
-  // stops at every page (8192x4096 on Zen 5: 1.25x faster at 2 threads,
-  // 1.5x at 1; two or four rows on gained less at 1 thread).
+  // stops at every page (8192x4096 on Zen 5, against no prefetch: 1.4x
+  // faster at 2 threads, 1.65x at 1; two or four rows on gained less at 1
+  // thread).
   const int64_t ahead = W >= 4 ? D : 0;
   static_assert(J * W % kLine == 0, "i stays a multiple of a line: (j * W) % kLine is each vector's place in one");
   // M: bit 0 sums row s, bit 1 takes row s - 1's deviations, bit 2
   // normalizes row s - 2, bit 3 streams its whole lines. The accumulators
-  // are plain locals, never captured: where they were members of a RunAcc
-  // shared with a lambda, GCC stored them to the stack on every step (y
-  // might alias them).
+  // are indexed by constants only (sweep_row), so they stay in registers.
   auto step = [&](auto mask, int64_t s) {
     constexpr int M = decltype(mask)::value;
     constexpr bool A = (M & 1) != 0, Dev = (M & 2) != 0, Apply = (M & 4) != 0, NT = (M & 8) != 0;
@@ -238,9 +237,8 @@ void ln_forward(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, con
     const float* xb = Dev ? x + (s - 1) * D : x;
     const float* xc = Apply ? x + (s - 2) * D : x;
     float* yc = Apply ? y + (s - 2) * D : y;
-    RunAcc<Arch, 3> acc;  // row s's sum in a[0]; row s - 1's sd in a[1], sq in a[2]
-    B sum[J], sd[J], sq[J];
-    for (int j = 0; j < J; ++j) sum[j] = sd[j] = sq[j] = acc.a[0][j];
+    B sum[J], sd[J], sq[J];  // row s's sum; row s - 1's sd and sq
+    for (int j = 0; j < J; ++j) sum[j] = sd[j] = sq[j] = S::zero();
     float ts = 0.0f, td = 0.0f, tq = 0.0f;
     const float mb_f = Dev ? mean_f[(s - 1) % 3] : 0.0f;
     const B mb = S::set1(mb_f);
@@ -278,6 +276,7 @@ void ln_forward(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, con
         tq += d * d;
       }
     }
+    RunAcc<Arch, 3> acc;  // for total()'s order of the slots
     for (int j = 0; j < J; ++j) acc.a[0][j] = sum[j], acc.a[1][j] = sd[j], acc.a[2][j] = sq[j];
     if constexpr (A) mean_f[s % 3] = (acc.total(0) + ts) / static_cast<float>(nt);
     if constexpr (Dev) {
@@ -397,9 +396,8 @@ void ln_backward(const float* x, const float* dy, float* dx, const float* gamma,
         const float* xb = Rest ? x + (s - 1) * D : x;
         const float* gb = Rest ? dy + (s - 1) * D : dy;
         float* ob = Rest ? dx + (s - 1) * D : dx;
-        RunAcc<Arch, 3> acc;
-        B s0[J], s1[J], s2[J];
-        for (int j = 0; j < J; ++j) s0[j] = s1[j] = s2[j] = acc.a[0][j];
+        B s0[J], s1[J], s2[J];  // row s's sums of g, g * xc, xc
+        for (int j = 0; j < J; ++j) s0[j] = s1[j] = s2[j] = S::zero();
         const B ma = S::set1(A ? mean[s] : 0.0f);
         const float* q = par[Rest ? (s - 1) % 2 : 0];
         const int64_t rb = Rest ? s - 1 : r0;
@@ -456,6 +454,7 @@ void ln_backward(const float* x, const float* dy, float* dx, const float* gamma,
           }
         }
         if constexpr (A) {
+          RunAcc<Arch, 3> acc;  // for total()'s order of the slots
           for (int j = 0; j < J; ++j) acc.a[0][j] = s0[j], acc.a[1][j] = s1[j], acc.a[2][j] = s2[j];
           double st[3];
           for (int k = 0; k < 3; ++k) st[k] = 0.0 + static_cast<double>(acc.total(k));  // as ln_backward_sums
