@@ -30,11 +30,6 @@ Rows row_shape(const nk_tensor_desc* desc) {
   return {s.count, s.channels};
 }
 
-// Rows shorter than this skip the pipelined forward: its three stages'
-// set-up per row cost more than they save (65536x7: 1.2x slower, 65536x33
-// 1.1x faster).
-constexpr int64_t kMinPipelinedRow = 16;
-
 // Rows taken through all passes of a unit together (see forward).
 constexpr int64_t kGroupRows = 8;
 
@@ -91,8 +86,7 @@ void forward(const Rows& rs, double eps, bool rms, const float* x, float* y, con
   // the pipelined sweep (on Zen 5 against groups' statistics then apply:
   // 8192x4096 1.2x faster at 2 threads, 1.4x at 1; 8192x2048 1.1x; 8192x768
   // in cache 1.0x). Rows are independent in the forward: a unit per thread.
-  const bool lines = D % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 64 == 0;
-  if (D >= kMinPipelinedRow && D <= kernels::kPipelinedRow && (!stream || D < 256 || lines)) {
+  if (kernels::sweep_takes(stream, y, D)) {
     const int64_t fu = std::min<int64_t>(R, num_threads()), fb = (R + fu - 1) / fu;
     parallel_units(fu, [&](int64_t u) {
       const int64_t r0 = std::min(R, u * fb), r1 = std::min(R, r0 + fb);
@@ -169,8 +163,6 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
   FloatVec zero_mean;
   if (smean == nullptr) zero_mean.assign(nr, 0.0f), smean = zero_mean.data();
   const bool rms = !zero_mean.empty();
-  DoubleVec s0(nr), s1(nr), s2(nr);
-  FloatVec lo(nr), pa(nr), pb(nr), pd(nr);
   const FloatVec xk = xc_scales(R, [&](int64_t r) { return sinv[r]; });
   const int64_t units = (R + rb - 1) / rb;
   const bool params = dgamma != nullptr || dbeta != nullptr;
@@ -190,8 +182,11 @@ void backward(const Rows& rs, const float* x, const float* dy, const float* gamm
   BackStep ctx{rms, m, sinv, &xk};
   // As in forward, the block's rows in one pipelined sweep (on Zen 5:
   // 8192x4096 1.1-1.2x faster, 8192x768 1.3-1.4x).
-  const bool lines = D % 16 == 0 && reinterpret_cast<uintptr_t>(dx) % 64 == 0;
-  const bool pipelined = D >= kMinPipelinedRow && D <= kernels::kPipelinedRow && (!stream || D < 256 || lines);
+  const bool pipelined = kernels::sweep_takes(stream, dx, D);
+  // Per-row sums and coefficients between the passes of the unpipelined path.
+  const size_t nrow = pipelined ? 0 : nr;
+  DoubleVec s0(nrow), s1(nrow), s2(nrow);
+  FloatVec lo(nrow), pa(nrow), pb(nrow), pd(nrow);
   for (int64_t w0 = 0; w0 < units; w0 += wave) {
     const int64_t wn = std::min(units - w0, wave);
     parallel_units(wn, [&](int64_t i) {

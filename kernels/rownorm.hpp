@@ -219,7 +219,7 @@ void ln_forward(const float* x, float* y, int64_t D, int64_t r0, int64_t r1, con
   float par[3][3];  // row s's apply parameters (fin), in slot s % 3
   // Non-temporal stores for whole lines, where every row starts on one (as
   // map_run: never a line shared with a neighbouring row).
-  const bool lines = stream && W > 1 && D >= 256 && D % kLine == 0 && reinterpret_cast<uintptr_t>(y) % 64 == 0;
+  const bool lines = W > 1 && sweep_streams(stream, y, D);
   const int64_t line_end = D / kLine * kLine;
   // Row s + 1 is asked into L2 as row s is summed: the hardware prefetcher
   // stops at every page (8192x4096 on Zen 5, against no prefetch: 1.4x
@@ -381,7 +381,7 @@ void ln_backward(const float* x, const float* dy, float* dx, const float* gamma,
   constexpr int64_t kLine = 64 / sizeof(float);
   static_assert(J * W % kLine == 0, "i stays a multiple of a line: (j * W) % kLine is each vector's place in one");
   float par[2][4];  // row s's {a, b, d, mean_lo}, in slot s % 2
-  const bool lines = stream && W > 1 && D >= 256 && D % kLine == 0 && reinterpret_cast<uintptr_t>(dx) % 64 == 0;
+  const bool lines = W > 1 && sweep_streams(stream, dx, D);
   const int64_t line_end = D / kLine * kLine;
   const int64_t ahead = W >= 4 ? D : 0;  // as in ln_forward
   with_array(xscale, [&](auto has_k) {

@@ -117,7 +117,6 @@ template <class Arch, int NIn, int NPar, class Op, class Par>
   // with its neighbour gets ordinary stores from both, never a mix. Short
   // runs (mostly shared lines) measured several times slower streamed.
   constexpr int64_t kLine = 64 / sizeof(float);
-  constexpr int64_t kMinStreamRun = 256;
   const auto addr = reinterpret_cast<uintptr_t>(out);
   if (!stream || W == 1 || n < kMinStreamRun || addr % sizeof(float) != 0) {
     stores(0, n);

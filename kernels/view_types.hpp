@@ -43,9 +43,30 @@ inline bool long_runs(const View& v) { return v.inner >= (from_memory(v) ? kLong
 // Channels of a block (1 for long runs or channels last).
 inline int64_t spread_channels(const View& v) { return v.inner == 1 || long_runs(v) ? 1 : kSpread / v.inner; }
 
-// Rows of at most this many floats take Layer Norm's pipelined forward
-// (ln_forward, the row_stats path of ln_stats); longer ones are tiled.
+// Runs of at least this many floats have their whole cache lines streamed
+// (map_run says why no shorter ones).
+constexpr int64_t kMinStreamRun = 256;
+
+// Rows of kMinPipelinedRow to kPipelinedRow floats take Layer Norm's
+// pipelined sweeps (ln_forward, ln_backward; the row_stats path of
+// ln_stats); longer ones are tiled. Shorter ones cost more in each row's
+// three-stage set-up than the sweep saves (65536x7: 1.2x slower, 65536x33
+// 1.1x faster).
+constexpr int64_t kMinPipelinedRow = 16;
 constexpr int64_t kPipelinedRow = 8192;
+
+// Whether a pipelined sweep streams rows of D floats written at out: whole
+// lines only, and only where every row starts on one (never a line shared
+// with a neighbouring row).
+inline bool sweep_streams(bool stream, const float* out, int64_t D) {
+  return stream && D >= kMinStreamRun && D % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0;
+}
+// Whether the sweep takes such rows: where it streams what map_run's path
+// would stream (map_run also streams the inner lines of misaligned rows).
+inline bool sweep_takes(bool stream, const float* out, int64_t D) {
+  const bool streamed = stream && D >= kMinStreamRun;
+  return D >= kMinPipelinedRow && D <= kPipelinedRow && (!streamed || sweep_streams(stream, out, D));
+}
 
 // The per-row step of the pipelined row norms, between a row's sums and
 // its element-wise pass: fn(ctx, r, s, p) gets row r's sums s and writes
