@@ -120,7 +120,10 @@ NK_API nk_status nk_tensor_desc_init(nk_tensor_desc* desc, int32_t ndim, const i
 #define NK_MOMENTUM_TF 0    /* moving = momentum * moving + (1 - momentum) * batch */
 #define NK_MOMENTUM_TORCH 1 /* running = (1 - momentum) * running + momentum * batch */
 
-/* Which batch variance feeds the moving variance (option moving_variance). */
+/* Which batch variance feeds the moving variance (option moving_variance).
+ * m: the values per feature in the batch, or in one virtual batch under
+ * virtual batches (each virtual batch's variance is corrected, then they
+ * are averaged). */
 #define NK_VARIANCE_BIASED 0   /* sum((x - mean)^2) / m (TF's general path) */
 #define NK_VARIANCE_UNBIASED 1 /* sum((x - mean)^2) / (m - 1) (PyTorch; TF's fused path) */
 

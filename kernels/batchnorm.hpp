@@ -22,8 +22,11 @@ void apply_fused(const A& act, const float* x, const float* res, float* y, View 
   using B = typename S::batch;
   const float* in[2] = {x, res};
   const float* par[4] = {mean_hi, mean_lo, scale, shift};
+  // The op always inlined: GCC otherwise calls ELU's and SELU's body per
+  // vector once the ISA file holds many copies of it (AVX-512, channels
+  // last: BN+SELU forward 1.23x faster at 1 thread, NHWC 32x256x56x56).
   map_view<Arch, Res ? 2 : 1, 4, A::kHeavy>(
-      [&act](const B* xs, const B* p) {
+      [&act](const B* xs, const B* p) __attribute__((always_inline)) {
         B z = S::fma((xs[0] - p[0]) - p[1], p[2], p[3]);
         if constexpr (Res) z = z + xs[1];
         return act.fwd(z);

@@ -465,6 +465,29 @@ TEST(TensorFlowCases, BesselsCorrection) {
   }
 }
 
+// Virtual batches with the Bessel-corrected moving variance: each virtual
+// batch's variance is corrected with its own count, then averaged.
+TEST(TensorFlowCases, GhostBesselsCorrection) {
+  const int64_t dims[2] = {4, 1};
+  nk_tensor_desc d;
+  ASSERT_EQ(nk_tensor_desc_init(&d, 2, dims, 1), NK_OK);
+  const float x[4] = {0.0f, 2.0f, 1.0f, 5.0f};
+  // Contiguous: {0, 2} and {1, 5}, variances 2 and 8; strided: {0, 1} and {2, 5}, 0.5 and 4.5.
+  for (auto [grouping, want] : {std::pair{NK_GHOST_CONTIGUOUS, 5.0f}, std::pair{NK_GHOST_STRIDED, 2.5f}}) {
+    nk_bn_options o;
+    nk_bn_options_init(&o);
+    o.momentum = 0.0f;
+    o.moving_variance = NK_VARIANCE_UNBIASED;
+    o.virtual_batch_size = 2;
+    o.virtual_grouping = grouping;
+    float y[4], mm[1] = {7.0f}, mv[1] = {7.0f};
+    ASSERT_EQ(nk_bn_forward_training(&d, &o, x, y, nullptr, nullptr, nullptr, nullptr, mm, mv), NK_OK)
+        << nk_last_error();
+    EXPECT_EQ(mv[0], want) << grouping;
+    EXPECT_EQ(mm[0], 2.0f) << grouping;
+  }
+}
+
 TEST(Errors, TensorFlowOptions) {
   const auto x = random_vec(6 * 3 * 4, 900);
   std::vector<float> y = poisoned(x.size()), r(3, 1.0f), dvec(3, 0.0f), rm(3, 0.0f), rs(3, 1.0f),
