@@ -146,6 +146,10 @@ inline void tile_moments(double inv_nt, float m, float sd, float sd2, double& mt
   const double d = static_cast<double>(sd) * inv_nt;
   mt = static_cast<double>(m) + d;
   m2t = static_cast<double>(sd2) - static_cast<double>(sd) * d;
+  // A constant tile's sums cancel to rounding noise, which may fall below
+  // 0: M2 is a sum of squares (and Sync BN's merge rejects a negative one).
+  // NaN stays.
+  if (m2t < 0.0) m2t = 0.0;
 }
 
 // Mean and M2 of channel c over r's rows in double, element by element. The

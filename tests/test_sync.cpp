@@ -197,6 +197,35 @@ TEST_P(SyncBn, MergeOfOnePartIsThatPart) {
   EXPECT_EQ(m20, std::vector<double>(4, 0.0));
 }
 
+// A constant channel: the tiles' float sums cancel to rounding noise, which
+// must not leave a negative M2 that the merge and finalize would reject.
+TEST_P(SyncBn, ConstantChannelsGiveNoNegativeM2) {
+  for (bool channels_last : {false, true})
+    for (int64_t n : {49, 91, 105, 245, 1000, 4099})
+      for (float v : {0.1f, -1.4659674167633057f, 3.3f, 1e4f + 0.1f}) {
+        SCOPED_TRACE(testing::Message() << (channels_last ? "NHWC " : "NCHW ") << n << " x " << v);
+        const auto l = channels_last ? nkt::nhwc(1, 1, 1, n) : nkt::nchw(1, 1, 1, n);
+        const auto d = nkt::desc_of(l);
+        const std::vector<float> x(static_cast<size_t>(n), v);
+        int64_t count, merged;
+        double mean, m2, means[2], m2s[2];
+        ASSERT_EQ(nk_bn_partial_stats(&d, x.data(), &count, &mean, &m2), NK_OK) << nk_last_error();
+        EXPECT_EQ(mean, static_cast<double>(v));
+        EXPECT_GE(m2, 0.0);
+        EXPECT_LE(m2, 1e-20 * n * static_cast<double>(v) * v);
+        const int64_t counts[2] = {count, count};
+        means[0] = means[1] = mean;
+        m2s[0] = m2s[1] = m2;
+        ASSERT_EQ(nk_bn_merge_stats(1, 2, counts, means, m2s, &merged, &mean, &m2), NK_OK) << nk_last_error();
+        nk_bn_options o;
+        nk_bn_options_init(&o);
+        float mo, io;
+        ASSERT_EQ(nk_bn_finalize_stats(1, &o, merged, &mean, &m2, &mo, &io, nullptr, nullptr), NK_OK)
+            << nk_last_error();
+        EXPECT_EQ(mo, v);
+      }
+}
+
 NKT_INSTANTIATE_ISAS(SyncBn);
 
 }  // namespace
