@@ -201,7 +201,10 @@ NK_API nk_status nk_bn_backward(const nk_tensor_desc* desc, const nk_bn_options*
 /* ---- Batch Norm with TensorFlow's whole option set ----------------------- *
  * The arrays a training step reads and writes besides x, y and the
  * parameters. C is the number of features, G the number of virtual batches
- * (1 without them). NULL where unused. Start from nk_bn_state_init(). */
+ * (1 without them). NULL where unused. Start from nk_bn_state_init(). A
+ * NULL state pointer stands for a state whose arrays are all NULL (a
+ * training forward then keeps no statistics; a backward fails for want of
+ * saved_mean). */
 typedef struct nk_bn_state {
   uint64_t struct_size;           /* sizeof(nk_bn_state) */
   float* moving_mean;             /* [C] in/out: moving_mean (both or neither) */

@@ -488,6 +488,29 @@ TEST(TensorFlowCases, GhostBesselsCorrection) {
   }
 }
 
+// A NULL state: the training forward keeps nothing and equals the plain
+// call; the backward fails for want of the saved statistics.
+TEST(TensorFlowCases, NullState) {
+  const int64_t dims[3] = {5, 3, 7};
+  nk_tensor_desc d;
+  ASSERT_EQ(nk_tensor_desc_init(&d, 3, dims, 1), NK_OK);
+  const auto x = random_vec(5 * 3 * 7, 910), dy = random_vec(x.size(), 911);
+  nk_bn_options o;
+  nk_bn_options_init(&o);
+  std::vector<float> y = poisoned(x.size()), y0 = poisoned(x.size());
+  ASSERT_EQ(nk_bn_forward_training_ex(&d, &o, x.data(), y.data(), nullptr, nullptr, nullptr), NK_OK)
+      << nk_last_error();
+  ASSERT_EQ(nk_bn_forward_training(&d, &o, x.data(), y0.data(), nullptr, nullptr, nullptr, nullptr, nullptr,
+                                   nullptr),
+            NK_OK);
+  EXPECT_EQ(std::memcmp(y.data(), y0.data(), y.size() * 4), 0);
+  std::vector<float> dx = poisoned(x.size());
+  EXPECT_EQ(nk_bn_backward_ex(&d, &o, x.data(), dy.data(), nullptr, nullptr, dx.data(), nullptr, nullptr),
+            NK_ERR_NULL_POINTER);
+  EXPECT_NE(std::string(nk_last_error()).find("saved_mean"), std::string::npos) << nk_last_error();
+  EXPECT_EQ(dx, poisoned(x.size()));
+}
+
 TEST(Errors, TensorFlowOptions) {
   const auto x = random_vec(6 * 3 * 4, 900);
   std::vector<float> y = poisoned(x.size()), r(3, 1.0f), dvec(3, 0.0f), rm(3, 0.0f), rs(3, 1.0f),
